@@ -1,0 +1,3 @@
+"""lowres: pretraining language models for low-resource languages in JAX."""
+
+__version__ = "0.1.0"
