@@ -1,0 +1,200 @@
+"""The `lowres` command line: train, eval and data.
+
+Errors a user can fix (a missing file, an unknown binding or language, an unwritable directory)
+print one line naming the problem and exit with code 2; `--debug` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+GIN_CONFIG_DIR = Path(__file__).resolve().parents[1] / "gin_configs"
+
+
+class UsageError(Exception):
+    """A problem with the command line or its inputs; reported without a traceback."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Argument parsing
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lowres",
+        description="Pretrain and evaluate language models for low-resource languages (JAX, SeqIO, Flax, Orbax).",
+    )
+    parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.required = True
+
+    train = commands.add_parser(
+        "train",
+        help="train (or resume) a model from gin configs",
+        description="Train a model. Writes DIR/config.gin, DIR/metrics.jsonl, DIR/lowres.json and Orbax "
+        "checkpoints under DIR/checkpoints/; resumes from the latest checkpoint when DIR holds one. "
+        "Override any gin binding with --gin.NAME=VALUE, e.g. --gin.TrainConfig.num_steps=50.",
+    )
+    train.add_argument("--gin_file", action="append", default=[], metavar="FILE",
+                       help="gin config file (repeatable); names are also looked up in gin_configs/")
+    train.add_argument("--model_dir", required=True, metavar="DIR", help="where the run lives")
+    train.add_argument("--no_progress", action="store_true", help="no progress bar (log lines only)")
+
+    evaluate = commands.add_parser(
+        "eval",
+        help="per-language bits per byte of a trained model",
+        description="Evaluate a trained model: per-language bits per byte (UTF-8, tokenizer-independent), "
+        "with a unigram byte model as a baseline.",
+    )
+    evaluate.add_argument("--model_dir", required=True, metavar="DIR")
+    evaluate.add_argument("--data", default="builtin", metavar="SOURCE",
+                          help="builtin | flores:DIR (DIR/<code>.<split>) | text:FILE (with --lang)")
+    evaluate.add_argument("--output", required=True, metavar="FILE.json", help="where to write the results")
+    evaluate.add_argument("--langs", default=None, metavar="a,b,...", help="languages to evaluate (default: all)")
+    evaluate.add_argument("--lang", default=None, metavar="CODE", help="language of a text:FILE source")
+    evaluate.add_argument("--split", default=None, metavar="NAME",
+                          help="split to evaluate (builtin: validation; flores: dev)")
+    evaluate.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
+    evaluate.add_argument("--batch_size", type=int, default=32)
+
+    data = commands.add_parser("data", help="inspect data sources", description="Inspect data sources.")
+    data_commands = data.add_subparsers(dest="data_command", metavar="ACTION")
+    data_commands.required = True
+    describe = data_commands.add_parser(
+        "describe", help="languages, documents and sizes of a source",
+        description="Print languages, documents and sizes of a data source (builtin builds it if needed).",
+    )
+    describe.add_argument("source", nargs="?", default="builtin", metavar="SOURCE")
+    return parser
+
+
+def _split_gin_bindings(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Separates `--gin.NAME=VALUE` arguments (gin bindings) from the rest."""
+    rest, bindings = [], []
+    for arg in argv:
+        if arg.startswith("--gin."):
+            name, sep, value = arg[len("--gin."):].partition("=")
+            if not sep or not name:
+                raise UsageError(f"malformed binding {arg!r}; write --gin.NAME=VALUE, e.g. --gin.TrainConfig.num_steps=10")
+            bindings.append(f"{name} = {value}")
+        else:
+            rest.append(arg)
+    return rest, bindings
+
+
+def _resolve_gin_file(name: str) -> str:
+    for candidate in (Path(name), GIN_CONFIG_DIR / name, GIN_CONFIG_DIR / f"{name}.gin"):
+        if candidate.is_file():
+            return str(candidate)
+    raise UsageError(f"gin file {name!r} not found (looked in the current directory and {GIN_CONFIG_DIR})")
+
+
+def _check_writable(directory: Path) -> None:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = directory / ".lowres-write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as error:
+        raise UsageError(f"--model_dir={directory} is not writable ({error.strerror}); choose a directory you can write to") from error
+
+
+def _parse_gin(files: Sequence[str], bindings: Sequence[str]) -> None:
+    import gin
+
+    import lowres.training.trainer  # noqa: F401  (registers the configurables gin binds)
+
+    try:
+        gin.parse_config_files_and_bindings([_resolve_gin_file(f) for f in files], bindings)
+    except (ValueError, KeyError, SyntaxError) as error:
+        raise UsageError(f"gin config: {error}".splitlines()[0]) from error
+
+
+# ---------------------------------------------------------------------------------------------
+# Commands
+
+
+def _cmd_train(args, bindings) -> int:
+    model_dir = Path(args.model_dir)
+    _check_writable(model_dir)
+    _parse_gin(args.gin_file, bindings)
+    from lowres.training.trainer import train
+
+    summary = train(model_dir, progress=not args.no_progress)
+    history = summary["history"]
+    if history:
+        print(
+            f"trained steps {summary['start_step']}..{summary['final_step']}: loss {history[0]['loss']:.4f} -> "
+            f"{history[-1]['loss']:.4f}; checkpoint {summary['final_step']} in {model_dir / 'checkpoints'}"
+        )
+    else:
+        print(f"nothing to do: {model_dir} already holds step {summary['final_step']}")
+    return 0
+
+
+def _cmd_eval(args) -> int:
+    from lowres.data.sources import load_documents
+    from lowres.evaluation import report
+    from lowres.training.trainer import load_params
+
+    model_dir = Path(args.model_dir)
+    if not (model_dir / "lowres.json").is_file():
+        raise UsageError(f"--model_dir={model_dir} holds no trained model (no lowres.json); run `lowres train` first")
+    langs = args.langs.split(",") if args.langs else None
+    documents = load_documents(args.data, args.split, langs, args.lang)
+    loaded = load_params(model_dir, args.step)
+    results = report.evaluate(loaded, documents, batch_size=args.batch_size)
+    results["data"] = args.data
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output.with_suffix(output.suffix + ".tmp")
+    tmp.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    os.replace(tmp, output)
+    print(report.table(results))
+    print(f"wrote {output}")
+    return 0
+
+
+def _cmd_data(args) -> int:
+    if args.source != "builtin":
+        raise UsageError(f"`lowres data describe {args.source}`: only the builtin source is described so far")
+    from lowres.data.builtin_corpus import build_builtin_corpus, describe_table
+
+    print(describe_table(build_builtin_corpus()))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    try:
+        rest, bindings = _split_gin_bindings(argv)
+        args = _parser().parse_args(rest)
+        if bindings and args.command != "train":
+            raise UsageError("--gin.NAME=VALUE bindings apply to `lowres train` only")
+        if args.command == "train":
+            return _cmd_train(args, bindings)
+        if args.command == "eval":
+            return _cmd_eval(args)
+        return _cmd_data(args)
+    except KeyboardInterrupt:
+        print("lowres: interrupted", file=sys.stderr)
+        return 130
+    except Exception as error:  # noqa: BLE001 - every user-facing error ends here
+        if debug:
+            raise
+        if not isinstance(error, (UsageError, ValueError, FileNotFoundError, PermissionError)):
+            print(f"lowres: internal error: {type(error).__name__}: {error} (rerun with --debug for the traceback)",
+                  file=sys.stderr)
+            return 1
+        print(f"lowres: error: {str(error).splitlines()[0] if str(error) else type(error).__name__}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,252 @@
+"""Pretraining objectives as seqio preprocessors built from TensorFlow ops (no per-example Python).
+
+Span corruption follows the T5 algorithm (noise = round(L*r) tokens in round(noise/mu) spans, both
+lengths drawn as random partitions, spans alternating non-noise/noise, each noise span replaced by
+one sentinel). The prefix LM splits once. UL2 mode tokens are reserved ids prepended to the inputs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Mapping
+
+import gin
+import seqio
+import tensorflow as tf
+
+from lowres.data import vocab as vocab_lib
+
+
+# ---------------------------------------------------------------------------------------------
+# Denoiser descriptions
+
+
+@gin.configurable
+@dataclasses.dataclass(frozen=True)
+class SpanCorruption:
+    """Replace spans (mean length `mean_span_length`, total share `noise_density`) by sentinels."""
+
+    mean_span_length: float = 3.0
+    noise_density: float = 0.15
+    mode_token: str | None = "[NLU]"
+
+    @property
+    def name(self) -> str:
+        return f"span_{_fmt(self.mean_span_length)}_{_fmt(self.noise_density)}"
+
+
+@gin.configurable
+@dataclasses.dataclass(frozen=True)
+class PrefixLM:
+    """Split once: the prefix goes to the inputs, the rest (on average `noise_density`) to the targets."""
+
+    noise_density: float = 0.5
+    mode_token: str | None = "[S2S]"
+
+    @property
+    def name(self) -> str:
+        return f"prefix_{_fmt(self.noise_density)}"
+
+
+Denoiser = SpanCorruption | PrefixLM
+
+# Named objectives: a list of (denoiser, rate). More presets (ul2, ul2r, causal_lm) come with the
+# objectives issue; "r_denoiser" is UL2's R(3, 0.15) alone, "r_and_s" adds the S-denoiser so the
+# decoder also learns to continue text (which bits-per-byte evaluation needs).
+OBJECTIVES: Mapping[str, tuple[tuple[Denoiser, float], ...]] = {
+    "r_denoiser": ((SpanCorruption(3.0, 0.15, "[NLU]"), 1.0),),
+    "t5_span_corruption": ((SpanCorruption(3.0, 0.15, None), 1.0),),
+    "r_and_s": ((SpanCorruption(3.0, 0.15, "[NLU]"), 0.5), (PrefixLM(0.5, "[S2S]"), 0.5)),
+}
+
+
+def objective(name: str) -> tuple[tuple[Denoiser, float], ...]:
+    """The (denoiser, rate) list of a named objective."""
+    if name not in OBJECTIVES:
+        raise ValueError(f"unknown objective {name!r}; choose one of {sorted(OBJECTIVES)}")
+    return OBJECTIVES[name]
+
+
+def _fmt(x: float) -> str:
+    return f"{x:g}".replace(".", "p")
+
+
+# ---------------------------------------------------------------------------------------------
+# Length helpers
+
+
+def span_corruption_lengths(
+    inputs_length: int, noise_density: float, mean_span_length: float, extra_input_tokens: int = 1
+) -> tuple[int, int]:
+    """Raw token count whose corrupted inputs fill `inputs_length` exactly, and the targets length needed.
+
+    Inputs = non-noise tokens + one sentinel per span + EOS (+ `extra_input_tokens - 1` mode tokens);
+    targets = noise tokens + one sentinel per span + EOS.
+    """
+
+    def lengths(raw: int) -> tuple[int, int]:
+        noise = _num_noise(raw, noise_density)
+        spans = _num_spans(noise, mean_span_length)
+        return raw - noise + spans + extra_input_tokens, noise + spans + 1
+
+    raw = 2
+    while lengths(raw + 1)[0] <= inputs_length:
+        raw += 1
+    inputs, targets = lengths(raw)
+    if inputs > inputs_length:
+        raise ValueError(f"inputs_length={inputs_length} is too short for span corruption")
+    return raw, targets
+
+
+def check_targets_length(denoiser: Denoiser, inputs_length: int, targets_length: int) -> None:
+    """Raises a clear error when `targets_length` cannot hold the denoiser's targets."""
+    if isinstance(denoiser, SpanCorruption):
+        mode = 1 if denoiser.mode_token else 0
+        _, needed = span_corruption_lengths(
+            inputs_length, denoiser.noise_density, denoiser.mean_span_length, 1 + mode
+        )
+        if targets_length < needed:
+            raise ValueError(
+                f"{denoiser.name} with inputs_length={inputs_length} produces targets of {needed} tokens "
+                f"but targets_length={targets_length}; set targets_length >= {needed}"
+            )
+
+
+def _num_noise(length: int, density: float) -> int:
+    return min(max(int(round(length * density)), 1), length - 1)
+
+
+def _num_spans(num_noise: int, mean_span_length: float) -> int:
+    return max(int(round(num_noise / mean_span_length)), 1)
+
+
+# ---------------------------------------------------------------------------------------------
+# TensorFlow ops
+
+
+def random_segmentation(num_items: tf.Tensor, num_segments: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
+    """Lengths of a uniformly random partition of `num_items` into `num_segments` non-empty parts."""
+    first_in_segment = tf.cast(tf.range(num_items - 1) < num_segments - 1, tf.int32)
+    first_in_segment = tf.random.experimental.stateless_shuffle(first_in_segment, seed=seed)
+    first_in_segment = tf.pad(first_in_segment, [[1, 0]])
+    segment_id = tf.cumsum(first_in_segment)
+    return tf.math.segment_sum(tf.ones_like(segment_id), segment_id)
+
+
+def random_spans_noise_mask(
+    length: tf.Tensor, noise_density: float, mean_span_length: float, seeds: tf.Tensor
+) -> tf.Tensor:
+    """Boolean mask of `length` with round(length*density) noise tokens in alternating spans.
+
+    `seeds` is a [2, 2] int tensor (one stateless seed per partition). The sequence always starts
+    with a non-noise span, as in T5.
+    """
+    length = tf.cast(length, tf.int32)
+    num_noise = tf.clip_by_value(
+        tf.cast(tf.round(tf.cast(length, tf.float32) * noise_density), tf.int32), 1, length - 1
+    )
+    num_spans = tf.maximum(
+        tf.cast(tf.round(tf.cast(num_noise, tf.float32) / mean_span_length), tf.int32), 1
+    )
+    noise_lengths = random_segmentation(num_noise, num_spans, seeds[0])
+    nonnoise_lengths = random_segmentation(length - num_noise, num_spans, seeds[1])
+    interleaved = tf.reshape(tf.stack([nonnoise_lengths, noise_lengths], axis=1), [-1])
+    span_starts = tf.cumsum(interleaved)[:-1]
+    starts = tf.scatter_nd(tf.expand_dims(span_starts, 1), tf.ones_like(span_starts), [length])
+    span_index = tf.cumsum(starts)
+    return tf.equal(span_index % 2, 1)
+
+
+def _replace_spans_with_sentinels(tokens: tf.Tensor, span_mask: tf.Tensor, vocab_size: int) -> tf.Tensor:
+    """Each run of masked tokens becomes one sentinel (vocab_size-1, vocab_size-2, ...)."""
+    previous = tf.pad(span_mask[:-1], [[1, 0]])
+    first = tf.logical_and(span_mask, tf.logical_not(previous))
+    rest = tf.logical_and(span_mask, previous)
+    sentinels = vocab_size - tf.cumsum(tf.cast(first, tokens.dtype))
+    replaced = tf.where(first, sentinels, tokens)
+    return tf.boolean_mask(replaced, tf.logical_not(rest))
+
+
+def _prepend(tokens: tf.Tensor, token_id: int | None) -> tf.Tensor:
+    if token_id is None:
+        return tokens
+    return tf.concat([tf.constant([token_id], tokens.dtype), tokens], axis=0)
+
+
+# ---------------------------------------------------------------------------------------------
+# seqio preprocessors
+
+
+def split_into_chunks(dataset: tf.data.Dataset, chunk_length: int, feature: str = "targets") -> tf.data.Dataset:
+    """Concatenates the token stream of `feature` across documents and cuts it into fixed chunks.
+
+    Other features are dropped except string metadata of the first document (`lang`).
+    """
+    tokens = dataset.map(lambda ex: ex[feature], num_parallel_calls=tf.data.AUTOTUNE).unbatch()
+    chunks = tokens.batch(chunk_length, drop_remainder=False)
+    return chunks.filter(lambda t: tf.size(t) > 1).map(lambda t: {feature: t})
+
+
+def denoise(
+    dataset: tf.data.Dataset,
+    sequence_length: Mapping[str, int],
+    output_features: Mapping[str, seqio.Feature],
+    *,
+    denoiser: Denoiser,
+) -> tf.data.Dataset:
+    """Turns tokenized text in `targets` into (inputs, targets) for `denoiser`; EOS is added later."""
+    vocabulary = output_features["targets"].vocabulary
+    mode_id = vocab_lib.reserved_id(vocabulary, denoiser.mode_token) if denoiser.mode_token else None
+    inputs_length = sequence_length["inputs"]
+    extra = 1 + (mode_id is not None)
+    if isinstance(denoiser, SpanCorruption):
+        check_targets_length(denoiser, inputs_length, sequence_length["targets"])
+        raw_length, _ = span_corruption_lengths(
+            inputs_length, denoiser.noise_density, denoiser.mean_span_length, extra
+        )
+        dataset = split_into_chunks(dataset, raw_length)
+        return _span_corrupt(dataset, denoiser, mode_id, vocabulary.vocab_size)
+    raw_length = min(inputs_length - extra, sequence_length["targets"] - 1)
+    dataset = split_into_chunks(dataset, raw_length)
+    return _prefix_split(dataset, denoiser, mode_id)
+
+
+def _span_corrupt(dataset, denoiser: SpanCorruption, mode_id, vocab_size):
+    @seqio.map_over_dataset(num_seeds=2)
+    def corrupt(example, seeds):
+        tokens = example["targets"]
+        mask = random_spans_noise_mask(
+            tf.size(tokens), denoiser.noise_density, denoiser.mean_span_length, tf.stack(seeds)
+        )
+        return {
+            "inputs": _prepend(_replace_spans_with_sentinels(tokens, mask, vocab_size), mode_id),
+            "targets": _replace_spans_with_sentinels(tokens, tf.logical_not(mask), vocab_size),
+        }
+
+    return corrupt(dataset)
+
+
+def _prefix_split(dataset, denoiser: PrefixLM, mode_id):
+    @seqio.map_over_dataset(num_seeds=1)
+    def split(example, seed):
+        tokens = example["targets"]
+        length = tf.size(tokens)
+        split_at = random_prefix_split(length, denoiser.noise_density, seed)
+        return {"inputs": _prepend(tokens[:split_at], mode_id), "targets": tokens[split_at:]}
+
+    return split(dataset)
+
+
+def random_prefix_split(length: tf.Tensor, noise_density: float, seed: tf.Tensor) -> tf.Tensor:
+    """Split index drawn uniformly in [round((1-2r)(L-1)), L-1], as T5's random prefix noise mask."""
+    low = tf.cast(tf.round((1.0 - 2.0 * noise_density) * tf.cast(length - 1, tf.float32)), tf.int32)
+    low = tf.clip_by_value(low, 0, length - 1)
+    return tf.random.stateless_uniform([], seed=seed, minval=low, maxval=length, dtype=tf.int32)
+
+
+def denoiser_preprocessor(denoiser: Denoiser):
+    """A seqio preprocessor applying `denoiser` (seqio passes sequence_length and output_features)."""
+    fn = functools.partial(denoise, denoiser=denoiser)
+    fn.__name__ = f"denoise_{denoiser.name}"  # type: ignore[attr-defined]
+    return fn

@@ -1,0 +1,62 @@
+"""From a registered seqio mixture to an iterator of packed, host-local numpy batches."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator, Sequence
+
+import gin
+import numpy as np
+import seqio
+import tensorflow as tf
+
+
+@gin.configurable
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """What to train on and how it is cut: lengths are per example, `batch_size` is global."""
+
+    source: str = "builtin"
+    languages: Sequence[str] | None = None
+    objective: str = "r_and_s"
+    temperature_alpha: float = 0.3
+    inputs_length: int = 128
+    targets_length: int = 128
+    batch_size: int = 16
+    pack: bool = True
+    seed: int = 0
+
+
+def training_batches(
+    mixture: str,
+    config: DataConfig,
+    shard_info: seqio.ShardInfo,
+    start_step: int = 0,
+) -> Iterator[dict[str, np.ndarray]]:
+    """Endless, deterministic stream of this host's share of each global batch.
+
+    Resuming at `start_step` replays the same stream and skips the batches already consumed, so a
+    restarted run sees exactly the examples the uninterrupted one would have.
+    """
+    if config.batch_size % shard_info.num_shards:
+        raise ValueError(
+            f"DataConfig.batch_size={config.batch_size} must be divisible by the {shard_info.num_shards} hosts"
+        )
+    dataset = seqio.get_dataset(
+        mixture,
+        task_feature_lengths={"inputs": config.inputs_length, "targets": config.targets_length},
+        dataset_split="train",
+        shuffle=True,
+        num_epochs=None,
+        seed=config.seed,
+        shard_info=shard_info,
+        use_cached=False,
+        feature_converter=seqio.EncDecFeatureConverter(pack=config.pack),
+    )
+    dataset = dataset.batch(config.batch_size // shard_info.num_shards, drop_remainder=True)
+    if start_step:
+        dataset = dataset.skip(start_step)
+    options = tf.data.Options()
+    options.deterministic = True
+    dataset = dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
+    return dataset.as_numpy_iterator()

@@ -1,0 +1,97 @@
+"""SeqIO tasks over one-document-per-line text files, and language mixtures with temperature sampling.
+
+Task names follow `<corpus>.<lang>.<denoiser>`; a mixture combines each language's rate
+(size^alpha) with each denoiser's rate, so a UL2-style mixture is plain seqio.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+
+import seqio
+import tensorflow as tf
+
+from lowres.data import objectives
+
+
+@dataclasses.dataclass(frozen=True)
+class TextSplitFiles:
+    """One language of a corpus: split name -> file pattern (one document per line) and its size."""
+
+    lang: str
+    files: Mapping[str, str]
+    num_documents: Mapping[str, int]
+    num_bytes: int
+
+
+def output_features(vocabulary: seqio.Vocabulary) -> dict[str, seqio.Feature]:
+    return {
+        "inputs": seqio.Feature(vocabulary=vocabulary, add_eos=True, required=False),
+        "targets": seqio.Feature(vocabulary=vocabulary, add_eos=True),
+    }
+
+
+def _line_to_text(line: tf.Tensor) -> dict[str, tf.Tensor]:
+    return {"targets": line}
+
+
+def register_text_tasks(
+    corpus: str,
+    source: TextSplitFiles,
+    vocabulary: seqio.Vocabulary,
+    denoisers: Sequence[objectives.Denoiser],
+) -> list[str]:
+    """Registers one seqio Task per denoiser over `source`; replaces tasks of the same name."""
+    names = []
+    for denoiser in denoisers:
+        name = f"{corpus}.{source.lang}.{denoiser.name}"
+        seqio.TaskRegistry.remove(name)
+        seqio.TaskRegistry.add(
+            name,
+            source=seqio.TextLineDataSource(
+                split_to_filepattern=dict(source.files),
+                num_input_examples=dict(source.num_documents),
+            ),
+            preprocessors=[
+                seqio.map_over_dataset(_line_to_text),
+                seqio.preprocessors.tokenize,
+                objectives.denoiser_preprocessor(denoiser),
+                seqio.preprocessors.append_eos_after_trim,
+            ],
+            output_features=output_features(vocabulary),
+            metric_fns=[],
+        )
+        names.append(name)
+    return names
+
+
+def temperature_rates(sizes: Mapping[str, float], alpha: float = 0.3) -> dict[str, float]:
+    """Sampling rates p(l) proportional to size_l ** alpha, normalised to sum to 1."""
+    if not sizes:
+        raise ValueError("no languages to mix")
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"temperature alpha must lie in [0, 1], got {alpha}")
+    weights = {lang: float(size) ** alpha for lang, size in sizes.items()}
+    total = sum(weights.values())
+    return {lang: w / total for lang, w in weights.items()}
+
+
+def register_language_mixture(
+    name: str,
+    corpus: str,
+    sources: Sequence[TextSplitFiles],
+    vocabulary: seqio.Vocabulary,
+    objective: Sequence[tuple[objectives.Denoiser, float]],
+    alpha: float = 0.3,
+) -> seqio.Mixture:
+    """Registers tasks for every (language, denoiser) and a mixture with rate p(lang) * p(denoiser)."""
+    lang_rates = temperature_rates({s.lang: s.num_bytes for s in sources}, alpha)
+    denoiser_total = sum(rate for _, rate in objective)
+    tasks_and_rates = []
+    for source in sources:
+        names = register_text_tasks(corpus, source, vocabulary, [d for d, _ in objective])
+        for task_name, (_, rate) in zip(names, objective):
+            tasks_and_rates.append((task_name, lang_rates[source.lang] * rate / denoiser_total))
+    seqio.MixtureRegistry.remove(name)
+    return seqio.MixtureRegistry.add(name, tasks_and_rates)

@@ -1,0 +1,89 @@
+"""The train state and the pure functions a step is made of: loss, gradient update, scoring."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+
+MODEL_FEATURES = (
+    "encoder_input_tokens",
+    "decoder_input_tokens",
+    "encoder_segment_ids",
+    "decoder_segment_ids",
+    "encoder_positions",
+    "decoder_positions",
+)
+
+
+@flax.struct.dataclass
+class TrainState:
+    """Everything a checkpoint holds: plain arrays only, so Orbax and optax see ordinary pytrees."""
+
+    step: jax.Array
+    params: Any
+    opt_state: Any
+
+
+def model_inputs(batch: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
+    return {k: batch[k] for k in MODEL_FEATURES if k in batch}
+
+
+def token_nll(logits: jax.Array, targets: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Per-token negative log-likelihood (nats) and log-partition, in float32."""
+    logits = logits.astype(jnp.float32)
+    log_z = jax.nn.logsumexp(logits, axis=-1)
+    target_logit = jnp.take_along_axis(logits, targets[..., None], axis=-1)[..., 0]
+    return log_z - target_logit, log_z
+
+
+def weighted_loss(logits, targets, weights, z_loss: float) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """Mean over weighted target tokens of NLL + z_loss * log_z**2 (z-loss keeps logits from drifting)."""
+    nll, log_z = token_nll(logits, targets)
+    weights = weights.astype(jnp.float32)
+    num_tokens = jnp.maximum(weights.sum(), 1.0)
+    total = ((nll + z_loss * jnp.square(log_z)) * weights).sum()
+    nll_sum = (nll * weights).sum()
+    return total / num_tokens, {"nll_sum": nll_sum, "num_tokens": weights.sum()}
+
+
+def train_step(
+    state: TrainState,
+    batch: Mapping[str, jax.Array],
+    *,
+    graphdef: nnx.GraphDef,
+    optimizer: optax.GradientTransformation,
+    schedule: optax.Schedule,
+    z_loss: float,
+) -> tuple[TrainState, dict[str, jax.Array]]:
+    """One optimiser update on `batch`; returns the new state and scalar metrics."""
+
+    def loss_fn(params):
+        model = nnx.merge(graphdef, params)
+        logits = model(**model_inputs(batch), deterministic=True)
+        return weighted_loss(logits, batch["decoder_target_tokens"], batch["decoder_loss_weights"], z_loss)
+
+    (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    metrics = {
+        "loss": loss,
+        "nll": aux["nll_sum"] / jnp.maximum(aux["num_tokens"], 1.0),
+        "num_tokens": aux["num_tokens"],
+        "grad_norm": optax.global_norm(grads),
+        "learning_rate": schedule(state.step),
+    }
+    return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
+
+
+def score_batch(params, batch: Mapping[str, jax.Array], *, graphdef: nnx.GraphDef) -> jax.Array:
+    """Summed target NLL (nats) of each example in the batch: the basis of bits per byte."""
+    model = nnx.merge(graphdef, params)
+    logits = model(**model_inputs(batch), deterministic=True)
+    nll, _ = token_nll(logits, batch["decoder_target_tokens"])
+    return (nll * batch["decoder_loss_weights"].astype(jnp.float32)).sum(axis=-1)
