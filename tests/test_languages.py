@@ -103,11 +103,9 @@ def test_unknown_is_a_value_error():
         script_of("xx")
 
 
-def test_fast_enough_per_document():
-    import time
-
-    codes = ["pa", "hi", "eng_Latn", "sw"] * 2500
-    start = time.perf_counter()
-    for code in codes:
-        normalize_language(code)
-    assert time.perf_counter() - start < 0.5
+def test_repeated_lookups_are_served_from_the_cache():
+    normalize_language("pa")
+    before = normalize_language.cache_info().hits
+    for _ in range(100):
+        normalize_language("pa")
+    assert normalize_language.cache_info().hits - before == 100

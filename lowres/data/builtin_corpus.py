@@ -123,7 +123,7 @@ class BuiltinCorpus:
     def _check(self, lang: str, split: str) -> str:
         code = normalize_language(lang)
         if code not in self.languages:
-            raise ValueError(f"language {lang!r} is not in this corpus; it has: {', '.join(self.languages)}")
+            raise ValueError(f"language {lang!r} ({code}) is not in this corpus; it has: {', '.join(self.languages)}")
         if split not in SPLITS:
             raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
         return code
@@ -295,8 +295,6 @@ def _write_atomic(path: pathlib.Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         pathlib.Path(tmp).unlink(missing_ok=True)
@@ -480,6 +478,16 @@ def _english_vocabulary(english_data: Mapping) -> frozenset[str]:
     return frozenset(w for _, _, name in _names(english_data, english=True) for w in _words(_clean(name)))
 
 
+def _translated(name: str, lang: str, english_vocabulary: frozenset[str]) -> bool:
+    """False for names CLDR left in English (common in e.g. the Xhosa data) or in Latin script
+    for a language written in another one ('GMT' in Tigrinya)."""
+    if all(word in english_vocabulary for word in _words(name)):
+        return False
+    if lang.endswith("_Latn"):
+        return True
+    return any(c.isalpha() and not unicodedata.name(c, "").startswith("LATIN") for c in name)
+
+
 def _name_table(data: Mapping) -> dict[tuple[str, str], str]:
     table: dict[tuple[str, str], str] = {}
     for category, key, name in _names(data):
@@ -529,13 +537,7 @@ def _language_splits(
         data = _locale_data(ident)
         target = _name_table(data)
         if lang != ENGLISH:
-            # CLDR leaves many names untranslated (English text in e.g. the Xhosa data); drop
-            # any name made only of English-name words.
-            target = {
-                key: name
-                for key, name in target.items()
-                if not all(word in english_vocabulary for word in _words(name))
-            }
+            target = {key: name for key, name in target.items() if _translated(name, lang, english_vocabulary)}
         held_out = {key for key in target if _stable_fraction("/".join(key)) < validation_fraction}
         held_out_names = {target[key] for key in held_out}
         held_out_english = {english[key] for key in held_out if key in english}

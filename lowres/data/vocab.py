@@ -39,7 +39,6 @@ class VocabularyConfig:
     # "identity" keeps decode(encode(x)) == x for every script; use "nmt_nfkc" for T5's behaviour.
     normalization_rule_name: str = "identity"
     num_sentinels: int = 100
-    seed: int = 0
 
 
 def train_sentencepiece(
@@ -69,7 +68,6 @@ def train_sentencepiece(
         unk_id=UNK_ID,
         bos_id=-1,
         control_symbols=reserved,
-        random_seed=config.seed,
         num_threads=max(1, os.cpu_count() or 1),
         minloglevel=2,
     )
