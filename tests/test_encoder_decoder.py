@@ -39,14 +39,14 @@ def random_tokens(seed: int, shape) -> jnp.ndarray:
 
 
 def packed_batch(seed: int = 0) -> dict:
-    """One row holding two packed segments in both encoder (5 + 4, 3 pad) and decoder (4 + 3, 3 pad)."""
-    enc_seg = np.array([[1] * 5 + [2] * 4 + [0] * 3])
-    dec_seg = np.array([[1] * 4 + [2] * 3 + [0] * 3])
-    enc_pos = np.array([list(range(5)) + list(range(4)) + [0] * 3])
-    dec_pos = np.array([list(range(4)) + list(range(3)) + [0] * 3])
+    """Row 0 packs two segments in encoder (5 + 4, 3 pad) and decoder (4 + 3, 3 pad); row 1 holds one segment."""
+    enc_seg = np.array([[1] * 5 + [2] * 4 + [0] * 3, [1] * 12])
+    dec_seg = np.array([[1] * 4 + [2] * 3 + [0] * 3, [1] * 10])
+    enc_pos = np.array([list(range(5)) + list(range(4)) + [0] * 3, list(range(12))])
+    dec_pos = np.array([list(range(4)) + list(range(3)) + [0] * 3, list(range(10))])
     enc = np.asarray(random_tokens(seed, enc_seg.shape)) * (enc_seg > 0)
     dec = np.asarray(random_tokens(seed + 1, dec_seg.shape)) * (dec_seg > 0)
-    dec[0, 0] = dec[0, 4] = 0  # decoder inputs start each segment with BOS = 0
+    dec[0, 0] = dec[0, 4] = dec[1, 0] = 0  # decoder inputs start each segment with BOS = 0
     as_int = lambda a: jnp.asarray(a, jnp.int32)  # noqa: E731
     return dict(
         encoder_input_tokens=as_int(enc),
@@ -60,10 +60,10 @@ def packed_batch(seed: int = 0) -> dict:
 
 def test_shape_dtype_and_initial_loss():
     model = make_model()
-    enc, dec = random_tokens(0, (3, 12)), random_tokens(1, (3, 10))
+    enc, dec = random_tokens(0, (2, 12)), random_tokens(1, (2, 10))
     logits = forward(model, dict(encoder_input_tokens=enc, decoder_input_tokens=dec))
-    assert logits.shape == (3, 10, VOCAB) and logits.dtype == jnp.float32
-    loss = optax.softmax_cross_entropy_with_integer_labels(logits, random_tokens(2, (3, 10))).mean()
+    assert logits.shape == (2, 10, VOCAB) and logits.dtype == jnp.float32
+    loss = optax.softmax_cross_entropy_with_integer_labels(logits, random_tokens(2, (2, 10))).mean()
     assert abs(float(loss) - np.log(VOCAB)) < 1.0
 
 
@@ -129,9 +129,9 @@ def test_packed_segments_are_isolated():
 
 def test_decoder_is_causal():
     model = make_model()
-    enc, dec = random_tokens(0, (2, 9)), random_tokens(1, (2, 8)).at[:, 0].set(0)
+    enc, dec = random_tokens(0, (2, 12)), random_tokens(1, (2, 10)).at[:, 0].set(0)
     base = forward(model, dict(encoder_input_tokens=enc, decoder_input_tokens=dec))
-    for t in (1, 5, 7):
+    for t in (1, 5, 9):
         out = forward(model, dict(encoder_input_tokens=enc, decoder_input_tokens=dec.at[:, t].add(1)))
         np.testing.assert_allclose(out[:, :t], base[:, :t], atol=1e-6)
         assert not np.allclose(out[:, t], base[:, t], atol=1e-4)
@@ -139,33 +139,29 @@ def test_decoder_is_causal():
 
 def test_padding_does_not_leak():
     model = make_model()
-    enc, dec = random_tokens(0, (2, 10)), random_tokens(1, (2, 8)).at[:, 0].set(0)
+    enc, dec = random_tokens(0, (2, 12)), random_tokens(1, (2, 10)).at[:, 0].set(0)
     enc = enc.at[:, 7:].set(0)  # encoder padding by token id 0 (no segment ids given)
-    base = forward(model, dict(encoder_input_tokens=enc, decoder_input_tokens=dec))
-    assert bool(jnp.all(jnp.isfinite(base)))
+    by_token = forward(model, dict(encoder_input_tokens=enc, decoder_input_tokens=dec))
 
-    # Longer padding changes nothing (padding values and extra padded length are invisible).
-    longer = jnp.concatenate([enc, jnp.zeros((2, 5), jnp.int32)], axis=1)
-    np.testing.assert_allclose(
-        forward(model, dict(encoder_input_tokens=longer, decoder_input_tokens=dec)), base, atol=1e-6
-    )
     # With segment ids, padded keys are masked whatever token they hold; padded decoder rows stay finite.
-    seg_e = (jnp.arange(10) < 7).astype(jnp.int32)[None].repeat(2, 0)
-    seg_d = (jnp.arange(8) < 6).astype(jnp.int32)[None].repeat(2, 0)
+    seg_e = jnp.broadcast_to((jnp.arange(12) < 7).astype(jnp.int32), (2, 12))
+    seg_d = jnp.broadcast_to((jnp.arange(10) < 6).astype(jnp.int32), (2, 10))
     batch = dict(encoder_input_tokens=enc, decoder_input_tokens=dec, encoder_segment_ids=seg_e, decoder_segment_ids=seg_d)
-    with_ids = forward(model, batch)
+    by_ids = forward(model, batch)
     garbage = dict(batch, encoder_input_tokens=enc.at[:, 7:].set(5), decoder_input_tokens=dec.at[:, 6:].set(5))
     out = forward(model, garbage)
-    np.testing.assert_allclose(out[:, :6], with_ids[:, :6], atol=1e-6)
-    np.testing.assert_allclose(with_ids[:, :6], base[:, :6], atol=1e-5)  # same as the token-0 padding convention
-    assert bool(jnp.all(jnp.isfinite(out)))
+    np.testing.assert_allclose(out[:, :6], by_ids[:, :6], atol=1e-6)
+    np.testing.assert_allclose(by_token[:, :6], by_ids[:, :6], atol=1e-5)  # token-0 convention agrees
+    assert bool(jnp.all(jnp.isfinite(out))) and bool(jnp.all(jnp.isfinite(by_token)))
 
 
 def test_adamw_steps_reduce_loss():
-    model = make_model(dropout_rate=0.1)
+    # rbg keys: threefry-based dropout masks triple the CPU compile time of the step.
+    config = encoder_decoder_config("tiny", VOCAB, dropout_rate=0.1)
+    model = EncoderDecoder(config, rngs=nnx.Rngs(0, dropout=jax.random.key(1, impl="rbg")))
     optimizer = nnx.Optimizer(model, optax.adamw(3e-3), wrt=nnx.Param)
     batch = packed_batch()
-    targets = batch["decoder_input_tokens"].at[0, :-1].set(batch["decoder_input_tokens"][0, 1:])
+    targets = jnp.roll(batch["decoder_input_tokens"], -1, axis=1)
     weights = (batch["decoder_segment_ids"] > 0).astype(jnp.float32)
 
     def loss_fn(model, deterministic):
@@ -219,9 +215,10 @@ SHARDED_SCRIPT = textwrap.dedent(
     graphdef, params, rest = nnx.split(EncoderDecoder(config, rngs=nnx.Rngs(0)), nnx.Param, ...)
     ref_logits, ref_grads = jax.jit(logits_and_grads, static_argnums=0)(graphdef, params, rest)
 
+    # Same seed, built outside the mesh, then placed by the logical names (eager placement is per-op slow).
+    graphdef, params, rest = nnx.split(EncoderDecoder(config, rngs=nnx.Rngs(0)), nnx.Param, ...)
     mesh = jax.make_mesh((2, 2, 2), ("data", "fsdp", "tensor"), axis_types=(AxisType.Auto,) * 3)
     with jax.set_mesh(mesh), nnx.logical_axis_rules(RULES):
-        graphdef, params, rest = nnx.split(EncoderDecoder(config, rngs=nnx.Rngs(0)), nnx.Param, ...)
         specs = nnx.get_partition_spec(params)
         params = jax.device_put(params, jax.tree.map(lambda s: NamedSharding(mesh, s), specs))
         batch = jax.device_put(batch, NamedSharding(mesh, jax.sharding.PartitionSpec("data")))

@@ -111,9 +111,9 @@ def unigram_byte_bits_per_byte(train_documents: Sequence[str], eval_documents: S
     return -sum(log_probs[b] for b in eval_bytes) / len(eval_bytes)
 
 
-def jitted_scorer(graphdef, params):
+def jitted_scorer(graphdef, params, rest):
     """A jitted per-example NLL function over padded batches for restored parameters."""
     from lowres.training.step import score_batch
 
-    fn = jax.jit(functools.partial(score_batch, graphdef=graphdef))
+    fn = jax.jit(functools.partial(score_batch, graphdef=graphdef, rest=rest))
     return lambda batch: fn(params, batch)

@@ -18,7 +18,7 @@ def evaluate(loaded: dict[str, Any], documents: Documents, batch_size: int = 32)
     """
     info = loaded["info"]
     scores = model_bits_per_byte(
-        jitted_scorer(loaded["graphdef"], loaded["params"]),
+        jitted_scorer(loaded["graphdef"], loaded["params"], loaded["rest"]),
         loaded["vocabulary"],
         documents.documents,
         info["inputs_length"],

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import gin
+import jax
 from flax import nnx
 
 from lowres.models.config import EncoderDecoderConfig, encoder_decoder_config
@@ -34,6 +35,17 @@ class ModelConfig:
 
 def build_model(config: EncoderDecoderConfig, seed: int = 0) -> nnx.Module:
     return EncoderDecoder(config, rngs=nnx.Rngs(seed))
+
+
+def abstract_split(config: EncoderDecoderConfig, seed: int = 0):
+    """(graphdef, abstract params) of a model, without allocating it."""
+    graphdef, params, _ = nnx.split(nnx.eval_shape(lambda: build_model(config, seed)), nnx.Param, ...)
+    return graphdef, params
+
+
+def non_param_state(config: EncoderDecoderConfig, seed: int = 0):
+    """The model's state besides parameters (dropout RNG streams): small, replicated, never trained."""
+    return jax.jit(lambda: nnx.split(build_model(config, seed), nnx.Param, ...)[2])()
 
 
 def config_to_dict(config: EncoderDecoderConfig) -> dict[str, Any]:

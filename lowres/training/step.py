@@ -52,20 +52,36 @@ def weighted_loss(logits, targets, weights, z_loss: float) -> tuple[jax.Array, d
     return total / num_tokens, {"nll_sum": nll_sum, "num_tokens": weights.sum()}
 
 
+def merge_model(graphdef: nnx.GraphDef, params, rest, dropout_key: jax.Array | None = None) -> nnx.Module:
+    """The model from its parts; with `dropout_key`, dropout streams are reseeded from it."""
+    model = nnx.merge(graphdef, params, rest)
+    if dropout_key is not None:
+        nnx.reseed(model, default=dropout_key)
+    return model
+
+
 def train_step(
     state: TrainState,
     batch: Mapping[str, jax.Array],
     *,
     graphdef: nnx.GraphDef,
+    rest: Any,
     optimizer: optax.GradientTransformation,
     schedule: optax.Schedule,
     z_loss: float,
+    dropout_seed: int | None = None,
 ) -> tuple[TrainState, dict[str, jax.Array]]:
-    """One optimiser update on `batch`; returns the new state and scalar metrics."""
+    """One optimiser update on `batch`; returns the new state and scalar metrics.
+
+    Dropout (when `dropout_seed` is set) draws from fold_in(seed, step), so a resumed run repeats
+    the masks of an uninterrupted one without checkpointing RNG state.
+    """
+    deterministic = dropout_seed is None
+    dropout_key = None if deterministic else jax.random.fold_in(jax.random.key(dropout_seed), state.step)
 
     def loss_fn(params):
-        model = nnx.merge(graphdef, params)
-        logits = model(**model_inputs(batch), deterministic=True)
+        model = merge_model(graphdef, params, rest, dropout_key)
+        logits = model(**model_inputs(batch), deterministic=deterministic)
         return weighted_loss(logits, batch["decoder_target_tokens"], batch["decoder_loss_weights"], z_loss)
 
     (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
@@ -75,15 +91,15 @@ def train_step(
         "loss": loss,
         "nll": aux["nll_sum"] / jnp.maximum(aux["num_tokens"], 1.0),
         "num_tokens": aux["num_tokens"],
-        "grad_norm": optax.global_norm(grads),
+        "grad_norm": optax.tree.norm(grads),
         "learning_rate": schedule(state.step),
     }
     return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
 
-def score_batch(params, batch: Mapping[str, jax.Array], *, graphdef: nnx.GraphDef) -> jax.Array:
+def score_batch(params, batch: Mapping[str, jax.Array], *, graphdef: nnx.GraphDef, rest: Any) -> jax.Array:
     """Summed target NLL (nats) of each example in the batch: the basis of bits per byte."""
-    model = nnx.merge(graphdef, params)
+    model = merge_model(graphdef, params, rest)
     logits = model(**model_inputs(batch), deterministic=True)
     nll, _ = token_nll(logits, batch["decoder_target_tokens"])
     return (nll * batch["decoder_loss_weights"].astype(jnp.float32)).sum(axis=-1)

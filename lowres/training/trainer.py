@@ -24,7 +24,14 @@ from tqdm.auto import tqdm
 from lowres.data import vocab as vocab_lib
 from lowres.data.pipeline import DataConfig, training_batches
 from lowres.data.prepare import VOCAB_FILE, prepare_data
-from lowres.models.factory import ModelConfig, build_model, config_from_dict, config_to_dict
+from lowres.models.factory import (
+    ModelConfig,
+    abstract_split,
+    build_model,
+    config_from_dict,
+    config_to_dict,
+    non_param_state,
+)
 from lowres.training import partitioning
 from lowres.training.checkpoints import CheckpointConfig, CheckpointStore
 from lowres.training.metrics import MetricsWriter, console_line
@@ -53,7 +60,9 @@ class ShardedState:
     state: TrainState
     shardings: Any
     graphdef: nnx.GraphDef
+    rest: Any  # non-parameter model state (dropout RNG streams), see factory.non_param_state
     abstract: Any
+    dropout_seed: int | None
 
 
 def create_sharded_state(
@@ -65,8 +74,7 @@ def create_sharded_state(
     from the compiled initialiser, so factored or per-parameter states land where XLA puts them.
     """
     with nnx.logical_axis_rules(rules):
-        abstract_model = nnx.eval_shape(lambda: build_model(model_config, seed))
-        graphdef, abstract_params = nnx.split(abstract_model, nnx.Param)
+        graphdef, abstract_params = abstract_split(model_config, seed)
         specs = nnx.to_pure_dict(nnx.get_partition_spec(abstract_params))
     param_shardings = jax.tree.map(lambda spec: NamedSharding(mesh, spec), specs)
 
@@ -80,13 +88,20 @@ def create_sharded_state(
         state = compiled()
     shardings = jax.tree.map(lambda x: x.sharding, state)
     abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), state)
-    return ShardedState(state, shardings, graphdef, abstract)
+    dropout_seed = seed if model_config.dropout_rate > 0 else None
+    return ShardedState(state, shardings, graphdef, non_param_state(model_config, seed), abstract, dropout_seed)
 
 
 def compile_train_step(sharded: ShardedState, optimizer, schedule, z_loss: float, mesh: Mesh, rules):
     """The jitted step with explicit in/out shardings; the old state's buffers are donated."""
     step = functools.partial(
-        train_step, graphdef=sharded.graphdef, optimizer=optimizer, schedule=schedule, z_loss=z_loss
+        train_step,
+        graphdef=sharded.graphdef,
+        rest=sharded.rest,
+        optimizer=optimizer,
+        schedule=schedule,
+        z_loss=z_loss,
+        dropout_seed=sharded.dropout_seed,
     )
     return jax.jit(
         step,
@@ -257,8 +272,7 @@ def load_params(model_dir: str | Path, step: int | None = None):
     info = read_run_info(model_dir)
     arch = config_from_dict(info["model"])
     vocabulary = vocab_lib.load_vocabulary(model_dir / info["vocabulary"], info["num_sentinels"])
-    abstract_model = nnx.eval_shape(lambda: build_model(arch, 0))
-    graphdef, abstract_params = nnx.split(abstract_model, nnx.Param)
+    graphdef, abstract_params = abstract_split(arch)
     device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
     abstract = jax.tree.map(
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), nnx.to_pure_dict(abstract_params)
@@ -273,6 +287,7 @@ def load_params(model_dir: str | Path, step: int | None = None):
         "config": arch,
         "vocabulary": vocabulary,
         "graphdef": graphdef,
+        "rest": non_param_state(arch),
         "params": restored["params"],
         "step": restored["step"],
     }

@@ -1,0 +1,103 @@
+"""The `lowres` command line end to end, and its one-line errors on bad input."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from lowres import cli
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "lowres.cli", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=900, env=env)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, cache_dir):
+    """A smoke-sized run trained through the CLI, then resumed for 10 more steps."""
+    model_dir = tmp_path_factory.mktemp("run") / "model"
+    env = dict(os.environ, LOWRES_CACHE_DIR=str(cache_dir))
+    first = run_cli("train", "--gin_file=smoke.gin", f"--model_dir={model_dir}", "--no_progress",
+                    "--gin.TrainConfig.num_steps=10", env=env)
+    assert first.returncode == 0, first.stderr[-3000:]
+    second = run_cli("train", "--gin_file=gin_configs/smoke.gin", f"--model_dir={model_dir}", "--no_progress",
+                     "--gin.TrainConfig.num_steps=20", env=env)
+    assert second.returncode == 0, second.stderr[-3000:]
+    return model_dir, first, second, env
+
+
+@pytest.mark.slow
+def test_train_writes_its_contract_and_resumes(trained):
+    model_dir, first, second, _ = trained
+    assert (model_dir / "config.gin").read_text().count("TrainConfig.num_steps = 20") == 1
+    records = [json.loads(line) for line in (model_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [5, 10, 15, 20]
+    for record in records:
+        assert {"step", "loss", "learning_rate", "tokens_per_sec"} <= set(record)
+    assert "resumed from" in second.stdout
+    steps = sorted(int(p.name) for p in (model_dir / "checkpoints").iterdir() if p.name.isdigit())
+    assert steps[-1] == 20 and len(steps) <= 2
+    assert (model_dir / "vocab" / "spm.model").is_file()
+
+
+@pytest.mark.slow
+def test_eval_reports_bits_per_byte_per_language(trained, tmp_path):
+    model_dir, _, _, env = trained
+    output = tmp_path / "eval.json"
+    result = run_cli("eval", f"--model_dir={model_dir}", "--data=builtin", f"--output={output}",
+                     "--langs=pan,cym", env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(output.read_text())
+    assert report["step"] == 20
+    assert set(report["languages"]) == {"pan_Guru", "cym_Latn"}
+    for row in report["languages"].values():
+        assert set(row) >= {"bits_per_byte", "tokens", "bytes", "documents", "unigram_bits_per_byte"}
+        assert 0 < row["bits_per_byte"] < 20 and row["tokens"] > 0 and row["bytes"] > row["tokens"] / 4
+    assert "| pan_Guru |" in result.stdout
+
+
+def test_help_for_every_command():
+    for args in ([], ["train"], ["eval"], ["data"], ["data", "describe"]):
+        out = run_cli(*args, "--help")
+        assert out.returncode == 0 and "usage: lowres" in out.stdout
+
+
+def _main_error(capsys, *args):
+    import gin
+
+    gin.clear_config()
+    code = cli.main(list(args))
+    err = capsys.readouterr().err
+    return code, err
+
+
+@pytest.mark.parametrize(
+    "args,needle",
+    [
+        (["train", "--gin_file=missing.gin", "--model_dir={tmp}/m"], "gin file 'missing.gin' not found"),
+        (["train", "--gin_file=smoke.gin", "--gin.NoSuchThing.x=1", "--model_dir={tmp}/m"], "NoSuchThing"),
+        (["train", "--gin_file=smoke.gin", "--gin.TrainConfig.no_such_field=1", "--model_dir={tmp}/m"],
+         "no_such_field"),
+        (["train", "--gin_file=smoke.gin", "--gin.DataConfig.languages=['xx']", "--model_dir={tmp}/m"], "'xx'"),
+        (["train", "--gin_file=smoke.gin", "--model_dir=/proc/lowres-cannot-write"], "not writable"),
+        (["eval", "--model_dir={tmp}/none", "--output={tmp}/o.json"], "no trained model"),
+        (["eval", "--model_dir={trained}", "--data=flores:{tmp}/missing", "--output={tmp}/o.json"], "not a directory"),
+        (["eval", "--model_dir={trained}", "--data=text:{tmp}/empty.txt", "--lang=pan", "--output={tmp}/o.json"],
+         "holds no text"),
+        (["eval", "--model_dir={trained}", "--data=builtin", "--langs=klingon", "--output={tmp}/o.json"],
+         "'klingon'"),
+    ],
+)
+def test_bad_input_gives_one_line_and_exit_code_2(args, needle, tmp_path, capsys, trained):
+    (tmp_path / "empty.txt").write_text("\n\n")
+    args = [a.format(tmp=tmp_path, trained=trained[0]) for a in args]
+    code, err = _main_error(capsys, *args)
+    assert code == 2, err
+    assert needle in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
