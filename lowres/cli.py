@@ -169,8 +169,17 @@ def _cmd_data(args) -> int:
     return 0
 
 
+def _quiet_libraries() -> None:
+    """TensorFlow (used only for tf.data) and absl log noise at import; keep warnings and errors."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import absl.logging
+
+    absl.logging.set_verbosity(absl.logging.WARNING)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    _quiet_libraries()
     debug = "--debug" in argv
     try:
         rest, bindings = _split_gin_bindings(argv)

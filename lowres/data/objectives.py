@@ -183,9 +183,19 @@ def split_into_chunks(dataset: tf.data.Dataset, chunk_length: int, feature: str 
 
     Other features are dropped except string metadata of the first document (`lang`).
     """
-    tokens = dataset.map(lambda ex: ex[feature], num_parallel_calls=tf.data.AUTOTUNE).unbatch()
+
+    def select(example):
+        return example[feature]
+
+    def longer_than_one(chunk):
+        return tf.size(chunk) > 1
+
+    def as_example(chunk):
+        return {feature: chunk}
+
+    tokens = dataset.map(select, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
     chunks = tokens.batch(chunk_length, drop_remainder=False)
-    return chunks.filter(lambda t: tf.size(t) > 1).map(lambda t: {feature: t})
+    return chunks.filter(longer_than_one).map(as_example, num_parallel_calls=tf.data.AUTOTUNE)
 
 
 def denoise(

@@ -11,6 +11,7 @@ from lowres.data import vocab as vocab_lib
 from lowres.data.builtin_corpus import BuiltinCorpus, build_builtin_corpus
 from lowres.data.languages import normalize_language
 from lowres.data.pipeline import DataConfig
+from tasks.builtin import register_builtin_mixture
 
 VOCAB_FILE = "vocab/spm.model"
 
@@ -27,8 +28,6 @@ def prepare_data(
     model_dir: Path, config: DataConfig, vocab_config: vocab_lib.VocabularyConfig, progress: bool = True
 ) -> PreparedData:
     """Builds (or reuses) everything the training stream needs; the vocabulary lives in `model_dir`."""
-    from tasks.builtin import register_builtin_mixture  # tasks/ sits above the library
-
     if config.source != "builtin":
         raise ValueError(
             f"DataConfig.source={config.source!r}: training data sources other than 'builtin' arrive with "

@@ -28,10 +28,25 @@ LOGICAL_AXES = (
 
 
 def logical_to_mesh_spec(names: Sequence[str | None], rules=None) -> PartitionSpec:
-    """Maps logical axis names to a PartitionSpec under `rules` (default: the active rules)."""
+    """Maps logical axis names to a PartitionSpec under `rules` (default: the active rules).
+
+    A mesh axis goes to the first dimension that claims it: with `batch -> (data, fsdp)` and
+    `embed -> fsdp`, an activation [batch, length, embed] is split over (data, fsdp) on batch and
+    kept whole along embed, while an `embed` parameter dimension is still split over fsdp.
+    """
     rules = flax_spmd.get_logical_axis_rules() if rules is None else rules
     table = dict(rules)
-    return PartitionSpec(*(table.get(n) if n is not None else None for n in names))
+    used: set[str] = set()
+    spec = []
+    for name in names:
+        target = table.get(name) if name is not None else None
+        axes = (target,) if isinstance(target, str) else tuple(target or ())
+        if not axes or used & set(axes):
+            spec.append(None)
+            continue
+        used.update(axes)
+        spec.append(target)
+    return PartitionSpec(*spec)
 
 
 def constrain(x: jax.Array, names: Sequence[str | None]) -> jax.Array:
