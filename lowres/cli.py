@@ -44,6 +44,12 @@ def _parser() -> argparse.ArgumentParser:
                        help="gin config file (repeatable); names are also looked up in gin_configs/")
     train.add_argument("--model_dir", required=True, metavar="DIR", help="where the run lives")
     train.add_argument("--no_progress", action="store_true", help="no progress bar (log lines only)")
+    train.add_argument("--distributed", action="store_true",
+                       help="multi-host run: call jax.distributed.initialize() (auto-detected on TPU pods and "
+                       "SLURM; elsewhere give the three options below)")
+    train.add_argument("--coordinator_address", default=None, metavar="HOST:PORT")
+    train.add_argument("--num_processes", type=int, default=None)
+    train.add_argument("--process_id", type=int, default=None)
 
     evaluate = commands.add_parser(
         "eval",
@@ -119,9 +125,21 @@ def _parse_gin(files: Sequence[str], bindings: Sequence[str]) -> None:
 # Commands
 
 
+def _initialize_distributed(args) -> None:
+    import jax
+
+    jax.distributed.initialize(
+        coordinator_address=args.coordinator_address,
+        num_processes=args.num_processes,
+        process_id=args.process_id,
+    )
+
+
 def _cmd_train(args, bindings) -> int:
     model_dir = Path(args.model_dir)
     _check_writable(model_dir)
+    if args.distributed:
+        _initialize_distributed(args)
     _parse_gin(args.gin_file, bindings)
     from lowres.training.trainer import train
 

@@ -8,6 +8,7 @@ import seqio
 
 from lowres.data import objectives
 from lowres.data.builtin_corpus import BuiltinCorpus
+from lowres.data.languages import normalize_language
 from lowres.data.tasks import TextSplitFiles, register_language_mixture
 
 CORPUS = "builtin"
@@ -18,7 +19,7 @@ def builtin_sources(corpus: BuiltinCorpus, languages: Sequence[str] | None = Non
     """Per-language split files of the built-in corpus (all of its languages by default)."""
     stats = {(row["lang"], row["split"]): row for row in corpus.describe()}
     sources = []
-    for lang in languages or corpus.languages:
+    for lang in [normalize_language(code) for code in languages] if languages else corpus.languages:
         sources.append(
             TextSplitFiles(
                 lang=lang,
@@ -36,10 +37,17 @@ def register_builtin_mixture(
     objective: str = "r_and_s",
     alpha: float = 0.3,
     languages: Sequence[str] | None = None,
+    shuffle_buffer_size: int = seqio.SHUFFLE_BUFFER_SIZE,
 ) -> str:
     """Registers `builtin.<lang>.<denoiser>` tasks and the mixture `builtin.<objective>`; returns its name."""
     name = f"{CORPUS}.{objective}"
     register_language_mixture(
-        name, CORPUS, builtin_sources(corpus, languages), vocabulary, objectives.objective(objective), alpha
+        name,
+        CORPUS,
+        builtin_sources(corpus, languages),
+        vocabulary,
+        objectives.objective(objective),
+        alpha,
+        shuffle_buffer_size,
     )
     return name

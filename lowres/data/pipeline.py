@@ -24,6 +24,9 @@ class DataConfig:
     targets_length: int = 128
     batch_size: int = 16
     pack: bool = True
+    # Per-task shuffle buffer (seqio's default is 1000). Each task fills its own before the first
+    # batch, so small corpora with many tasks start much faster with a few hundred.
+    shuffle_buffer_size: int = 1000
     seed: int = 0
 
 

@@ -42,7 +42,7 @@ def prepare_data(
         vocab_lib.train_sentencepiece(texts, vocab_path, vocab_config, languages=corpus.languages)
     vocabulary = vocab_lib.load_vocabulary(vocab_path, vocab_config.num_sentinels)
     mixture = register_builtin_mixture(
-        corpus, vocabulary, config.objective, config.temperature_alpha, languages
+        corpus, vocabulary, config.objective, config.temperature_alpha, languages, config.shuffle_buffer_size
     )
     return PreparedData(corpus, vocabulary, mixture, tuple(languages))
 

@@ -41,6 +41,7 @@ def register_text_tasks(
     source: TextSplitFiles,
     vocabulary: seqio.Vocabulary,
     denoisers: Sequence[objectives.Denoiser],
+    shuffle_buffer_size: int = seqio.SHUFFLE_BUFFER_SIZE,
 ) -> list[str]:
     """Registers one seqio Task per denoiser over `source`; replaces tasks of the same name."""
     names = []
@@ -61,6 +62,7 @@ def register_text_tasks(
             ],
             output_features=output_features(vocabulary),
             metric_fns=[],
+            shuffle_buffer_size=shuffle_buffer_size,
         )
         names.append(name)
     return names
@@ -84,13 +86,14 @@ def register_language_mixture(
     vocabulary: seqio.Vocabulary,
     objective: Sequence[tuple[objectives.Denoiser, float]],
     alpha: float = 0.3,
+    shuffle_buffer_size: int = seqio.SHUFFLE_BUFFER_SIZE,
 ) -> seqio.Mixture:
     """Registers tasks for every (language, denoiser) and a mixture with rate p(lang) * p(denoiser)."""
     lang_rates = temperature_rates({s.lang: s.num_bytes for s in sources}, alpha)
     denoiser_total = sum(rate for _, rate in objective)
     tasks_and_rates = []
     for source in sources:
-        names = register_text_tasks(corpus, source, vocabulary, [d for d, _ in objective])
+        names = register_text_tasks(corpus, source, vocabulary, [d for d, _ in objective], shuffle_buffer_size)
         for task_name, (_, rate) in zip(names, objective):
             tasks_and_rates.append((task_name, lang_rates[source.lang] * rate / denoiser_total))
     seqio.MixtureRegistry.remove(name)

@@ -39,6 +39,32 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+class IntervalMeans:
+    """Collects per-step metric scalars (still on device, no sync) and averages them at log time.
+
+    Averaging over the logging interval, as t5x's summaries do, keeps the logged loss from
+    depending on which single batch happened to land on the log step.
+    """
+
+    SUMMED = ("num_tokens",)
+
+    def __init__(self):
+        self._pending: list[dict[str, Any]] = []
+
+    def add(self, metrics: dict[str, Any]) -> None:
+        self._pending.append(metrics)
+
+    def summarize(self) -> dict[str, float]:
+        values = jax.device_get(self._pending)
+        self._pending = []
+        out = {}
+        for key in values[0]:
+            column = [float(v[key]) for v in values]
+            out[key] = sum(column) if key in self.SUMMED else sum(column) / len(column)
+        out["learning_rate"] = float(values[-1]["learning_rate"])
+        return out
+
+
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:
     with Path(path).open(encoding="utf-8") as f:
         return [json.loads(line) for line in f if line.strip()]

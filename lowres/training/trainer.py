@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import functools
+import itertools
 import json
 import math
 import os
@@ -34,7 +36,7 @@ from lowres.models.factory import (
 )
 from lowres.training import partitioning
 from lowres.training.checkpoints import CheckpointConfig, CheckpointStore
-from lowres.training.metrics import MetricsWriter, console_line
+from lowres.training.metrics import IntervalMeans, MetricsWriter, console_line
 from lowres.training.optimizer import OptimizerConfig, make_optimizer
 from lowres.training.step import TrainState, train_step
 
@@ -111,6 +113,12 @@ def compile_train_step(sharded: ShardedState, optimizer, schedule, z_loss: float
     )
 
 
+def _peek(iterator):
+    """Pulls the first item (paying the pipeline's start-up cost) and returns the whole stream."""
+    first = next(iterator)
+    return itertools.chain([first], iterator)
+
+
 def write_atomic(path: Path, text: str) -> None:
     """Writes `text` so that readers see either the old file or the complete new one."""
     with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, encoding="utf-8") as tmp:
@@ -181,11 +189,17 @@ def train(
 
     mesh = partitioning.create_mesh(mesh_config)
     rules = mesh_config.rules
+    store = CheckpointStore(model_dir / CHECKPOINT_DIR, checkpoint_config)
+    start_step = store.latest_step() or 0
+    # Building the seqio pipeline (graph construction, shuffle buffers) overlaps model compilation.
+    shard_info = seqio.ShardInfo(jax.process_index(), jax.process_count())
+    loader = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    first_batches = loader.submit(
+        lambda: _peek(training_batches(data.mixture, data_config, shard_info, start_step))
+    )
     optimizer, schedule = make_optimizer(optimizer_config, train_config.num_steps)
     sharded = create_sharded_state(arch, optimizer, mesh, rules, train_config.seed)
-    store = CheckpointStore(model_dir / CHECKPOINT_DIR, checkpoint_config)
     state = sharded.state
-    start_step = store.latest_step() or 0
     if start_step:
         restored = store.restore(start_step, sharded.abstract.params, sharded.abstract.opt_state)
         state = TrainState(
@@ -198,8 +212,8 @@ def train(
 
     step_fn = compile_train_step(sharded, optimizer, schedule, train_config.z_loss, mesh, rules)
     batch_sharding = partitioning.batch_sharding(mesh, rules)
-    shard_info = seqio.ShardInfo(jax.process_index(), jax.process_count())
-    batches = training_batches(data.mixture, data_config, shard_info, start_step=start_step)
+    batches = first_batches.result()
+    loader.shutdown()
     tokens_per_step = data_config.batch_size * (data_config.inputs_length + data_config.targets_length)
     writer = MetricsWriter(model_dir / METRICS_FILE)
     metadata = {"run": run_info, "data_seed": data_config.seed}
@@ -210,6 +224,7 @@ def train(
         dynamic_ncols=True,
     )
     last_time, last_step, compile_time = time.perf_counter(), start_step, None
+    interval = IntervalMeans()
     try:
         with jax.set_mesh(mesh), nnx.logical_axis_rules(rules):
             for step in range(start_step, train_config.num_steps):
@@ -218,22 +233,23 @@ def train(
                     k: jax.make_array_from_process_local_data(batch_sharding, v) for k, v in local.items()
                 }
                 state, metrics = step_fn(state, batch)
+                interval.add(metrics)
                 done = step + 1
                 if compile_time is None:
                     jax.block_until_ready(metrics)
                     compile_time = time.perf_counter() - last_time
                     last_time, last_step = time.perf_counter(), done
                 if done % train_config.log_every == 0 or done == train_config.num_steps:
-                    values = jax.device_get(metrics)
+                    values = interval.summarize()
                     now = time.perf_counter()
                     step_time = (now - last_time) / max(done - last_step, 1) if done > last_step else compile_time
                     last_time, last_step = now, done
                     record = {
                         "step": done,
-                        "loss": float(values["loss"]),
-                        "nll": float(values["nll"]),
-                        "learning_rate": float(values["learning_rate"]),
-                        "grad_norm": float(values["grad_norm"]),
+                        "loss": values["loss"],
+                        "nll": values["nll"],
+                        "learning_rate": values["learning_rate"],
+                        "grad_norm": values["grad_norm"],
                         "target_tokens": int(values["num_tokens"]),
                         "tokens_per_sec": tokens_per_step / step_time,
                         "step_time_s": step_time,

@@ -1,0 +1,68 @@
+"""SeqIO tasks and the language mixture over the built-in corpus."""
+
+import numpy as np
+import pytest
+import seqio
+
+from lowres.data import vocab as vocab_lib
+from lowres.data.tasks import temperature_rates
+from tasks.builtin import register_builtin_mixture
+
+LENGTHS = {"inputs": 64, "targets": 64}
+
+
+@pytest.fixture(scope="module")
+def mixture(corpus, vocabulary):
+    return register_builtin_mixture(corpus, vocabulary, "r_and_s", 0.3, ["pan", "yor_Latn", "eng"])
+
+
+def test_tasks_produce_well_formed_examples(mixture, vocabulary):
+    mix = seqio.get_mixture_or_task(mixture)
+    names = sorted(t.name for t in mix.tasks)
+    assert names == sorted(f"builtin.{lang}.{d}" for lang in ("pan_Guru", "yor_Latn", "eng_Latn")
+                           for d in ("span_3_0p15", "prefix_0p5"))
+    nlu, s2s = (vocab_lib.reserved_id(vocabulary, t) for t in ("[NLU]", "[S2S]"))
+    sentinel_floor = vocabulary.vocab_size - vocabulary.extra_ids
+    for task in mix.tasks:
+        examples = list(task.get_dataset(LENGTHS, "validation", shuffle=False, seed=0).as_numpy_iterator())
+        assert examples, task.name
+        for ex in examples:
+            inputs, targets = ex["inputs"], ex["targets"]
+            assert 2 <= len(inputs) <= LENGTHS["inputs"] and 1 <= len(targets) <= LENGTHS["targets"]
+            assert inputs[-1] == vocabulary.eos_id and targets[-1] == vocabulary.eos_id
+            if "span" in task.name:
+                assert inputs[0] == nlu and (inputs[1:] == nlu).sum() == 0
+                assert (inputs >= sentinel_floor).sum() == (targets >= sentinel_floor).sum() >= 1
+            else:
+                assert inputs[0] == s2s and (targets >= sentinel_floor).sum() == 0
+
+
+def test_packed_batches_carry_segments_and_loss_weights(mixture):
+    dataset = seqio.get_dataset(mixture, task_feature_lengths=LENGTHS, dataset_split="train", shuffle=True,
+                                seed=1, num_epochs=1,
+                                feature_converter=seqio.EncDecFeatureConverter(pack=True))
+    batch = next(dataset.batch(4).as_numpy_iterator())
+    assert batch["encoder_input_tokens"].shape == (4, 64)
+    for side in ("encoder", "decoder"):
+        segments, positions = batch[f"{side}_segment_ids"], batch[f"{side}_positions"]
+        starts = np.concatenate([np.ones((4, 1), bool), segments[:, 1:] != segments[:, :-1]], axis=1)
+        # positions restart at 0 exactly where a segment starts (padding carries segment 0)
+        np.testing.assert_array_equal((positions == 0) & (segments > 0), starts & (segments > 0))
+    np.testing.assert_array_equal(batch["decoder_loss_weights"] > 0, batch["decoder_target_tokens"] > 0)
+
+
+def test_mixture_rates_follow_temperature_sampling(mixture, corpus):
+    mix = seqio.get_mixture_or_task(mixture)
+    sizes = {row["lang"]: row["bytes"] for row in corpus.describe() if row["split"] == "train"}
+    expected = temperature_rates({k: sizes[k] for k in ("pan_Guru", "yor_Latn", "eng_Latn")}, 0.3)
+    for lang, rate in expected.items():
+        got = sum(mix.get_rate(t) for t in mix.tasks if f".{lang}." in t.name) / mix.total_rate
+        assert got == pytest.approx(rate)
+
+
+def test_temperature_rates_formula():
+    rates = temperature_rates({"a": 1000.0, "b": 10.0}, alpha=0.5)
+    assert rates["a"] / rates["b"] == pytest.approx(10.0)
+    assert temperature_rates({"a": 1000.0, "b": 10.0}, alpha=0.0) == {"a": 0.5, "b": 0.5}
+    with pytest.raises(ValueError, match="alpha"):
+        temperature_rates({"a": 1.0}, alpha=2.0)
