@@ -68,6 +68,16 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
     evaluate.add_argument("--batch_size", type=int, default=32)
 
+    models = commands.add_parser("models", help="model presets", description="Model presets.")
+    model_commands = models.add_subparsers(dest="models_command", metavar="ACTION")
+    model_commands.required = True
+    listing = model_commands.add_parser(
+        "list", help="every preset with its size and training FLOPs per token",
+        description="Print every model preset: parameters, layers, widths and training FLOPs per token "
+        "(MaxText's convention; encoder-decoders at 512+512 tokens, decoders at 1024).",
+    )
+    listing.add_argument("--vocab_size", type=int, default=32128, help="vocabulary size to count with")
+
     data = commands.add_parser("data", help="inspect data sources", description="Inspect data sources.")
     data_commands = data.add_subparsers(dest="data_command", metavar="ACTION")
     data_commands.required = True
@@ -178,6 +188,19 @@ def _cmd_eval(args) -> int:
     return 0
 
 
+def _cmd_models(args) -> int:
+    from lowres.models.flops import model_summary_rows
+
+    rows = model_summary_rows(vocab_size=args.vocab_size)
+    print(f"vocabulary {args.vocab_size:,}")
+    print("| preset | architecture | params | layers | d_model | heads | kv heads | d_ff | train GFLOP/token |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['name']} | {r['architecture']} | {r['params'] / 1e6:,.1f}M | {r['layers']} | {r['d_model']} | "
+              f"{r['heads']} | {r['kv_heads']} | {r['d_ff']} | {r['flops_per_token'] / 1e9:.3f} |")
+    return 0
+
+
 def _cmd_data(args) -> int:
     if args.source != "builtin":
         raise UsageError(f"`lowres data describe {args.source}`: only the builtin source is described so far")
@@ -189,7 +212,7 @@ def _cmd_data(args) -> int:
 
 def _quiet_libraries() -> None:
     """TensorFlow (used only for tf.data) and absl log noise at import; keep warnings and errors."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import absl.logging
 
     absl.logging.set_verbosity(absl.logging.WARNING)
@@ -208,6 +231,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_train(args, bindings)
         if args.command == "eval":
             return _cmd_eval(args)
+        if args.command == "models":
+            return _cmd_models(args)
         return _cmd_data(args)
     except KeyboardInterrupt:
         print("lowres: interrupted", file=sys.stderr)

@@ -7,7 +7,7 @@ import pytest
 
 from lowres.evaluation.bits_per_byte import (
     model_bits_per_byte,
-    pad_batch,
+    feature_batches,
     scoring_examples,
     unigram_byte_bits_per_byte,
 )
@@ -24,11 +24,15 @@ def test_windows_cover_each_token_exactly_once_with_a_prefix():
     assert examples[2] == ([99, 3, 4, 5, 6, 1], [7, 8, 9, 10])
 
 
-def test_pad_batch_weights_and_shift():
-    batch = pad_batch([([5, 1], [7, 8, 1])], inputs_length=4, targets_length=5, batch_size=2)
-    np.testing.assert_array_equal(batch["decoder_input_tokens"][0], [0, 7, 8, 1, 0])
-    np.testing.assert_array_equal(batch["decoder_loss_weights"][0], [1, 1, 1, 0, 0])
-    assert batch["decoder_loss_weights"][1].sum() == 0
+@pytest.mark.parametrize("architecture", ["encoder_decoder", "decoder_only"])
+def test_feature_batches_score_every_target_once(architecture):
+    examples = [([5, 1], [7, 8, 1]), ([5, 6, 1], [9, 1]), ([5, 1], [4, 4, 4, 4])]
+    batches = list(feature_batches(examples, architecture, inputs_length=4, targets_length=5, batch_size=2))
+    weights = sum(int(b["decoder_loss_weights"].sum()) for b in batches)
+    assert weights == 3 + 2 + 4
+    targets = [t for b in batches for row, w in zip(b["decoder_target_tokens"], b["decoder_loss_weights"])
+               for t in row[w > 0]]
+    assert sorted(targets) == sorted([7, 8, 1, 9, 1, 4, 4, 4, 4])
 
 
 class CharVocab:
@@ -47,6 +51,7 @@ def test_bits_per_byte_matches_hand_computation():
         return batch["decoder_loss_weights"].sum(axis=1) * math.log(2.0)
 
     result = model_bits_per_byte(one_bit_per_token, CharVocab(), docs, 8, 4, batch_size=2, mode_token=None)
+    assert result == model_bits_per_byte(one_bit_per_token, CharVocab(), docs, 8, 4, "decoder_only", 2, None)
     tokens = len("héllo") + len("wörld!") + 2
     num_bytes = len("héllo".encode()) + len("wörld!".encode()) + 2
     assert result["xx"]["tokens"] == tokens and result["xx"]["bytes"] == num_bytes

@@ -63,9 +63,18 @@ def test_eval_reports_bits_per_byte_per_language(trained, tmp_path):
 
 
 def test_help_for_every_command():
-    for args in ([], ["train"], ["eval"], ["data"], ["data", "describe"]):
+    for args in ([], ["train"], ["eval"], ["data"], ["data", "describe"], ["models", "list"]):
         out = run_cli(*args, "--help")
         assert out.returncode == 0 and "usage: lowres" in out.stdout
+
+
+def test_models_list_prints_every_preset(capsys):
+    from lowres.models.config import ENCODER_DECODER_PRESETS
+
+    assert cli.main(["models", "list"]) == 0
+    out = capsys.readouterr().out
+    for name in ENCODER_DECODER_PRESETS:
+        assert f"| {name} | encoder_decoder |" in out
 
 
 def _main_error(capsys, *args):

@@ -30,11 +30,26 @@ class DataConfig:
     seed: int = 0
 
 
+def feature_converter(architecture: str, pack: bool = True) -> seqio.FeatureConverter:
+    """The seqio converter that turns (inputs, targets) examples into a model's features.
+
+    Encoder-decoder: inputs to the encoder, targets to the decoder. Decoder-only: one sequence,
+    inputs + targets, with bidirectional attention over the inputs (`decoder_causal_attention`)
+    and loss on the targets only.
+    """
+    if architecture == "encoder_decoder":
+        return seqio.EncDecFeatureConverter(pack=pack)
+    if architecture == "decoder_only":
+        return seqio.PrefixLMFeatureConverter(pack=pack, loss_on_targets_only=True)
+    raise ValueError(f"no feature converter for architecture {architecture!r}")
+
+
 def training_batches(
     mixture: str,
     config: DataConfig,
     shard_info: seqio.ShardInfo,
     start_step: int = 0,
+    architecture: str = "encoder_decoder",
 ) -> Iterator[dict[str, np.ndarray]]:
     """Endless, deterministic stream of this host's share of each global batch.
 
@@ -54,7 +69,7 @@ def training_batches(
         seed=config.seed,
         shard_info=shard_info,
         use_cached=False,
-        feature_converter=seqio.EncDecFeatureConverter(pack=config.pack),
+        feature_converter=feature_converter(architecture, config.pack),
     )
     dataset = dataset.batch(config.batch_size // shard_info.num_shards, drop_remainder=True)
     if start_step:

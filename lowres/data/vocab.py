@@ -52,6 +52,30 @@ def train_sentencepiece(
     output_path = Path(output_path)
     reserved = list(MODE_TOKENS) + [language_tag(lang) for lang in languages] + list(extra_reserved)
     model = io.BytesIO()
+    with tempfile.TemporaryDirectory() as scratch:
+        normalization = _normalization_options(config.normalization_rule_name, Path(scratch))
+        _train(texts, model, config, reserved, normalization)
+    output_path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=output_path.parent, delete=False) as tmp:
+        tmp.write(model.getvalue())
+    os.replace(tmp.name, output_path)
+    return output_path
+
+
+def _normalization_options(rule_name: str, scratch: Path) -> dict:
+    """SentencePiece normaliser options; "identity" becomes a one-rule table that touches no real text.
+
+    A truly empty table makes TensorFlow Text's tokenizer log a line per task at start-up, so
+    lossless normalisation maps only the noncharacter U+FFFF, which valid text never contains.
+    """
+    if rule_name != "identity":
+        return {"normalization_rule_name": rule_name}
+    rule = scratch / "lossless.tsv"
+    rule.write_text("FFFF\tFFFD\n", encoding="ascii")
+    return {"normalization_rule_tsv": str(rule), "remove_extra_whitespaces": False}
+
+
+def _train(texts, model, config: VocabularyConfig, reserved, normalization: dict) -> None:
     spm.SentencePieceTrainer.train(
         sentence_iterator=iter(t for t in texts if t),
         model_writer=model,
@@ -60,8 +84,6 @@ def train_sentencepiece(
         model_type=config.model_type,
         character_coverage=config.character_coverage,
         byte_fallback=config.byte_fallback,
-        normalization_rule_name=config.normalization_rule_name,
-        remove_extra_whitespaces=config.normalization_rule_name != "identity",
         split_digits=True,
         pad_id=PAD_ID,
         eos_id=EOS_ID,
@@ -70,12 +92,8 @@ def train_sentencepiece(
         control_symbols=reserved,
         num_threads=max(1, os.cpu_count() or 1),
         minloglevel=2,
+        **normalization,
     )
-    output_path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=output_path.parent, delete=False) as tmp:
-        tmp.write(model.getvalue())
-    os.replace(tmp.name, output_path)
-    return output_path
 
 
 def load_vocabulary(path: str | os.PathLike, num_sentinels: int = 100) -> seqio.SentencePieceVocabulary:

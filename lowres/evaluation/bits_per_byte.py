@@ -1,9 +1,10 @@
 """Per-language bits per byte: a tokenizer-independent measure of how well a model predicts text.
 
 bits/byte = total NLL of the document tokens (plus one EOS per document) in bits, divided by the
-UTF-8 bytes of the documents plus one per document (the EOS stands for the line break). The
-encoder-decoder scores text in UL2's S2S mode: each window of targets is predicted by the decoder
-with the preceding tokens of the same document as the encoder prefix.
+UTF-8 bytes of the documents plus one per document (the EOS stands for the line break). Text is
+scored in UL2's S2S mode: each window of target tokens is predicted with the preceding tokens of
+the same document as the prefix (the encoder input, or the bidirectional prefix of a decoder).
+Windows go through the same seqio feature converter, with packing, as training batches.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ from collections.abc import Callable, Iterable, Sequence
 
 import jax
 import numpy as np
+import tensorflow as tf
 
 from lowres.data import vocab as vocab_lib
+from lowres.data.pipeline import feature_converter
 
 LN2 = math.log(2.0)
 
@@ -40,32 +43,24 @@ def scoring_examples(
     return examples
 
 
-def pad_batch(examples: Sequence[tuple[list[int], list[int]]], inputs_length: int, targets_length: int, batch_size: int):
-    """Encoder-decoder features (as seqio's converter names them) for up to `batch_size` examples."""
-    enc = np.zeros((batch_size, inputs_length), np.int32)
-    tgt = np.zeros((batch_size, targets_length), np.int32)
-    for row, (inputs, targets) in enumerate(examples):
-        enc[row, : len(inputs)] = inputs
-        tgt[row, : len(targets)] = targets
-    dec_in = np.zeros_like(tgt)
-    dec_in[:, 1:] = tgt[:, :-1]
-    enc_seg = (enc != 0).astype(np.int32)
-    weights = (tgt != 0).astype(np.int32)
-    # Decoder position 0 holds the start token 0, so segments come from the targets' extent.
-    dec_seg = np.zeros_like(tgt)
-    for row, (_, targets) in enumerate(examples):
-        dec_seg[row, : len(targets)] = 1
-    positions = lambda a: np.broadcast_to(np.arange(a.shape[1], dtype=np.int32), a.shape).copy()  # noqa: E731
-    return {
-        "encoder_input_tokens": enc,
-        "decoder_input_tokens": dec_in,
-        "decoder_target_tokens": tgt,
-        "decoder_loss_weights": weights,
-        "encoder_segment_ids": enc_seg,
-        "decoder_segment_ids": dec_seg,
-        "encoder_positions": positions(enc),
-        "decoder_positions": positions(tgt),
-    }
+def feature_batches(
+    examples: Sequence[tuple[list[int], list[int]]],
+    architecture: str,
+    inputs_length: int,
+    targets_length: int,
+    batch_size: int,
+) -> Iterable[dict[str, np.ndarray]]:
+    """Packed model features for the windows, via the architecture's seqio converter."""
+    dataset = tf.data.Dataset.from_generator(
+        lambda: ({"inputs": np.asarray(i, np.int32), "targets": np.asarray(t, np.int32)} for i, t in examples),
+        output_signature={
+            "inputs": tf.TensorSpec([None], tf.int32),
+            "targets": tf.TensorSpec([None], tf.int32),
+        },
+    )
+    converter = feature_converter(architecture, pack=True)
+    features = converter(dataset, {"inputs": inputs_length, "targets": targets_length})
+    return features.padded_batch(batch_size).as_numpy_iterator()
 
 
 def model_bits_per_byte(
@@ -74,26 +69,32 @@ def model_bits_per_byte(
     documents: dict[str, list[str]],
     inputs_length: int,
     targets_length: int,
+    architecture: str = "encoder_decoder",
     batch_size: int = 32,
     mode_token: str | None = "[S2S]",
     progress: Callable[[Iterable], Iterable] = lambda x: x,
 ) -> dict[str, dict[str, float]]:
-    """Bits per byte, tokens and bytes per language under `score_fn` (summed NLL per example, nats)."""
+    """Bits per byte, tokens and bytes per language under `score_fn` (summed NLL per row, nats)."""
     mode_id = vocab_lib.reserved_id(vocabulary, mode_token) if mode_token else None
     results = {}
     for lang in progress(list(documents)):
         docs = documents[lang]
         token_docs = [vocabulary.encode(doc) for doc in docs]
         examples = scoring_examples(token_docs, inputs_length, targets_length, mode_id, vocabulary.eos_id)
-        total_nll = 0.0
-        for start in range(0, len(examples), batch_size):
-            chunk = examples[start : start + batch_size]
-            scores = np.asarray(score_fn(pad_batch(chunk, inputs_length, targets_length, batch_size)))
-            total_nll += float(scores[: len(chunk)].sum())
+        total_nll, scored_tokens = 0.0, 0
+        for batch in feature_batches(examples, architecture, inputs_length, targets_length, batch_size):
+            rows = len(batch["decoder_target_tokens"])
+            if rows < batch_size:  # keep one compiled shape: pad the last batch with empty rows
+                batch = {k: np.pad(v, [(0, batch_size - rows), (0, 0)]) for k, v in batch.items()}
+            total_nll += float(np.asarray(score_fn(batch)).sum())
+            scored_tokens += int(batch["decoder_loss_weights"].sum())
+        num_tokens = sum(len(t) + 1 for t in token_docs)
+        if scored_tokens != num_tokens:
+            raise AssertionError(f"{lang}: scored {scored_tokens} tokens of {num_tokens}; windows lost tokens")
         num_bytes = document_bytes(docs)
         results[lang] = {
             "bits_per_byte": total_nll / LN2 / num_bytes,
-            "tokens": sum(len(t) + 1 for t in token_docs),
+            "tokens": num_tokens,
             "bytes": num_bytes,
             "documents": len(docs),
         }
@@ -112,7 +113,7 @@ def unigram_byte_bits_per_byte(train_documents: Sequence[str], eval_documents: S
 
 
 def jitted_scorer(graphdef, params, rest):
-    """A jitted per-example NLL function over padded batches for restored parameters."""
+    """A jitted per-row NLL function over feature batches for restored parameters."""
     from lowres.training.step import score_batch
 
     fn = jax.jit(functools.partial(score_batch, graphdef=graphdef, rest=rest))

@@ -23,6 +23,7 @@ def evaluate(loaded: dict[str, Any], documents: Documents, batch_size: int = 32)
         documents.documents,
         info["inputs_length"],
         info["targets_length"],
+        architecture=info["model"].get("architecture", "encoder_decoder"),
         batch_size=batch_size,
         progress=lambda langs: tqdm(langs, desc="languages", unit="lang", leave=False),
     )

@@ -2,48 +2,54 @@
 
 Inputs are the features of seqio's `EncDecFeatureConverter(pack=True)`: int32 [B, L] tokens, segment
 ids (0 = padding) and positions that restart at 0 in each packed segment. Without segment ids, token
-id 0 is padding and positions count from 0.
+id 0 is padding and positions count from 0. Norm placement follows `config.norm` in each stack;
+`init_cache` + `decode_step` decode autoregressively with cached keys and values.
 """
 
 from __future__ import annotations
 
+import flax.struct
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
 from lowres.models.config import EncoderDecoderConfig
 from lowres.models.layers import (
+    EMBED_NAMES,
     Embed,
     GatedMLP,
+    KVCache,
     MultiHeadAttention,
+    NormPlacement,
     RelativePositionBias,
     RMSNorm,
+    cache_mask,
+    causal_mask,
+    default_positions,
     fan_in_init,
     make_param,
+    output_logits,
+    segment_mask,
 )
 from lowres.models.logical import constrain
 
-EMBED_NAMES = ("batch", "length", "embed")
+
+@flax.struct.dataclass
+class EncoderDecoderCache:
+    """Decoding state: per decoder layer, self-attention K/V slots and the encoder's cross-attention K/V."""
+
+    self_attention: tuple[KVCache, ...]
+    cross_attention: tuple[KVCache, ...]
+    encoder_mask: jax.Array  # bool [B, S_enc]: non-padding encoder positions
 
 
-def segment_mask(q_segments: jax.Array, k_segments: jax.Array) -> jax.Array:
-    """[B, Tq], [B, Tk] segment ids -> bool [B, 1, Tq, Tk]: same segment and key not padding."""
-    same = q_segments[:, :, None] == k_segments[:, None, :]
-    return (same & (k_segments[:, None, :] != 0))[:, None]
-
-
-def causal_mask(length: int) -> jax.Array:
-    """Bool [1, 1, T, T]: query t sees keys 0..t."""
-    return jnp.tril(jnp.ones((length, length), dtype=bool))[None, None]
-
-
-def default_positions(tokens: jax.Array) -> jax.Array:
-    """[1, L] positions 0..L-1, broadcast over the batch (unpacked inputs)."""
-    return jnp.arange(tokens.shape[1], dtype=jnp.int32)[None]
+def _placements(config: EncoderDecoderConfig, num_layers: int) -> list[NormPlacement]:
+    """Norm placement of each block of a stack (Mix-LN and LayerNorm Scaling count within the stack)."""
+    return [NormPlacement.for_layer(config.norm, i, num_layers, config.mix_ln_alpha) for i in range(num_layers)]
 
 
 class EncoderLayer(nnx.Module):
-    """Pre-norm block: bidirectional self-attention, then gated MLP, each with a residual."""
+    """Block: bidirectional self-attention, then gated MLP, each a residual branch (norms named for Pre-LN)."""
 
     def __init__(self, config: EncoderDecoderConfig, *, rngs: nnx.Rngs):
         dtype, param_dtype = jnp.dtype(config.dtype), jnp.dtype(config.param_dtype)
@@ -59,15 +65,19 @@ class EncoderLayer(nnx.Module):
         )  # fmt: skip
         self.dropout = nnx.Dropout(config.dropout_rate, rngs=rngs)
 
-    def __call__(self, x: jax.Array, mask: jax.Array, bias: jax.Array, *, deterministic: bool) -> jax.Array:
-        h = self.pre_attention_norm(x)
-        x = x + self.dropout(self.attention(h, h, mask, bias, deterministic=deterministic), deterministic=deterministic)
-        h = self.mlp(self.pre_mlp_norm(x), deterministic=deterministic)
-        return constrain(x + self.dropout(h, deterministic=deterministic), EMBED_NAMES)
+    def __call__(
+        self, x: jax.Array, mask: jax.Array, bias: jax.Array, placement: NormPlacement, *, deterministic: bool
+    ) -> jax.Array:
+        h = placement.branch_input(x, self.pre_attention_norm)
+        h = self.attention(h, h, mask, bias, deterministic=deterministic)
+        x = placement.residual(x, self.dropout(h, deterministic=deterministic), self.pre_attention_norm)
+        h = self.mlp(placement.branch_input(x, self.pre_mlp_norm), deterministic=deterministic)
+        x = placement.residual(x, self.dropout(h, deterministic=deterministic), self.pre_mlp_norm)
+        return constrain(x, EMBED_NAMES)
 
 
 class DecoderLayer(nnx.Module):
-    """Pre-norm block: causal self-attention, cross-attention to the encoder, then gated MLP."""
+    """Block: causal self-attention, cross-attention to the encoder, then gated MLP (norms named for Pre-LN)."""
 
     def __init__(self, config: EncoderDecoderConfig, *, rngs: nnx.Rngs):
         dtype, param_dtype = jnp.dtype(config.dtype), jnp.dtype(config.param_dtype)
@@ -92,21 +102,28 @@ class DecoderLayer(nnx.Module):
     def __call__(
         self,
         x: jax.Array,
-        encoded: jax.Array,
+        cross_kv: KVCache,
         self_mask: jax.Array,
         cross_mask: jax.Array | None,
         bias: jax.Array,
+        placement: NormPlacement,
         *,
+        cache: KVCache | None = None,
+        cache_index: jax.Array | None = None,
         deterministic: bool,
-    ) -> jax.Array:
-        h = self.pre_self_attention_norm(x)
-        h = self.self_attention(h, h, self_mask, bias, deterministic=deterministic)
-        x = x + self.dropout(h, deterministic=deterministic)
-        h = self.pre_cross_attention_norm(x)
-        h = self.cross_attention(h, encoded, cross_mask, deterministic=deterministic)
-        x = x + self.dropout(h, deterministic=deterministic)
-        h = self.mlp(self.pre_mlp_norm(x), deterministic=deterministic)
-        return constrain(x + self.dropout(h, deterministic=deterministic), EMBED_NAMES)
+    ) -> tuple[jax.Array, KVCache | None]:
+        """`cross_kv`: this layer's keys and values of the encoder output (see `Decoder.cross_keys_values`)."""
+        h = placement.branch_input(x, self.pre_self_attention_norm)
+        h, cache = self.self_attention.self_attend(
+            h, self_mask, bias, cache=cache, cache_index=cache_index, deterministic=deterministic
+        )
+        x = placement.residual(x, self.dropout(h, deterministic=deterministic), self.pre_self_attention_norm)
+        h = self.cross_attention.queries(placement.branch_input(x, self.pre_cross_attention_norm))
+        h = self.cross_attention.attend(h, cross_kv.key, cross_kv.value, cross_mask, deterministic=deterministic)
+        x = placement.residual(x, self.dropout(h, deterministic=deterministic), self.pre_cross_attention_norm)
+        h = self.mlp(placement.branch_input(x, self.pre_mlp_norm), deterministic=deterministic)
+        x = placement.residual(x, self.dropout(h, deterministic=deterministic), self.pre_mlp_norm)
+        return constrain(x, EMBED_NAMES), cache
 
 
 class Encoder(nnx.Module):
@@ -121,6 +138,7 @@ class Encoder(nnx.Module):
         self.layers = nnx.List([EncoderLayer(config, rngs=rngs) for _ in range(config.num_encoder_layers)])
         self.final_norm = RMSNorm(config.d_model, dtype=dtype, param_dtype=param_dtype)
         self.dropout = nnx.Dropout(config.dropout_rate, rngs=rngs)
+        self.config = config
 
     def __call__(
         self, x: jax.Array, segment_ids: jax.Array, positions: jax.Array, *, deterministic: bool
@@ -128,8 +146,8 @@ class Encoder(nnx.Module):
         mask = segment_mask(segment_ids, segment_ids)
         bias = self.relative_bias(positions, positions)
         x = self.dropout(x, deterministic=deterministic)
-        for layer in self.layers:
-            x = layer(x, mask, bias, deterministic=deterministic)
+        for layer, placement in zip(self.layers, _placements(self.config, len(self.layers)), strict=True):
+            x = layer(x, mask, bias, placement, deterministic=deterministic)
         return self.dropout(self.final_norm(x), deterministic=deterministic)
 
 
@@ -145,22 +163,37 @@ class Decoder(nnx.Module):
         self.layers = nnx.List([DecoderLayer(config, rngs=rngs) for _ in range(config.num_decoder_layers)])
         self.final_norm = RMSNorm(config.d_model, dtype=dtype, param_dtype=param_dtype)
         self.dropout = nnx.Dropout(config.dropout_rate, rngs=rngs)
+        self.config = config
+
+    def cross_keys_values(self, encoded: jax.Array) -> tuple[KVCache, ...]:
+        """Each layer's cross-attention keys and values of the encoder output [B, S, E]."""
+        return tuple(KVCache(*layer.cross_attention.keys_values(encoded)) for layer in self.layers)
 
     def __call__(
         self,
         x: jax.Array,
-        encoded: jax.Array,
+        cross_kv: tuple[KVCache, ...],
         self_mask: jax.Array,
         cross_mask: jax.Array | None,
-        positions: jax.Array,
+        q_positions: jax.Array,
+        k_positions: jax.Array,
         *,
+        cache: tuple[KVCache, ...] | None = None,
+        cache_index: jax.Array | None = None,
         deterministic: bool,
-    ) -> jax.Array:
-        bias = self.relative_bias(positions, positions)
+    ) -> tuple[jax.Array, tuple[KVCache, ...] | None]:
+        """Embedded tokens [B, T, E] -> final features; with `cache`, T new tokens enter slots cache_index [B] on."""
+        bias = self.relative_bias(q_positions, k_positions)
         x = self.dropout(x, deterministic=deterministic)
-        for layer in self.layers:
-            x = layer(x, encoded, self_mask, cross_mask, bias, deterministic=deterministic)
-        return self.dropout(self.final_norm(x), deterministic=deterministic)
+        caches = [None] * len(self.layers) if cache is None else list(cache)
+        placements = _placements(self.config, len(self.layers))
+        for i, (layer, placement) in enumerate(zip(self.layers, placements, strict=True)):
+            x, caches[i] = layer(
+                x, cross_kv[i], self_mask, cross_mask, bias, placement,
+                cache=caches[i], cache_index=cache_index, deterministic=deterministic,
+            )  # fmt: skip
+        y = self.dropout(self.final_norm(x), deterministic=deterministic)
+        return y, None if cache is None else tuple(caches)
 
 
 class EncoderDecoder(nnx.Module):
@@ -227,15 +260,56 @@ class EncoderDecoder(nnx.Module):
             decoder_positions = default_positions(decoder_input_tokens)
 
         y = self.token_embed(decoder_input_tokens)
-        y = self.decoder(y, encoded, self_mask, cross_mask, decoder_positions, deterministic=deterministic)
-        if self.logits_kernel is None:
-            # Tied: rescale so unit-RMS features against N(0, 1) embeddings give unit-scale logits.
-            logits = self.token_embed.attend(y * jnp.asarray(self.config.d_model**-0.5, self.dtype))
-        else:
-            logits = jnp.einsum(
-                "bte,ev->btv", y, self.logits_kernel[...].astype(self.dtype), preferred_element_type=jnp.float32
-            )
-        return constrain(logits, ("batch", "length", "vocab"))
+        cross_kv = self.decoder.cross_keys_values(encoded)
+        y, _ = self.decoder(
+            y, cross_kv, self_mask, cross_mask, decoder_positions, decoder_positions, deterministic=deterministic
+        )
+        return output_logits(y, self.token_embed, self.logits_kernel)
+
+    def init_cache(
+        self,
+        encoder_input_tokens: jax.Array,
+        max_length: int,
+        encoder_segment_ids: jax.Array | None = None,
+        encoder_positions: jax.Array | None = None,
+    ) -> EncoderDecoderCache:
+        """Encodes [B, S] once and returns the decoding state for up to `max_length` decoder steps."""
+        if encoder_segment_ids is None:
+            encoder_segment_ids = (encoder_input_tokens != 0).astype(jnp.int32)
+        encoded = self.encode(encoder_input_tokens, encoder_segment_ids, encoder_positions)
+        config = self.config
+        shape = (encoder_input_tokens.shape[0], max_length, config.num_heads, config.head_dim)
+        return EncoderDecoderCache(
+            self_attention=tuple(KVCache.zeros(shape, self.dtype) for _ in range(config.num_decoder_layers)),
+            cross_attention=self.decoder.cross_keys_values(encoded),
+            encoder_mask=encoder_segment_ids != 0,
+        )
+
+    def decode_step(
+        self, token: jax.Array, cache: EncoderDecoderCache, position: jax.Array | int
+    ) -> tuple[jax.Array, EncoderDecoderCache]:
+        """Next-token float32 logits [B, vocab] for decoder input tokens [B] at `position` (scalar or [B]).
+
+        Matches `decode` without decoder segment ids: the relative bias sees the absolute step position.
+        """
+        batch = token.shape[0]
+        index = jnp.broadcast_to(jnp.asarray(position, jnp.int32), (batch,))
+        q_positions = index[:, None]
+        num_slots = cache.self_attention[0].key.shape[1]
+        y = self.token_embed(token[:, None])
+        y, self_attention = self.decoder(
+            y,
+            cache.cross_attention,
+            cache_mask(q_positions, num_slots),
+            cache.encoder_mask[:, None, None, :],
+            q_positions,
+            jnp.arange(num_slots, dtype=jnp.int32)[None],
+            cache=cache.self_attention,
+            cache_index=index,
+            deterministic=True,
+        )
+        logits = output_logits(y, self.token_embed, self.logits_kernel)[:, 0]
+        return logits, cache.replace(self_attention=self_attention)
 
     def __call__(
         self,

@@ -1,4 +1,6 @@
-"""Transformer building blocks: RMSNorm, gated MLP, multi-head attention, relative position bias, embedding.
+"""Transformer building blocks shared by both architectures: norms and their placement, gated MLP,
+attention (multi-head or grouped-query, with a KV cache), rotary and relative positions, embedding,
+masks and per-layer rematerialisation.
 
 No biases anywhere (T5.1.1). Every parameter is an `nnx.Param` carrying logical axis names in
 `out_sharding`, so a rules table decides how it is laid out on a mesh.
@@ -6,8 +8,11 @@ No biases anywhere (T5.1.1). Every parameter is an `nnx.Param` carrying logical 
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from collections.abc import Callable, Sequence
 
+import flax.struct
 import jax
 import jax.numpy as jnp
 from flax import nnx
@@ -17,6 +22,10 @@ from lowres.models.logical import constrain
 
 # Finite stand-in for -inf: fully masked rows (padding queries) then softmax to a uniform, finite row.
 MASK_VALUE = -1e10
+
+EMBED_NAMES = ("batch", "length", "embed")
+QUERY_NAMES = ("batch", "length", "heads", "kv")
+KV_NAMES = ("batch", "length", "kv_heads", "kv")
 
 Initializer = Callable[[jax.Array, Sequence[int], jnp.dtype], jax.Array]
 
@@ -54,6 +63,115 @@ class RMSNorm(nnx.Module):
         return x32.astype(self.dtype) * self.scale[...].astype(self.dtype)
 
 
+def segment_mask(q_segments: jax.Array, k_segments: jax.Array) -> jax.Array:
+    """[B, Tq], [B, Tk] segment ids -> bool [B, 1, Tq, Tk]: same segment and key not padding."""
+    same = q_segments[:, :, None] == k_segments[:, None, :]
+    return (same & (k_segments[:, None, :] != 0))[:, None]
+
+
+def causal_mask(length: int) -> jax.Array:
+    """Bool [1, 1, T, T]: query t sees keys 0..t."""
+    return jnp.tril(jnp.ones((length, length), dtype=bool))[None, None]
+
+
+def default_positions(tokens: jax.Array) -> jax.Array:
+    """[1, L] positions 0..L-1, broadcast over the batch (unpacked inputs)."""
+    return jnp.arange(tokens.shape[1], dtype=jnp.int32)[None]
+
+
+def cache_mask(q_positions: jax.Array, num_slots: int) -> jax.Array:
+    """Bool [B, 1, T, S]: a query at position p sees cache slots 0..p (slot = position when decoding)."""
+    return jnp.arange(num_slots)[None, None, None, :] <= q_positions[:, None, :, None]
+
+
+@dataclasses.dataclass(frozen=True)
+class NormPlacement:
+    """Where one block's norms sit: before each branch (Pre-LN, output times `scale` for LayerNorm
+    Scaling) or after the residual add (`post`, Post-LN). `post` may be a traced bool (Mix-LN
+    inside a scan over layers), in which case one branch evaluation serves both placements.
+    """
+
+    post: bool | jax.Array = False
+    scale: jax.Array | None = None
+
+    @classmethod
+    def for_layer(
+        cls, norm: str, layer_index: int | jax.Array, num_layers: int, mix_ln_alpha: float
+    ) -> NormPlacement:
+        """Placement in block `layer_index` (from 0) of a stack of `num_layers` under config `norm`."""
+        if norm == "post":
+            return cls(post=True)
+        if norm == "mix":
+            return cls(post=layer_index < math.floor(mix_ln_alpha * num_layers))
+        if norm == "lns":
+            return cls(scale=jax.lax.rsqrt(jnp.asarray(layer_index + 1, jnp.float32)))
+        return cls()
+
+    def branch_input(self, x: jax.Array, norm: Callable[[jax.Array], jax.Array]) -> jax.Array:
+        """What the residual branch reads: the (scaled) norm of x under Pre-LN, x itself under Post-LN."""
+        if self.post is True:
+            return x
+        h = norm(x)
+        if self.scale is not None:
+            h = h * self.scale.astype(h.dtype)
+        return h if self.post is False else jnp.where(self.post, x, h)
+
+    def residual(self, x: jax.Array, branch_out: jax.Array, norm: Callable[[jax.Array], jax.Array]) -> jax.Array:
+        """The residual add, normalised afterwards under Post-LN."""
+        y = x + branch_out
+        if self.post is False:
+            return y
+        return norm(y) if self.post is True else jnp.where(self.post, norm(y), y)
+
+
+def remat(fn: Callable, policy: str, *, prevent_cse: bool = True) -> Callable:
+    """`fn` under jax.checkpoint with a policy named in config.REMAT_POLICIES ("none": `fn` itself)."""
+    if policy == "none":
+        return fn
+    policies = {
+        "full": None,
+        "dots": jax.checkpoint_policies.checkpoint_dots,
+        "dots_no_batch": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+    }
+    if policy not in policies:
+        raise ValueError(f"unknown remat policy {policy!r}; valid: {['none', *policies]}")
+    return jax.checkpoint(fn, policy=policies[policy], prevent_cse=prevent_cse)
+
+
+def rope_tables(positions: jax.Array, head_dim: int, theta: float) -> tuple[jax.Array, jax.Array]:
+    """Sine and cosine [B|1, T, head_dim/2] (float32) of rotary angles at integer positions [B|1, T]."""
+    inv_freq = theta ** (-jnp.arange(0, head_dim, 2, dtype=jnp.float32) / head_dim)
+    angles = positions.astype(jnp.float32)[..., None] * inv_freq
+    return jnp.sin(angles), jnp.cos(angles)
+
+
+def apply_rope(x: jax.Array, rope: tuple[jax.Array, jax.Array]) -> jax.Array:
+    """Rotates feature pairs (i, i + D/2) of each head in [B, T, H, D] by the angles of `rope_tables`."""
+    sin, cos = (t[:, :, None, :] for t in rope)
+    x1, x2 = jnp.split(x.astype(jnp.float32), 2, axis=-1)
+    return jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1).astype(x.dtype)
+
+
+@flax.struct.dataclass
+class KVCache:
+    """Keys and values [B, S, K, D] of the slots decoded so far (a leading layers axis when stacked)."""
+
+    key: jax.Array
+    value: jax.Array
+
+    @classmethod
+    def zeros(cls, shape: Sequence[int], dtype) -> KVCache:
+        return cls(jnp.zeros(shape, dtype), jnp.zeros(shape, dtype))
+
+    def write(self, key: jax.Array, value: jax.Array, index: jax.Array) -> KVCache:
+        """Stores [B, T, K, D] keys and values at slots index[b] .. index[b] + T - 1 of each row b."""
+        put = jax.vmap(lambda cache, new, i: jax.lax.dynamic_update_slice_in_dim(cache, new, i, axis=0))
+        return KVCache(
+            constrain(put(self.key, key.astype(self.key.dtype), index), KV_NAMES),
+            constrain(put(self.value, value.astype(self.value.dtype), index), KV_NAMES),
+        )
+
+
 class Embed(nnx.Module):
     """Token embedding table [vocab, embed]; `attend` reuses it as a tied output projection."""
 
@@ -74,6 +192,18 @@ class Embed(nnx.Module):
         )
 
 
+def output_logits(y: jax.Array, embed: Embed, logits_kernel: nnx.Param | None) -> jax.Array:
+    """Float32 logits [B, T, vocab] of final features: a separate kernel, or the embedding when tied."""
+    if logits_kernel is None:
+        # Tied: rescale so unit-RMS features against N(0, 1) embeddings give unit-scale logits.
+        logits = embed.attend(y * jnp.asarray(y.shape[-1] ** -0.5, y.dtype))
+    else:
+        logits = jnp.einsum(
+            "bte,ev->btv", y, logits_kernel[...].astype(y.dtype), preferred_element_type=jnp.float32
+        )
+    return constrain(logits, ("batch", "length", "vocab"))
+
+
 class GatedMLP(nnx.Module):
     """Gated feed-forward block: wo(act(x wi_0) * (x wi_1)), as in T5.1.1."""
 
@@ -84,28 +214,34 @@ class GatedMLP(nnx.Module):
         *,
         activation: str = "gelu",
         dropout_rate: float = 0.0,
+        out_init_scale: float = 1.0,
+        keyed_dropout: bool = False,
         dtype=jnp.float32,
         param_dtype=jnp.float32,
         rngs: nnx.Rngs,
     ):
+        """`out_init_scale` scales wo's init variance (depth-scaled residual init); with `keyed_dropout`
+        dropout holds no RNG stream and takes `dropout_key` at call time (layers stacked for a scan)."""
         self.dtype = dtype
         self.activation = {"gelu": jax.nn.gelu, "silu": jax.nn.silu}[activation]
         self.wi_0 = make_param(fan_in_init(1.0), rngs.params(), (d_model, d_ff), param_dtype, ("embed", "mlp"))
         self.wi_1 = make_param(fan_in_init(1.0), rngs.params(), (d_model, d_ff), param_dtype, ("embed", "mlp"))
-        self.wo = make_param(fan_in_init(1.0), rngs.params(), (d_ff, d_model), param_dtype, ("mlp", "embed"))
-        self.dropout = nnx.Dropout(dropout_rate, rngs=rngs)
+        self.wo = make_param(fan_in_init(out_init_scale), rngs.params(), (d_ff, d_model), param_dtype, ("mlp", "embed"))
+        self.dropout = nnx.Dropout(dropout_rate, rngs=None if keyed_dropout else rngs)
 
-    def __call__(self, x: jax.Array, *, deterministic: bool = True) -> jax.Array:
+    def __call__(self, x: jax.Array, *, deterministic: bool = True, dropout_key: jax.Array | None = None) -> jax.Array:
         gate = jnp.einsum("bte,ef->btf", x, self.wi_0[...].astype(self.dtype))
         up = jnp.einsum("bte,ef->btf", x, self.wi_1[...].astype(self.dtype))
         h = constrain(self.activation(gate) * up, ("batch", "length", "mlp"))
-        h = self.dropout(h, deterministic=deterministic)
+        h = self.dropout(h, deterministic=deterministic, rngs=dropout_key)
         out = jnp.einsum("btf,fe->bte", h, self.wo[...].astype(self.dtype))
         return constrain(out, ("batch", "length", "embed"))
 
 
 class MultiHeadAttention(nnx.Module):
-    """Multi-head dot-product attention with an optional additive bias; logits and softmax in float32."""
+    """Multi-head or grouped-query dot-product attention with optional additive bias and rotary
+    embedding; logits and softmax in float32. Query head h reads K/V head h // (num_heads // num_kv_heads).
+    """
 
     def __init__(
         self,
@@ -113,22 +249,108 @@ class MultiHeadAttention(nnx.Module):
         num_heads: int,
         head_dim: int,
         *,
+        num_kv_heads: int | None = None,
+        fold_query_scale: bool = True,
+        out_init_scale: float = 1.0,
         dropout_rate: float = 0.0,
+        keyed_dropout: bool = False,
         dtype=jnp.float32,
         param_dtype=jnp.float32,
         rngs: nnx.Rngs,
     ):
+        """`fold_query_scale`: T5's 1/sqrt(head_dim) logit scaling lives in q's init (std
+        (d_model*head_dim)^-1/2) rather than at runtime. `out_init_scale` and `keyed_dropout` as in GatedMLP."""
+        num_kv_heads = num_heads if num_kv_heads is None else num_kv_heads
+        if num_heads % num_kv_heads:
+            raise ValueError(f"num_kv_heads={num_kv_heads} must divide num_heads={num_heads}")
         self.dtype = dtype
-        qkv_shape = (d_model, num_heads, head_dim)
-        qkv_names = ("embed", "heads", "kv")
-        # T5 folds the 1/sqrt(head_dim) logit scaling into q's init (std (d_model*head_dim)^-1/2), none at runtime.
-        self.query = make_param(fan_in_init(1.0 / head_dim, 0, (1, 2)), rngs.params(), qkv_shape, param_dtype, qkv_names)
-        self.key = make_param(fan_in_init(1.0, 0, (1, 2)), rngs.params(), qkv_shape, param_dtype, qkv_names)
-        self.value = make_param(fan_in_init(1.0, 0, (1, 2)), rngs.params(), qkv_shape, param_dtype, qkv_names)
-        self.out = make_param(
-            fan_in_init(1.0, (0, 1), 2), rngs.params(), (num_heads, head_dim, d_model), param_dtype, ("heads", "kv", "embed")
+        self.query_scale = None if fold_query_scale else head_dim**-0.5
+        query_init = fan_in_init(1.0 / head_dim if fold_query_scale else 1.0, 0, (1, 2))
+        kv_shape = (d_model, num_kv_heads, head_dim)
+        kv_names = ("embed", "kv_heads", "kv")
+        self.query = make_param(
+            query_init, rngs.params(), (d_model, num_heads, head_dim), param_dtype, ("embed", "heads", "kv")
         )
-        self.dropout = nnx.Dropout(dropout_rate, rngs=rngs)
+        self.key = make_param(fan_in_init(1.0, 0, (1, 2)), rngs.params(), kv_shape, param_dtype, kv_names)
+        self.value = make_param(fan_in_init(1.0, 0, (1, 2)), rngs.params(), kv_shape, param_dtype, kv_names)
+        self.out = make_param(
+            fan_in_init(out_init_scale, (0, 1), 2),
+            rngs.params(),
+            (num_heads, head_dim, d_model),
+            param_dtype,
+            ("heads", "kv", "embed"),
+        )
+        self.dropout = nnx.Dropout(dropout_rate, rngs=None if keyed_dropout else rngs)
+
+    def queries(self, x: jax.Array, rope: tuple[jax.Array, jax.Array] | None = None) -> jax.Array:
+        """[B, T, E] -> queries [B, T, H, D], rotated when `rope` (from `rope_tables`) is given."""
+        q = jnp.einsum("bte,ehd->bthd", x, self.query[...].astype(self.dtype))
+        if rope is not None:
+            q = apply_rope(q, rope)
+        if self.query_scale is not None:
+            q = q * jnp.asarray(self.query_scale, self.dtype)
+        return constrain(q, QUERY_NAMES)
+
+    def keys_values(
+        self, x: jax.Array, rope: tuple[jax.Array, jax.Array] | None = None
+    ) -> tuple[jax.Array, jax.Array]:
+        """[B, S, E] -> keys and values [B, S, K, D], keys rotated when `rope` is given."""
+        k = jnp.einsum("bse,ekd->bskd", x, self.key[...].astype(self.dtype))
+        v = jnp.einsum("bse,ekd->bskd", x, self.value[...].astype(self.dtype))
+        if rope is not None:
+            k = apply_rope(k, rope)
+        return constrain(k, KV_NAMES), constrain(v, KV_NAMES)
+
+    def attend(
+        self,
+        q: jax.Array,
+        k: jax.Array,
+        v: jax.Array,
+        mask: jax.Array | None = None,
+        bias: jax.Array | None = None,
+        *,
+        deterministic: bool = True,
+        dropout_key: jax.Array | None = None,
+    ) -> jax.Array:
+        """q [B, T, H, D], k and v [B, S, K, D] -> [B, T, E]; mask bool and bias float broadcastable to [B, H, T, S]."""
+        batch, length, num_heads, head_dim = q.shape
+        num_kv_heads, slots = k.shape[2], k.shape[1]
+        grouped = (batch, length, num_kv_heads, num_heads // num_kv_heads, head_dim)
+        logits = jnp.einsum("btkgd,bskd->bkgts", q.reshape(grouped), k, preferred_element_type=jnp.float32)
+        logits = logits.reshape(batch, num_heads, length, slots)
+        if bias is not None:
+            logits = logits + bias.astype(jnp.float32)
+        if mask is not None:
+            logits = jnp.where(mask, logits, MASK_VALUE)
+        weights = jax.nn.softmax(logits, axis=-1)
+        weights = self.dropout(weights, deterministic=deterministic, rngs=dropout_key).astype(self.dtype)
+        weights = weights.reshape(batch, num_kv_heads, num_heads // num_kv_heads, length, slots)
+        context = jnp.einsum("bkgts,bskd->btkgd", weights, v).reshape(q.shape)
+        context = constrain(context, QUERY_NAMES)
+        out = jnp.einsum("bthd,hde->bte", context, self.out[...].astype(self.dtype))
+        return constrain(out, EMBED_NAMES)
+
+    def self_attend(
+        self,
+        x: jax.Array,
+        mask: jax.Array | None,
+        bias: jax.Array | None = None,
+        *,
+        rope: tuple[jax.Array, jax.Array] | None = None,
+        cache: KVCache | None = None,
+        cache_index: jax.Array | None = None,
+        deterministic: bool = True,
+        dropout_key: jax.Array | None = None,
+    ) -> tuple[jax.Array, KVCache | None]:
+        """Self-attention of x [B, T, E]; with `cache`, its keys and values go to slots cache_index [B]
+        onwards and queries attend over all slots (the mask then spans [.., T, S])."""
+        q = self.queries(x, rope)
+        k, v = self.keys_values(x, rope)
+        if cache is not None:
+            cache = cache.write(k, v, cache_index)
+            k, v = cache.key, cache.value
+        out = self.attend(q, k, v, mask, bias, deterministic=deterministic, dropout_key=dropout_key)
+        return out, cache
 
     def __call__(
         self,
@@ -138,22 +360,13 @@ class MultiHeadAttention(nnx.Module):
         bias: jax.Array | None = None,
         *,
         deterministic: bool = True,
+        dropout_key: jax.Array | None = None,
     ) -> jax.Array:
         """inputs [B, Tq|Tk, E]; mask bool broadcastable to [B, H, Tq, Tk]; bias float broadcastable likewise."""
-        head_names = ("batch", "length", "heads", "kv")
-        q = constrain(jnp.einsum("bte,ehd->bthd", inputs_q, self.query[...].astype(self.dtype)), head_names)
-        k = constrain(jnp.einsum("bse,ehd->bshd", inputs_kv, self.key[...].astype(self.dtype)), head_names)
-        v = constrain(jnp.einsum("bse,ehd->bshd", inputs_kv, self.value[...].astype(self.dtype)), head_names)
-        logits = jnp.einsum("bthd,bshd->bhts", q, k, preferred_element_type=jnp.float32)
-        if bias is not None:
-            logits = logits + bias.astype(jnp.float32)
-        if mask is not None:
-            logits = jnp.where(mask, logits, MASK_VALUE)
-        weights = jax.nn.softmax(logits, axis=-1)
-        weights = self.dropout(weights, deterministic=deterministic).astype(self.dtype)
-        context = constrain(jnp.einsum("bhts,bshd->bthd", weights, v), head_names)
-        out = jnp.einsum("bthd,hde->bte", context, self.out[...].astype(self.dtype))
-        return constrain(out, ("batch", "length", "embed"))
+        k, v = self.keys_values(inputs_kv)
+        return self.attend(
+            self.queries(inputs_q), k, v, mask, bias, deterministic=deterministic, dropout_key=dropout_key
+        )
 
 
 def relative_position_bucket(

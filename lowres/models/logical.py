@@ -20,6 +20,7 @@ LOGICAL_AXES = (
     "embed",
     "mlp",
     "heads",
+    "kv_heads",  # key/value heads: fewer than "heads" under grouped-query attention
     "kv",
     "vocab",
     "layers",

@@ -18,6 +18,7 @@ MODEL_FEATURES = (
     "decoder_segment_ids",
     "encoder_positions",
     "decoder_positions",
+    "decoder_causal_attention",
 )
 
 

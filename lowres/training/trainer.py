@@ -9,6 +9,7 @@ import itertools
 import json
 import math
 import os
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -195,7 +196,9 @@ def train(
     shard_info = seqio.ShardInfo(jax.process_index(), jax.process_count())
     loader = concurrent.futures.ThreadPoolExecutor(max_workers=1)
     first_batches = loader.submit(
-        lambda: _peek(training_batches(data.mixture, data_config, shard_info, start_step))
+        lambda: _peek(
+            training_batches(data.mixture, data_config, shard_info, start_step, model_config.architecture)
+        )
     )
     optimizer, schedule = make_optimizer(optimizer_config, train_config.num_steps)
     sharded = create_sharded_state(arch, optimizer, mesh, rules, train_config.seed)
@@ -263,6 +266,7 @@ def train(
                     writer.write(record)
                     if is_main:
                         bar.write(console_line(record))
+                        sys.stdout.flush()
                     bar.set_postfix(loss=f"{record['loss']:.3f}")
                 bar.update(1)
                 store.save(done, state.params, state.opt_state, metadata)
