@@ -110,3 +110,20 @@ def test_bad_input_gives_one_line_and_exit_code_2(args, needle, tmp_path, capsys
     assert code == 2, err
     assert needle in err
     assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+
+
+@pytest.mark.slow
+def test_one_binding_switches_to_a_decoder_only_model_with_mix_ln(tmp_path, cache_dir):
+    model_dir = tmp_path / "decoder"
+    env = dict(os.environ, LOWRES_CACHE_DIR=str(cache_dir))
+    trained = run_cli("train", "--gin_file=smoke.gin", f"--model_dir={model_dir}", "--no_progress",
+                      "--gin.TrainConfig.num_steps=6", "--gin.ModelConfig.architecture='decoder_only'",
+                      "--gin.ModelConfig.norm='mix'", env=env)
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    info = json.loads((model_dir / "lowres.json").read_text())
+    assert info["model"]["architecture"] == "decoder_only" and info["model"]["norm"] == "mix"
+    output = tmp_path / "eval.json"
+    evaluated = run_cli("eval", f"--model_dir={model_dir}", "--data=builtin", "--langs=yor", f"--output={output}",
+                        env=env)
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    assert json.loads(output.read_text())["languages"]["yor_Latn"]["bits_per_byte"] > 0

@@ -139,3 +139,30 @@ def test_sharded_step_equals_single_device_step():
     # up to ~1e-4 of the lr=1e-2 step size; anything structural would differ by O(lr).
     for a, b in zip(mesh["params"], single["params"]):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=2e-4)
+
+
+@pytest.mark.parametrize("architecture,norm", [("decoder_only", "pre"), ("encoder_decoder", "mix"),
+                                               ("decoder_only", "lns")])
+def test_every_architecture_and_norm_trains_through_the_same_step(architecture, norm):
+    from lowres.data.pipeline import feature_converter
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    examples = [{"inputs": rng.integers(3, 60, 10).astype(np.int32), "targets": rng.integers(3, 60, 6).astype(np.int32)}
+                for _ in range(16)]
+    dataset = tf.data.Dataset.from_generator(
+        lambda: iter(examples),
+        output_signature={"inputs": tf.TensorSpec([None], tf.int32), "targets": tf.TensorSpec([None], tf.int32)})
+    batch = next(feature_converter(architecture)(dataset, {"inputs": 16, "targets": 16}).batch(4).as_numpy_iterator())
+    arch = ModelConfig(architecture=architecture, preset="tiny", norm=norm).resolve(vocab_size=64)
+    assert arch.norm == norm
+    optimizer, schedule = make_optimizer(OptimizerConfig(learning_rate=1e-2, warmup_steps=0), 20)
+    mesh_config = partitioning.MeshConfig()
+    mesh = partitioning.create_mesh(mesh_config, jax.devices()[:1])
+    sharded = create_sharded_state(arch, optimizer, mesh, mesh_config.rules, seed=0)
+    step = compile_train_step(sharded, optimizer, schedule, 1e-4, mesh, mesh_config.rules)
+    state, losses = sharded.state, []
+    for _ in range(15):
+        state, metrics = step(state, batch)
+        losses.append(float(metrics["loss"]))
+    assert losses[-1] < 0.7 * losses[0], losses

@@ -53,7 +53,7 @@ def _from_preset(cls, presets: dict[str, dict], preset: str, vocab_size: int, ov
 
 @dataclasses.dataclass(frozen=True)
 class EncoderDecoderConfig:
-    """Dimensions and options of a T5.1.1-style encoder-decoder (pre-norm, gated MLP, no biases)."""
+    """Dimensions and options of a T5.1.1-style encoder-decoder (RMSNorm, gated MLP, no biases)."""
 
     vocab_size: int
     d_model: int
@@ -99,8 +99,8 @@ class EncoderDecoderConfig:
         attention = 4 * d * inner  # q, k, v, out
         mlp = 3 * d * self.d_ff  # gated: wi_0, wi_1, wo
         relative_bias = self.relative_attention_num_buckets * self.num_heads
-        encoder_layer = attention + mlp + 2 * d  # 2 pre-norms
-        decoder_layer = 2 * attention + mlp + 3 * d  # self + cross attention, 3 pre-norms
+        encoder_layer = attention + mlp + 2 * d  # 2 norms
+        decoder_layer = 2 * attention + mlp + 3 * d  # self + cross attention, 3 norms
         encoder = self.num_encoder_layers * encoder_layer + d + relative_bias
         decoder = self.num_decoder_layers * decoder_layer + d + relative_bias
         embeddings = self.vocab_size * d * (1 if self.tie_embeddings else 2)

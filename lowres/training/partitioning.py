@@ -22,6 +22,7 @@ DEFAULT_RULES: tuple[tuple[str, str | tuple[str, ...] | None], ...] = (
     ("embed", "fsdp"),
     ("mlp", "tensor"),
     ("heads", "tensor"),
+    ("kv_heads", "tensor"),  # grouped-query K/V heads: num_kv_heads must divide by the tensor size
     ("kv", None),
     ("vocab", "tensor"),
     ("layers", None),
