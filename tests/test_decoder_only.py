@@ -21,10 +21,13 @@ from lowres.models import (
 )
 
 VOCAB = 128
+# 6 layers but narrow: the depth at which norm placement visibly changes the gradient profile.
+NARROW = dict(num_layers=6, d_model=16, d_ff=32, num_heads=2, num_kv_heads=1)
 
 
 def make_model(**overrides) -> DecoderOnly:
-    return DecoderOnly(decoder_only_config("tiny", VOCAB, **overrides), rngs=nnx.Rngs(0))
+    # rbg keys: threefry makes CPU compilation of initialisers and dropout masks several times slower.
+    return DecoderOnly(decoder_only_config("tiny", VOCAB, **overrides), rngs=nnx.Rngs(jax.random.key(0, impl="rbg")))
 
 
 @nnx.jit
@@ -72,7 +75,7 @@ def test_shape_dtype_and_initial_loss():
 
 
 def test_bfloat16_compute_keeps_float32_logits():
-    model = make_model(dtype="bfloat16", tie_embeddings=True, num_layers=1)
+    model = make_model(dtype="bfloat16", tie_embeddings=True)
     logits = forward(model, packed_batch())
     assert logits.dtype == jnp.float32 and bool(jnp.all(jnp.isfinite(logits)))
 
@@ -175,7 +178,8 @@ def loss_and_grads(graphdef, params, rest, batch, deterministic=True, dropout_ke
     targets = jnp.roll(batch["decoder_input_tokens"], -1, axis=1)
 
     def loss(params):
-        model = nnx.merge(graphdef, params, rest)
+        # copy=True: the RNG variables of `rest` belong to the jit trace, and dropout mutates them here.
+        model = nnx.merge(graphdef, params, rest, copy=True)
         if dropout_key is not None:
             nnx.reseed(model, default=dropout_key)
         logits = model(**batch, deterministic=deterministic)
@@ -189,46 +193,44 @@ def model_loss_and_grads(model, batch, **kwargs):
     return loss_and_grads(graphdef, params, rest, batch, **kwargs)
 
 
-def test_remat_gives_identical_gradients():
-    batch = packed_batch()
-    _, reference = model_loss_and_grads(make_model(), batch)
-    for policy in ("full", "dots"):
-        _, grads = model_loss_and_grads(make_model(remat=policy), batch)
-        for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(reference), strict=True):
-            np.testing.assert_allclose(a, b, atol=1e-6, rtol=1e-6)
+def test_full_remat_gives_identical_gradients():
+    batch = dict(decoder_input_tokens=random_tokens(0, (2, 12)))  # as in the norm placement test: compiled once
+    _, reference = model_loss_and_grads(make_model(**NARROW), batch)
+    _, grads = model_loss_and_grads(make_model(remat="full", **NARROW), batch)
+    for a, b in zip(jax.tree.leaves(grads), jax.tree.leaves(reference), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-6, rtol=1e-6)
 
 
-def test_dropout_reseeded_from_a_key():
-    model = make_model(dropout_rate=0.2, num_layers=1)
+def test_dropout_is_reseeded_from_a_key():
+    model = make_model(dropout_rate=0.2)
     batch = packed_batch()
-    clean, _ = model_loss_and_grads(model, batch)
-    noisy, grads = model_loss_and_grads(model, batch, deterministic=False, dropout_key=jax.random.key(3))
-    again, _ = model_loss_and_grads(model, batch, deterministic=False, dropout_key=jax.random.key(3))
-    assert np.isfinite(float(noisy)) and float(noisy) != float(clean) and float(noisy) == float(again)
+    targets = jnp.roll(batch["decoder_input_tokens"], -1, axis=1)
+    clean = optax.softmax_cross_entropy_with_integer_labels(forward(model, batch), targets).mean()
+    losses = [
+        model_loss_and_grads(model, batch, deterministic=False, dropout_key=jax.random.key(seed, impl="rbg"))
+        for seed in (3, 3, 4)
+    ]
+    (first, grads), (again, _), (other, _) = losses
+    assert float(first) == float(again) and len({float(clean), float(first), float(other)}) == 3
     assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree.leaves(grads))
 
 
-@pytest.mark.parametrize("norm", NORMS)
-def test_norm_placement_trains_a_step(norm):
-    graphdef, params, rest = nnx.split(make_model(norm=norm, mix_ln_alpha=0.5), nnx.Param, ...)
-    batch = packed_batch()
-    before, grads = loss_and_grads(graphdef, params, rest, batch)
-    params = jax.tree.map(lambda p, g: p - 0.1 * g, params, grads)
-    after, _ = loss_and_grads(graphdef, params, rest, batch)
-    assert float(after) < float(before), (norm, before, after)
-
-
-def test_mix_ln_and_lns_change_per_layer_gradient_norms():
+def test_norm_placements_train_and_spread_gradients_differently():
+    """Every placement trains a step; on a 6-layer narrow model Mix-LN and LayerNorm Scaling change
+    the per-layer gradient norms relative to Pre-LN."""
     batch = dict(decoder_input_tokens=random_tokens(0, (2, 12)))
-    norms = {}
-    for norm in ("pre", "mix", "lns"):
-        model = make_model(norm=norm, num_layers=6, d_model=16, d_ff=32, num_heads=2, num_kv_heads=1)
-        norms[norm] = per_layer_grad_norms(model_loss_and_grads(model, batch)[1])
-    assert list(norms["pre"]) == [f"layers/{i}" for i in range(6)]
-    pre = np.array(list(norms["pre"].values()))
+    grad_norms = {}
+    for norm in NORMS:
+        graphdef, params, rest = nnx.split(make_model(norm=norm, **NARROW), nnx.Param, ...)
+        before, grads = loss_and_grads(graphdef, params, rest, batch)
+        grad_norms[norm] = per_layer_grad_norms(grads)
+        after, _ = loss_and_grads(graphdef, jax.tree.map(lambda p, g: p - 0.1 * g, params, grads), rest, batch)
+        assert float(after) < float(before), (norm, before, after)
+    assert all(list(v) == [f"layers/{i}" for i in range(6)] for v in grad_norms.values()), grad_norms
+    pre = np.array(list(grad_norms["pre"].values()))
     for norm in ("mix", "lns"):
-        other = np.array(list(norms[norm].values()))
-        assert list(norms[norm]) == list(norms["pre"]) and not np.allclose(other, pre, rtol=1e-3), (norm, other, pre)
+        other = np.array(list(grad_norms[norm].values()))
+        assert not np.allclose(other, pre, rtol=1e-3), (norm, other, pre)
 
 
 @functools.partial(nnx.jit, static_argnames="prefix_length")
@@ -257,9 +259,10 @@ def cached_logits(model, tokens, prefix_length: int | None):
 def test_cached_decoding_matches_full_forward(scan_layers):
     model = make_model(scan_layers=scan_layers, norm="mix", mix_ln_alpha=0.5)
     tokens = random_tokens(0, (2, 10)).at[:, 0].set(0)
-    causal = forward(model, dict(decoder_input_tokens=tokens))
-    np.testing.assert_allclose(cached_logits(model, tokens, None), causal, atol=1e-5, rtol=1e-5)
     prefix = jnp.broadcast_to((jnp.arange(10) < 4).astype(jnp.int32), (2, 10))
     prefix_lm = forward(model, dict(decoder_input_tokens=tokens, decoder_causal_attention=prefix))
-    assert not np.allclose(prefix_lm, causal, atol=1e-4)
     np.testing.assert_allclose(cached_logits(model, tokens, 4), prefix_lm, atol=1e-5, rtol=1e-5)
+    if scan_layers:  # the looped stack shares every step with the scanned one but the cache slicing
+        causal = forward(model, dict(decoder_input_tokens=tokens))
+        assert not np.allclose(prefix_lm, causal, atol=1e-4)
+        np.testing.assert_allclose(cached_logits(model, tokens, None), causal, atol=1e-5, rtol=1e-5)

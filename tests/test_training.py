@@ -141,9 +141,9 @@ def test_sharded_step_equals_single_device_step():
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=2e-4)
 
 
-@pytest.mark.parametrize("architecture,norm", [("decoder_only", "pre"), ("encoder_decoder", "mix"),
-                                               ("decoder_only", "lns")])
-def test_every_architecture_and_norm_trains_through_the_same_step(architecture, norm):
+@pytest.mark.parametrize("architecture,norm,dropout", [("decoder_only", "pre", 0.0), ("encoder_decoder", "mix", 0.1),
+                                                       ("decoder_only", "lns", 0.1)])
+def test_every_architecture_and_norm_trains_through_the_same_step(architecture, norm, dropout):
     from lowres.data.pipeline import feature_converter
     import tensorflow as tf
 
@@ -154,8 +154,9 @@ def test_every_architecture_and_norm_trains_through_the_same_step(architecture, 
         lambda: iter(examples),
         output_signature={"inputs": tf.TensorSpec([None], tf.int32), "targets": tf.TensorSpec([None], tf.int32)})
     batch = next(feature_converter(architecture)(dataset, {"inputs": 16, "targets": 16}).batch(4).as_numpy_iterator())
-    arch = ModelConfig(architecture=architecture, preset="tiny", norm=norm).resolve(vocab_size=64)
-    assert arch.norm == norm
+    arch = ModelConfig(architecture=architecture, preset="tiny", norm=norm,
+                       overrides={"dropout_rate": dropout}).resolve(vocab_size=64)
+    assert arch.norm == norm and arch.dropout_rate == dropout
     optimizer, schedule = make_optimizer(OptimizerConfig(learning_rate=1e-2, warmup_steps=0), 20)
     mesh_config = partitioning.MeshConfig()
     mesh = partitioning.create_mesh(mesh_config, jax.devices()[:1])

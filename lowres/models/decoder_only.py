@@ -106,7 +106,9 @@ class DecoderOnly(nnx.Module):
         self.config = config
         self.dtype = jnp.dtype(config.dtype)
         param_dtype = jnp.dtype(config.param_dtype)
-        self.token_embed = Embed(config.vocab_size, config.d_model, dtype=self.dtype, param_dtype=param_dtype, rngs=rngs)
+        self.token_embed = Embed(
+            config.vocab_size, config.d_model, dtype=self.dtype, param_dtype=param_dtype, rngs=rngs
+        )
         if config.scan_layers:
             make_stack = nnx.vmap(
                 lambda key: DecoderOnlyLayer(config, rngs=nnx.Rngs(params=key)),
@@ -167,7 +169,7 @@ class DecoderOnly(nnx.Module):
     def decode_step(
         self, token: jax.Array, cache: KVCache, position: jax.Array | int
     ) -> tuple[jax.Array, KVCache]:
-        """Next-token float32 logits [B, vocab] for input tokens [B] at `position` (scalar or [B]), causally."""
+        """Next-token float32 logits [B, vocab] for input tokens [B] at `position` (scalar or [B], < max_length)."""
         start = jnp.broadcast_to(jnp.asarray(position, jnp.int32), token.shape[:1])
         logits, cache = self._extend(token[:, None], cache, start, None)
         return logits[:, 0], cache

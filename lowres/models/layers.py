@@ -86,9 +86,9 @@ def cache_mask(q_positions: jax.Array, num_slots: int) -> jax.Array:
 
 @dataclasses.dataclass(frozen=True)
 class NormPlacement:
-    """Where one block's norms sit: before each branch (Pre-LN, output times `scale` for LayerNorm
-    Scaling) or after the residual add (`post`, Post-LN). `post` may be a traced bool (Mix-LN
-    inside a scan over layers), in which case one branch evaluation serves both placements.
+    """Where a block's norms sit: before each branch (times `scale` under LNS) or after the residual add (`post`).
+
+    `post` may be a traced bool (Mix-LN inside a scan over layers): one branch evaluation then serves both.
     """
 
     post: bool | jax.Array = False

@@ -55,7 +55,8 @@ def weighted_loss(logits, targets, weights, z_loss: float) -> tuple[jax.Array, d
 
 def merge_model(graphdef: nnx.GraphDef, params, rest, dropout_key: jax.Array | None = None) -> nnx.Module:
     """The model from its parts; with `dropout_key`, dropout streams are reseeded from it."""
-    model = nnx.merge(graphdef, params, rest)
+    # copy: merging inside a traced grad must not share the caller's RNG variables across traces.
+    model = nnx.merge(graphdef, params, rest, copy=True)
     if dropout_key is not None:
         nnx.reseed(model, default=dropout_key)
     return model
