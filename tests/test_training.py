@@ -102,19 +102,24 @@ SHARDED_SCRIPT = textwrap.dedent(
     from tests.test_training import fixed_batch
 
     assert jax.device_count() == 8
-    arch = ModelConfig(preset="tiny").resolve(vocab_size=64)
     results = {}
-    for name, devices, cfg in [
-        ("single", jax.devices()[:1], partitioning.MeshConfig()),
-        ("mesh", jax.devices(), partitioning.MeshConfig(data=2, fsdp=2, tensor=2)),
+    for name, architecture, devices, cfg in [
+        (f"{a}/{m}", a, d, c)
+        for a in ("encoder_decoder", "decoder_only")
+        for m, d, c in [("single", jax.devices()[:1], partitioning.MeshConfig()),
+                        ("mesh", jax.devices(), partitioning.MeshConfig(data=2, fsdp=2, tensor=2))]
     ]:
+        arch = ModelConfig(architecture=architecture, preset="tiny").resolve(vocab_size=64)
         optimizer, schedule = make_optimizer(OptimizerConfig(learning_rate=1e-2, warmup_steps=0), 10)
         mesh = partitioning.create_mesh(cfg, devices)
         sharded = create_sharded_state(arch, optimizer, mesh, cfg.rules, seed=0)
         step = compile_train_step(sharded, optimizer, schedule, 1e-4, mesh, cfg.rules)
         state, losses = sharded.state, []
         for i in range(3):
-            state, metrics = step(state, fixed_batch(batch_size=8, seed=i))
+            batch = fixed_batch(batch_size=8, seed=i)
+            if architecture == "decoder_only":
+                batch = {k: v for k, v in batch.items() if not k.startswith("encoder")}
+            state, metrics = step(state, batch)
             losses.append(float(metrics["loss"]))
         shardings = {str(s.spec) for s in jax.tree.leaves(jax.tree.map(lambda x: x.sharding, state.params))}
         results[name] = {"losses": losses, "params": [np.asarray(x).tolist() for x in jax.tree.leaves(state.params)],
@@ -132,13 +137,14 @@ def test_sharded_step_equals_single_device_step():
     assert out.returncode == 0, out.stderr[-3000:]
     line = next(l for l in out.stdout.splitlines() if l.startswith("RESULT"))
     results = json.loads(line[len("RESULT"):])
-    single, mesh = results["single"], results["mesh"]
-    assert any("tensor" in s for s in mesh["specs"]) and any("fsdp" in s for s in mesh["specs"])
-    np.testing.assert_allclose(mesh["losses"], single["losses"], rtol=1e-5, atol=1e-6)
-    # Adam divides by sqrt(v): reduction-order noise in near-zero gradients moves a parameter by
-    # up to ~1e-4 of the lr=1e-2 step size; anything structural would differ by O(lr).
-    for a, b in zip(mesh["params"], single["params"]):
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=2e-4)
+    for architecture in ("encoder_decoder", "decoder_only"):
+        single, mesh = results[f"{architecture}/single"], results[f"{architecture}/mesh"]
+        assert any("tensor" in s for s in mesh["specs"]) and any("fsdp" in s for s in mesh["specs"])
+        np.testing.assert_allclose(mesh["losses"], single["losses"], rtol=1e-5, atol=1e-6)
+        # Adam divides by sqrt(v): reduction-order noise in near-zero gradients moves a parameter by
+        # up to ~1e-4 of the lr=1e-2 step size; anything structural would differ by O(lr).
+        for a, b in zip(mesh["params"], single["params"]):
+            np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=2e-4)
 
 
 @pytest.mark.parametrize("architecture,norm,dropout", [("decoder_only", "pre", 0.0), ("encoder_decoder", "mix", 0.1),
@@ -167,3 +173,31 @@ def test_every_architecture_and_norm_trains_through_the_same_step(architecture, 
         state, metrics = step(state, batch)
         losses.append(float(metrics["loss"]))
     assert losses[-1] < 0.7 * losses[0], losses
+
+
+@pytest.mark.parametrize("architecture", ["encoder_decoder", "decoder_only"])
+def test_chunked_loss_equals_full_loss_and_gradients(architecture):
+    from flax import nnx
+
+    from lowres.models.factory import build_model
+    from lowres.training.step import chunked_weighted_loss, model_inputs, weighted_loss
+
+    arch = ModelConfig(architecture=architecture, preset="tiny").resolve(vocab_size=64)
+    graphdef, params, rest = nnx.split(build_model(arch), nnx.Param, ...)
+    batch = fixed_batch(batch_size=2, length=15)
+    if architecture == "decoder_only":
+        batch = {k: v for k, v in batch.items() if not k.startswith("encoder")}
+    targets, weights = batch["decoder_target_tokens"], batch["decoder_loss_weights"]
+
+    def full(params):
+        return weighted_loss(nnx.merge(graphdef, params, rest)(**model_inputs(batch)), targets, weights, 1e-4)[0]
+
+    def chunked(params):
+        model = nnx.merge(graphdef, params, rest)
+        return chunked_weighted_loss(model.features(**model_inputs(batch)), model.unembed, targets, weights,
+                                     1e-4, chunk_length=4)[0]
+
+    (loss_a, grads_a), (loss_b, grads_b) = jax.value_and_grad(full)(params), jax.value_and_grad(chunked)(params)
+    np.testing.assert_allclose(float(loss_a), float(loss_b), rtol=1e-6)
+    for a, b in zip(jax.tree.leaves(grads_a), jax.tree.leaves(grads_b)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-7)

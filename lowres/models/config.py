@@ -117,6 +117,14 @@ ENCODER_DECODER_PRESETS: dict[str, dict] = {
     "large": dict(d_model=1024, num_heads=16, head_dim=64, d_ff=2816, num_encoder_layers=24, num_decoder_layers=24),
     "xl": dict(d_model=2048, num_heads=32, head_dim=64, d_ff=5120, num_encoder_layers=24, num_decoder_layers=24),
     "xxl": dict(d_model=4096, num_heads=64, head_dim=64, d_ff=10240, num_encoder_layers=24, num_decoder_layers=24),
+    # UL2 20B (gated SiLU, 16 heads of 256).
+    "ul2-20b": dict(
+        d_model=4096, num_heads=16, head_dim=256, d_ff=16384, num_encoder_layers=32, num_decoder_layers=32,
+        activation="silu",
+    ),
+    # ByT5: byte-level models put depth in the encoder (3:1), for use with the byte vocabulary.
+    "byt5-small": dict(d_model=1472, num_heads=6, head_dim=64, d_ff=3584, num_encoder_layers=12, num_decoder_layers=4),
+    "byt5-base": dict(d_model=1536, num_heads=12, head_dim=64, d_ff=3968, num_encoder_layers=18, num_decoder_layers=6),
 }
 
 

@@ -139,7 +139,31 @@ class DecoderOnly(nnx.Module):
         *,
         deterministic: bool = True,
     ) -> jax.Array:
-        """Teacher-forced forward pass: tokens [B, T] -> float32 logits [B, T, vocab].
+        """Teacher-forced forward pass: tokens [B, T] -> float32 logits [B, T, vocab]."""
+        return self.unembed(
+            self.features(
+                decoder_input_tokens,
+                decoder_segment_ids,
+                decoder_positions,
+                decoder_causal_attention,
+                deterministic=deterministic,
+            )
+        )
+
+    def unembed(self, features: jax.Array) -> jax.Array:
+        """Final features [..., d_model] -> float32 logits; separate so a loss can apply it in chunks."""
+        return output_logits(features, self.token_embed, self.logits_kernel)
+
+    def features(
+        self,
+        decoder_input_tokens: jax.Array,
+        decoder_segment_ids: jax.Array | None = None,
+        decoder_positions: jax.Array | None = None,
+        decoder_causal_attention: jax.Array | None = None,
+        *,
+        deterministic: bool = True,
+    ) -> jax.Array:
+        """Final-norm features [B, T, d_model] of the teacher-forced pass (logits = unembed of them).
 
         Without segment ids the model is only causal (seqio's first input is BOS = 0, so token 0
         cannot mark padding, and trailing padding is invisible to real tokens anyway).
@@ -150,7 +174,7 @@ class DecoderOnly(nnx.Module):
         embed_key, layer_keys = self._dropout_keys(deterministic)
         x = self.dropout(self.token_embed(decoder_input_tokens), deterministic=deterministic, rngs=embed_key)
         x, _ = self._layers(x, self._rope(decoder_positions), mask, deterministic=deterministic, keys=layer_keys)
-        return output_logits(self.final_norm(x), self.token_embed, self.logits_kernel)
+        return self.final_norm(x)
 
     def init_cache(self, batch_size: int, max_length: int) -> KVCache:
         """Empty keys and values [layers, B, max_length, kv_heads, head_dim] for decoding."""

@@ -239,8 +239,10 @@ class EncoderDecoder(nnx.Module):
         decoder_positions: jax.Array | None = None,
         *,
         deterministic: bool = True,
+        return_features: bool = False,
     ) -> jax.Array:
-        """Encoded [B, S, E] and decoder tokens [B, T] -> float32 logits [B, T, vocab].
+        """Encoded [B, S, E] and decoder tokens [B, T] -> float32 logits [B, T, vocab] (or the final
+        decoder features [B, T, E] with `return_features`, for a loss that unembeds in chunks).
 
         `encoder_segment_ids=None` attends to every encoder position. Without decoder segment ids the
         decoder is only causal: its first input is token 0 (BOS = padding id in T5), so token 0
@@ -264,7 +266,11 @@ class EncoderDecoder(nnx.Module):
         y, _ = self.decoder(
             y, cross_kv, self_mask, cross_mask, decoder_positions, decoder_positions, deterministic=deterministic
         )
-        return output_logits(y, self.token_embed, self.logits_kernel)
+        return y if return_features else self.unembed(y)
+
+    def unembed(self, features: jax.Array) -> jax.Array:
+        """Final decoder features [..., d_model] -> float32 logits; separate so a loss can chunk it."""
+        return output_logits(features, self.token_embed, self.logits_kernel)
 
     def init_cache(
         self,
@@ -323,6 +329,30 @@ class EncoderDecoder(nnx.Module):
         deterministic: bool = True,
     ) -> jax.Array:
         """Teacher-forced forward pass -> float32 logits [B, T, vocab]."""
+        return self.unembed(
+            self.features(
+                encoder_input_tokens,
+                decoder_input_tokens,
+                encoder_segment_ids,
+                decoder_segment_ids,
+                encoder_positions,
+                decoder_positions,
+                deterministic=deterministic,
+            )
+        )
+
+    def features(
+        self,
+        encoder_input_tokens: jax.Array,
+        decoder_input_tokens: jax.Array,
+        encoder_segment_ids: jax.Array | None = None,
+        decoder_segment_ids: jax.Array | None = None,
+        encoder_positions: jax.Array | None = None,
+        decoder_positions: jax.Array | None = None,
+        *,
+        deterministic: bool = True,
+    ) -> jax.Array:
+        """Final decoder features [B, T, d_model] of the teacher-forced pass (logits = unembed of them)."""
         if encoder_segment_ids is None:
             encoder_segment_ids = (encoder_input_tokens != 0).astype(jnp.int32)
         encoded = self.encode(
@@ -335,4 +365,5 @@ class EncoderDecoder(nnx.Module):
             decoder_segment_ids,
             decoder_positions,
             deterministic=deterministic,
+            return_features=True,
         )

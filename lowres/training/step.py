@@ -62,6 +62,38 @@ def merge_model(graphdef: nnx.GraphDef, params, rest, dropout_key: jax.Array | N
     return model
 
 
+def chunked_weighted_loss(
+    features: jax.Array, unembed, targets, weights, z_loss: float, chunk_length: int
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """`weighted_loss` without materialising [B, T, vocab] logits: the sequence is scanned in chunks
+    whose logits are recomputed in the backward pass (jax.checkpoint), so peak memory holds one
+    chunk's logits, which is what keeps 250k-entry vocabularies trainable."""
+    batch, length, width = features.shape
+    pad = (-length) % chunk_length
+    if pad:
+        features = jnp.pad(features, [(0, 0), (0, pad), (0, 0)])
+        targets, weights = (jnp.pad(a, [(0, 0), (0, pad)]) for a in (targets, weights))
+    chunks = (length + pad) // chunk_length
+
+    def split(a):
+        return a.reshape(batch, chunks, chunk_length, *a.shape[2:]).swapaxes(0, 1)
+
+    @jax.checkpoint
+    def chunk_sums(feature_chunk, target_chunk, weight_chunk):
+        nll, log_z = token_nll(unembed(feature_chunk), target_chunk)
+        w = weight_chunk.astype(jnp.float32)
+        return ((nll + z_loss * jnp.square(log_z)) * w).sum(), (nll * w).sum()
+
+    def body(carry, xs):
+        total, nll = chunk_sums(*xs)
+        return (carry[0] + total, carry[1] + nll), None
+
+    zero = jnp.zeros((), jnp.float32)
+    (total, nll_sum), _ = jax.lax.scan(body, (zero, zero), (split(features), split(targets), split(weights)))
+    num_tokens = weights.astype(jnp.float32).sum()
+    return total / jnp.maximum(num_tokens, 1.0), {"nll_sum": nll_sum, "num_tokens": num_tokens}
+
+
 def train_step(
     state: TrainState,
     batch: Mapping[str, jax.Array],
@@ -72,19 +104,26 @@ def train_step(
     schedule: optax.Schedule,
     z_loss: float,
     dropout_seed: int | None = None,
+    loss_chunk_length: int = 0,
 ) -> tuple[TrainState, dict[str, jax.Array]]:
     """One optimiser update on `batch`; returns the new state and scalar metrics.
 
     Dropout (when `dropout_seed` is set) draws from fold_in(seed, step), so a resumed run repeats
-    the masks of an uninterrupted one without checkpointing RNG state.
+    the masks of an uninterrupted one without checkpointing RNG state. `loss_chunk_length` > 0
+    computes the loss over sequence chunks (see `chunked_weighted_loss`).
     """
     deterministic = dropout_seed is None
     dropout_key = None if deterministic else jax.random.fold_in(jax.random.key(dropout_seed), state.step)
 
+    targets, weights = batch["decoder_target_tokens"], batch["decoder_loss_weights"]
+
     def loss_fn(params):
         model = merge_model(graphdef, params, rest, dropout_key)
+        if loss_chunk_length:
+            features = model.features(**model_inputs(batch), deterministic=deterministic)
+            return chunked_weighted_loss(features, model.unembed, targets, weights, z_loss, loss_chunk_length)
         logits = model(**model_inputs(batch), deterministic=deterministic)
-        return weighted_loss(logits, batch["decoder_target_tokens"], batch["decoder_loss_weights"], z_loss)
+        return weighted_loss(logits, targets, weights, z_loss)
 
     (loss, aux), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)

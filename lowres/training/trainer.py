@@ -53,6 +53,8 @@ class TrainConfig:
     num_steps: int = 1000
     log_every: int = 10
     z_loss: float = 1e-4
+    # > 0: unembed and compute the loss in sequence chunks of this length (large vocabularies).
+    loss_chunk_length: int = 0
     seed: int = 0
 
 
@@ -95,7 +97,9 @@ def create_sharded_state(
     return ShardedState(state, shardings, graphdef, non_param_state(model_config, seed), abstract, dropout_seed)
 
 
-def compile_train_step(sharded: ShardedState, optimizer, schedule, z_loss: float, mesh: Mesh, rules):
+def compile_train_step(
+    sharded: ShardedState, optimizer, schedule, z_loss: float, mesh: Mesh, rules, loss_chunk_length: int = 0
+):
     """The jitted step with explicit in/out shardings; the old state's buffers are donated."""
     step = functools.partial(
         train_step,
@@ -105,6 +109,7 @@ def compile_train_step(sharded: ShardedState, optimizer, schedule, z_loss: float
         schedule=schedule,
         z_loss=z_loss,
         dropout_seed=sharded.dropout_seed,
+        loss_chunk_length=loss_chunk_length,
     )
     return jax.jit(
         step,
@@ -213,7 +218,9 @@ def train(
     if is_main:
         write_atomic(model_dir / CONFIG_FILE, gin.operative_config_str())
 
-    step_fn = compile_train_step(sharded, optimizer, schedule, train_config.z_loss, mesh, rules)
+    step_fn = compile_train_step(
+        sharded, optimizer, schedule, train_config.z_loss, mesh, rules, train_config.loss_chunk_length
+    )
     batch_sharding = partitioning.batch_sharding(mesh, rules)
     batches = first_batches.result()
     loader.shutdown()
