@@ -211,11 +211,11 @@ def _cmd_data(args) -> int:
 
 
 def _quiet_libraries() -> None:
-    """TensorFlow (used only for tf.data) and absl log noise at import; keep warnings and errors."""
+    """TensorFlow (used only for tf.data) and absl notices (e.g. Orbax read-only mode); errors still show."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import absl.logging
 
-    absl.logging.set_verbosity(absl.logging.WARNING)
+    absl.logging.set_verbosity(absl.logging.ERROR)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

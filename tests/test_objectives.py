@@ -90,3 +90,28 @@ def test_prefix_lm_splits_once_and_keeps_every_token(vocabulary):
     # r=0.25: the split lies in [round(0.5 (L-1)), L-1], so targets take at most about half.
     assert all(len(ex["targets"]) <= n - round(0.5 * (n - 1)) for ex, n in zip(out, lengths))
     assert abs(np.mean(shares) - 0.25) < 0.05
+
+
+def test_causal_lm_keeps_the_chunk_as_targets(vocabulary):
+    raw = _stream(20, 100, 400)
+    with seqio.utils.map_seed_manager(3):
+        out = list(objectives.denoise(raw, {"inputs": 8, "targets": 33}, output_features(vocabulary),
+                                      denoiser=objectives.CausalLM()).as_numpy_iterator())
+    assert all(len(ex["inputs"]) == 0 and len(ex["targets"]) <= 32 for ex in out)
+    originals = np.concatenate([ex["targets"] for ex in raw.as_numpy_iterator()])
+    np.testing.assert_array_equal(np.concatenate([ex["targets"] for ex in out]), originals)
+
+
+def test_presets_have_unique_task_names_and_rates_summing_to_one():
+    for name, entries in objectives.OBJECTIVES.items():
+        names = [d.name for d, _ in entries]
+        assert len(set(names)) == len(names), name
+        assert sum(rate for _, rate in entries) == pytest.approx(1.0), name
+    ul2 = objectives.objective("ul2")
+    assert len(ul2) == 7
+    shares = {"[NLU]": 0.0, "[NLG]": 0.0, "[S2S]": 0.0}
+    for denoiser, rate in ul2:
+        shares[denoiser.mode_token] += rate
+    assert shares == pytest.approx({"[NLU]": 0.33, "[NLG]": 0.33, "[S2S]": 0.34})
+    with pytest.raises(ValueError, match="unknown objective"):
+        objectives.objective("nope")

@@ -20,7 +20,7 @@ def test_tasks_produce_well_formed_examples(mixture, vocabulary):
     mix = seqio.get_mixture_or_task(mixture)
     names = sorted(t.name for t in mix.tasks)
     assert names == sorted(f"builtin.{lang}.{d}" for lang in ("pan_Guru", "yor_Latn", "eng_Latn")
-                           for d in ("span_3_0p15", "prefix_0p5"))
+                           for d in ("span_3_0p15_nlu", "prefix_0p5_s2s"))
     nlu, s2s = (vocab_lib.reserved_id(vocabulary, t) for t in ("[NLU]", "[S2S]"))
     sentinel_floor = vocabulary.vocab_size - vocabulary.extra_ids
     for task in mix.tasks:

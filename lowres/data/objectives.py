@@ -33,7 +33,7 @@ class SpanCorruption:
 
     @property
     def name(self) -> str:
-        return f"span_{_fmt(self.mean_span_length)}_{_fmt(self.noise_density)}"
+        return f"span_{_fmt(self.mean_span_length)}_{_fmt(self.noise_density)}{_mode_suffix(self.mode_token)}"
 
 
 @gin.configurable
@@ -46,18 +46,49 @@ class PrefixLM:
 
     @property
     def name(self) -> str:
-        return f"prefix_{_fmt(self.noise_density)}"
+        return f"prefix_{_fmt(self.noise_density)}{_mode_suffix(self.mode_token)}"
 
 
-Denoiser = SpanCorruption | PrefixLM
+@gin.configurable
+@dataclasses.dataclass(frozen=True)
+class CausalLM:
+    """Plain language modelling: empty inputs (or just the mode token), the whole chunk as targets."""
 
-# Named objectives: a list of (denoiser, rate). More presets (ul2, ul2r, causal_lm) come with the
-# objectives issue; "r_denoiser" is UL2's R(3, 0.15) alone, "r_and_s" adds the S-denoiser so the
-# decoder also learns to continue text (which bits-per-byte evaluation needs).
+    mode_token: str | None = None
+
+    @property
+    def name(self) -> str:
+        return f"causal{_mode_suffix(self.mode_token)}"
+
+
+Denoiser = SpanCorruption | PrefixLM | CausalLM
+
+# Named objectives: a list of (denoiser, rate). UL2's seven denoisers share R 33% / X 33% / S 34%
+# [unconfirmed: the paper gives roughly equal shares]; UL2R (continued training) gives S half.
+_R, _X, _S = "[NLU]", "[NLG]", "[S2S]"
 OBJECTIVES: Mapping[str, tuple[tuple[Denoiser, float], ...]] = {
-    "r_denoiser": ((SpanCorruption(3.0, 0.15, "[NLU]"), 1.0),),
+    "ul2": (
+        (SpanCorruption(3.0, 0.15, _R), 0.165),
+        (SpanCorruption(8.0, 0.15, _R), 0.165),
+        (SpanCorruption(3.0, 0.5, _X), 0.0825),
+        (SpanCorruption(8.0, 0.5, _X), 0.0825),
+        (SpanCorruption(64.0, 0.15, _X), 0.0825),
+        (SpanCorruption(64.0, 0.5, _X), 0.0825),
+        (PrefixLM(0.25, _S), 0.34),
+    ),
+    "ul2r": (
+        (PrefixLM(0.25, _S), 0.5),
+        (SpanCorruption(3.0, 0.15, _R), 0.5 / 3),
+        (SpanCorruption(32.0, 0.15, _X), 0.5 / 3),
+        (SpanCorruption(3.0, 0.5, _X), 0.5 / 3),
+    ),
+    # UL2's R-denoiser alone, and with the S-denoiser so the decoder also learns to continue text
+    # (which bits-per-byte evaluation needs): the quickstart's objective.
+    "r_denoiser": ((SpanCorruption(3.0, 0.15, _R), 1.0),),
+    "r_and_s": ((SpanCorruption(3.0, 0.15, _R), 0.5), (PrefixLM(0.5, _S), 0.5)),
     "t5_span_corruption": ((SpanCorruption(3.0, 0.15, None), 1.0),),
-    "r_and_s": ((SpanCorruption(3.0, 0.15, "[NLU]"), 0.5), (PrefixLM(0.5, "[S2S]"), 0.5)),
+    "prefix_lm": ((PrefixLM(0.5, None), 1.0),),
+    "causal_lm": ((CausalLM(None), 1.0),),
 }
 
 
@@ -70,6 +101,10 @@ def objective(name: str) -> tuple[tuple[Denoiser, float], ...]:
 
 def _fmt(x: float) -> str:
     return f"{x:g}".replace(".", "p")
+
+
+def _mode_suffix(mode_token: str | None) -> str:
+    return "" if mode_token is None else "_" + mode_token.strip("[]").lower()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -217,6 +252,9 @@ def denoise(
         )
         dataset = split_into_chunks(dataset, raw_length)
         return _span_corrupt(dataset, denoiser, mode_id, vocabulary.vocab_size)
+    if isinstance(denoiser, CausalLM):
+        dataset = split_into_chunks(dataset, sequence_length["targets"] - 1)
+        return _causal(dataset, mode_id)
     raw_length = min(inputs_length - extra, sequence_length["targets"] - 1)
     dataset = split_into_chunks(dataset, raw_length)
     return _prefix_split(dataset, denoiser, mode_id)
@@ -246,6 +284,14 @@ def _prefix_split(dataset, denoiser: PrefixLM, mode_id):
         return {"inputs": _prepend(tokens[:split_at], mode_id), "targets": tokens[split_at:]}
 
     return split(dataset)
+
+
+def _causal(dataset, mode_id):
+    def to_lm(example):
+        tokens = example["targets"]
+        return {"inputs": _prepend(tf.zeros([0], tokens.dtype), mode_id), "targets": tokens}
+
+    return dataset.map(to_lm, num_parallel_calls=tf.data.AUTOTUNE)
 
 
 def random_prefix_split(length: tf.Tensor, noise_density: float, seed: tf.Tensor) -> tf.Tensor:
