@@ -6,6 +6,7 @@ import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
+from lowres.data import readers
 from lowres.data.languages import normalize_language
 
 
@@ -40,14 +41,8 @@ def load_documents(
     raise SourceError(f"unknown data source {source!r}; use builtin, flores:DIR or text:FILE")
 
 
-def _read_lines(path: Path) -> list[str]:
-    if not path.is_file():
-        raise SourceError(f"{path} does not exist or is not a file")
-    lines = [line.strip() for line in path.read_text(encoding="utf-8", errors="replace").splitlines()]
-    lines = [line for line in lines if line]
-    if not lines:
-        raise SourceError(f"{path} holds no text (every line is empty)")
-    return lines
+def _lines_of(path: Path, lang: str) -> list[str]:
+    return _texts(readers.read_text(path, lang, "builtin"), path)
 
 
 def _builtin(split: str, wanted: list[str] | None) -> Documents:
@@ -60,29 +55,34 @@ def _builtin(split: str, wanted: list[str] | None) -> Documents:
     missing = [lang for lang in langs if lang not in corpus.languages]
     if missing:
         raise SourceError(f"the builtin corpus has no {missing}; it covers {list(corpus.languages)}")
-    docs = {lang: _read_lines(corpus.mono_path(lang, split)) for lang in langs}
-    reference = {lang: _read_lines(corpus.mono_path(lang, "train")) for lang in langs}
+    docs = {lang: _lines_of(corpus.mono_path(lang, split), lang) for lang in langs}
+    reference = {lang: _lines_of(corpus.mono_path(lang, "train"), lang) for lang in langs}
     return Documents(split, docs, reference, f"builtin ({split})")
 
 
 def _flores(directory: Path, split: str, wanted: list[str] | None) -> Documents:
-    if not directory.is_dir():
-        raise SourceError(f"flores:{directory}: not a directory (expected files <code>.{split})")
-    by_lang = {}
-    for path in sorted(directory.glob(f"*.{split}")):
-        try:
-            by_lang[normalize_language(path.stem)] = path
-        except ValueError:
-            continue
-    if not by_lang:
-        raise SourceError(f"flores:{directory}: no <code>.{split} files found; pass --split to choose another")
-    langs = wanted or sorted(by_lang)
-    missing = [lang for lang in langs if lang not in by_lang]
+    """One document per sentence line, the FLORES convention for per-language scores."""
+    try:
+        files = readers.flores_files(directory, split)
+    except FileNotFoundError as error:
+        hint = "; pass --split to choose another split" if directory.is_dir() else ""
+        raise SourceError(f"flores:{error}{hint}") from error
+    langs = wanted or sorted(files)
+    missing = [lang for lang in langs if lang not in files]
     if missing:
         raise SourceError(f"flores:{directory}: no {split} file for {missing}")
-    docs = {lang: _read_lines(by_lang[lang]) for lang in langs}
+    docs = {lang: _texts(readers.read_text(files[lang], lang, "flores"), files[lang]) for lang in langs}
     return Documents(split, docs, None, f"flores:{directory} ({split})")
 
 
 def _text(path: Path, lang: str) -> Documents:
-    return Documents("text", {lang: _read_lines(path)}, None, f"text:{path}")
+    if not path.is_file():
+        raise SourceError(f"{path} does not exist or is not a file")
+    return Documents("text", {lang: _texts(readers.read_text(path, lang, "text"), path)}, None, f"text:{path}")
+
+
+def _texts(documents, path: Path) -> list[str]:
+    texts = [doc.text for doc in documents if doc.text.strip()]
+    if not texts:
+        raise SourceError(f"{path} holds no text (every line is empty)")
+    return texts

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import gin
-import jax
 import orbax.checkpoint as ocp
 
 
@@ -79,7 +78,3 @@ class CheckpointStore:
         self.manager.wait_until_finished()
         self.manager.close()
 
-
-def abstract_like(tree: Any) -> Any:
-    """ShapeDtypeStructs (with shardings) for a tree of arrays."""
-    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), tree)

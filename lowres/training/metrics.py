@@ -65,11 +65,6 @@ class IntervalMeans:
         return out
 
 
-def read_metrics(path: str | Path) -> list[dict[str, Any]]:
-    with Path(path).open(encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
-
-
 def console_line(record: dict[str, Any]) -> str:
     return (
         f"step {record['step']:>6d} | loss {record['loss']:.4f} | lr {record['learning_rate']:.2e} | "
