@@ -86,6 +86,17 @@ def _parser() -> argparse.ArgumentParser:
         description="Print languages, documents and sizes of a data source (builtin builds it if needed).",
     )
     describe.add_argument("source", nargs="?", default="builtin", metavar="SOURCE")
+    sample = data_commands.add_parser(
+        "sample", help="decoded examples of each denoiser of an objective",
+        description="Register the builtin tasks of an objective with a trained model's vocabulary and print "
+        "decoded examples: the mode token, the inputs with sentinels, the targets.",
+    )
+    sample.add_argument("--model_dir", required=True, metavar="DIR", help="a trained run (its vocabulary is used)")
+    sample.add_argument("--objective", default="ul2", help="objective preset (ul2, ul2r, r_and_s, ...)")
+    sample.add_argument("--lang", default="eng", metavar="CODE", help="language of the builtin corpus")
+    sample.add_argument("-n", type=int, default=3, help="examples per denoiser")
+    sample.add_argument("--inputs_length", type=int, default=None, help="default: the run's")
+    sample.add_argument("--targets_length", type=int, default=None, help="default: the run's")
     return parser
 
 
@@ -201,7 +212,32 @@ def _cmd_models(args) -> int:
     return 0
 
 
+def _cmd_data_sample(args) -> int:
+    from lowres.data.builtin_corpus import build_builtin_corpus
+    from lowres.data.languages import normalize_language
+    from lowres.data.samples import sample_task
+    from lowres.data.vocab import load_vocabulary
+    from lowres.training.trainer import read_run_info
+    from tasks.builtin import register_builtin_mixture
+
+    info = read_run_info(Path(args.model_dir))
+    vocabulary = load_vocabulary(Path(args.model_dir) / info["vocabulary"], info["num_sentinels"])
+    lang = normalize_language(args.lang)
+    mixture = register_builtin_mixture(build_builtin_corpus(progress=False), vocabulary, args.objective, languages=[lang])
+    lengths = {"inputs": args.inputs_length or info["inputs_length"],
+               "targets": args.targets_length or info["targets_length"]}
+    import seqio
+
+    for task in seqio.get_mixture_or_task(mixture).tasks:
+        print(f"== {task.name}")
+        for i, row in enumerate(sample_task(task.name, args.n, lengths), 1):
+            print(f"[{i}] mode:    {row['mode']}\n    inputs:  {row['inputs']}\n    targets: {row['targets']}")
+    return 0
+
+
 def _cmd_data(args) -> int:
+    if args.data_command == "sample":
+        return _cmd_data_sample(args)
     if args.source != "builtin":
         raise UsageError(f"`lowres data describe {args.source}`: only the builtin source is described so far")
     from lowres.data.builtin_corpus import build_builtin_corpus, describe_table

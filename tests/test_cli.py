@@ -62,8 +62,23 @@ def test_eval_reports_bits_per_byte_per_language(trained, tmp_path):
     assert "| pan_Guru |" in result.stdout
 
 
+@pytest.mark.slow
+def test_data_sample_shows_every_ul2_denoiser_decoded(trained):
+    model_dir, _, _, env = trained
+    out = run_cli("data", "sample", f"--model_dir={model_dir}", "--objective=ul2", "--lang=yor", "-n", "1", env=env)
+    assert out.returncode == 0, out.stderr[-3000:]
+    sections = out.stdout.split("== ")[1:]
+    assert len(sections) == 7
+    for section in sections:
+        name = section.splitlines()[0]
+        mode = {"nlu": "[NLU]", "nlg": "[NLG]", "s2s": "[S2S]"}[name.rsplit("_", 1)[1]]
+        assert f"mode:    {mode}" in section
+        if ".span_" in name:
+            assert "<extra_id_0>" in section.split("inputs:")[1].split("targets:")[0]
+
+
 def test_help_for_every_command():
-    for args in ([], ["train"], ["eval"], ["data"], ["data", "describe"], ["models", "list"]):
+    for args in ([], ["train"], ["eval"], ["data"], ["data", "describe"], ["data", "sample"], ["models", "list"]):
         out = run_cli(*args, "--help")
         assert out.returncode == 0 and "usage: lowres" in out.stdout
 
