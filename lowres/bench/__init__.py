@@ -1,0 +1,1 @@
+"""Benchmark suite: `lowres bench CASE` (train, data, checkpoint, scale, decode) with MFU accounting."""
