@@ -115,3 +115,52 @@ def test_presets_have_unique_task_names_and_rates_summing_to_one():
     assert shares == pytest.approx({"[NLU]": 0.33, "[NLG]": 0.33, "[S2S]": 0.34})
     with pytest.raises(ValueError, match="unknown objective"):
         objectives.objective("nope")
+
+
+def _parallel(rows):
+    keys = ("src_text", "tgt_text", "src_lang", "tgt_lang", "corpus")
+    return tf.data.Dataset.from_tensor_slices({k: [row[i] for row in rows] for i, k in enumerate(keys)})
+
+
+PAIRS = [("Hello world.", "Ẹ n lẹ́ o.", "eng_Latn", "yor_Latn", "test"),
+         ("All human beings are born free.", "Bydd pawb yn rhydd.", "eng_Latn", "cym_Latn", "test")]
+
+
+@pytest.mark.parametrize("direction", ["forward", "backward", "both"])
+def test_translation_tags_the_target_language_with_its_reserved_id(vocabulary, direction):
+    translation = objectives.Translation(direction)
+    assert translation.name == {"forward": "translate", "backward": "translate_backward",
+                                "both": "translate_both"}[direction]
+    preprocess = objectives.translation_preprocessor(translation)
+    out = list(preprocess(_parallel(PAIRS), output_features(vocabulary), {"inputs": 32, "targets": 32})
+               .as_numpy_iterator())
+    expected = []
+    for src, tgt, src_lang, tgt_lang, _ in PAIRS:
+        if direction in ("forward", "both"):
+            expected.append((tgt_lang, src, tgt))
+        if direction in ("backward", "both"):
+            expected.append((src_lang, tgt, src))
+    assert len(out) == len(expected)
+    for ex, (lang, source, target) in zip(out, expected):
+        assert ex["inputs"].dtype == np.int32 and ex["targets"].dtype == np.int32
+        assert ex["inputs"][0] == vocab_lib.reserved_id(vocabulary, f"<2{lang}>")
+        assert vocabulary.decode(ex["inputs"][1:].tolist()) == source
+        assert vocabulary.decode(ex["targets"].tolist()) == target
+        assert set(ex) == {"inputs", "targets"}
+
+
+def test_translation_mode_token_comes_first(vocabulary):
+    preprocess = objectives.translation_preprocessor(objectives.Translation("forward", "[S2S]"))
+    ex = next(preprocess(_parallel(PAIRS), output_features(vocabulary), {"inputs": 32, "targets": 32})
+              .as_numpy_iterator())
+    assert list(ex["inputs"][:2]) == [vocab_lib.reserved_id(vocabulary, "[S2S]"),
+                                      vocab_lib.reserved_id(vocabulary, "<2yor_Latn>")]
+
+
+def test_translation_unknown_tag_and_direction_are_clear_errors(vocabulary):
+    preprocess = objectives.translation_preprocessor(objectives.Translation())
+    bad = _parallel([("a", "b", "eng_Latn", "xyz_Latn", "test")])
+    with pytest.raises(tf.errors.InvalidArgumentError, match="no reserved <2lang> tag(.|\n)*xyz_Latn"):
+        list(preprocess(bad, output_features(vocabulary), {"inputs": 8, "targets": 8}).as_numpy_iterator())
+    with pytest.raises(ValueError, match="Translation.direction"):
+        objectives.Translation("sideways")

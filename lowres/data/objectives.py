@@ -63,6 +63,29 @@ class CausalLM:
 
 Denoiser = SpanCorruption | PrefixLM | CausalLM
 
+
+TRANSLATION_DIRECTIONS = ("forward", "backward", "both")
+
+
+@gin.configurable
+@dataclasses.dataclass(frozen=True)
+class Translation:
+    """Parallel data as `<2tgt> source` -> `target`; "backward" swaps the sides, "both" yields each."""
+
+    direction: str = "forward"
+    mode_token: str | None = None
+
+    def __post_init__(self):
+        if self.direction not in TRANSLATION_DIRECTIONS:
+            raise ValueError(
+                f"Translation.direction={self.direction!r}; choose one of {', '.join(TRANSLATION_DIRECTIONS)}"
+            )
+
+    @property
+    def name(self) -> str:
+        base = {"forward": "translate", "backward": "translate_backward", "both": "translate_both"}[self.direction]
+        return base + _mode_suffix(self.mode_token)
+
 # Named objectives: a list of (denoiser, rate). UL2's seven denoisers share R 33% / X 33% / S 34%
 # [unconfirmed: the paper gives roughly equal shares]; UL2R (continued training) gives S half.
 _R, _X, _S = "[NLU]", "[NLG]", "[S2S]"
@@ -305,4 +328,77 @@ def denoiser_preprocessor(denoiser: Denoiser):
     """A seqio preprocessor applying `denoiser` (seqio passes sequence_length and output_features)."""
     fn = functools.partial(denoise, denoiser=denoiser)
     fn.__name__ = f"denoise_{denoiser.name}"  # type: ignore[attr-defined]
+    return fn
+
+
+# ---------------------------------------------------------------------------------------------
+# Translation
+
+
+def language_tag_table(vocabulary: seqio.SentencePieceVocabulary) -> tf.lookup.StaticHashTable:
+    """Language code (e.g. `pan_Guru`) -> id of its reserved `<2pan_Guru>` tag; -1 for unknown codes."""
+    processor = vocabulary.tokenizer
+    codes, ids = [], []
+    for piece_id in range(processor.get_piece_size()):
+        piece = processor.id_to_piece(piece_id)
+        if processor.is_control(piece_id) and piece.startswith("<2") and piece.endswith(">"):
+            codes.append(piece[2:-1])
+            ids.append(piece_id)
+    if not codes:
+        raise ValueError(
+            "the vocabulary reserves no language tags (<2xxx_Scrp>); train it with the languages of the parallel data"
+        )
+    initializer = tf.lookup.KeyValueTensorInitializer(
+        tf.constant(codes, tf.string), tf.constant(ids, tf.int32)
+    )
+    return tf.lookup.StaticHashTable(initializer, default_value=-1)
+
+
+def translate(
+    dataset: tf.data.Dataset,
+    output_features: Mapping[str, seqio.Feature],
+    sequence_length: Mapping[str, int] | None = None,
+    *,
+    translation: Translation,
+) -> tf.data.Dataset:
+    """Raw parallel examples -> {"inputs": [mode] <2tgt> source tokens, "targets": target tokens}."""
+    del sequence_length  # append_eos_after_trim trims afterwards; the tag stays first.
+    vocabulary = output_features["targets"].vocabulary
+    mode_id = vocab_lib.reserved_id(vocabulary, translation.mode_token) if translation.mode_token else None
+    table = language_tag_table(vocabulary)
+
+    def one_way(text, target_text, target_lang):
+        tag = table.lookup(target_lang)
+        check = tf.debugging.Assert(
+            tag >= 0,
+            ["translation: no reserved <2lang> tag in the vocabulary for target language", target_lang,
+             "(retrain the vocabulary with this language, or drop its pairs)"],
+        )
+        with tf.control_dependencies([check]):
+            tag = tf.identity(tag)
+        source_tokens = tf.cast(vocabulary.encode_tf(text), tf.int32)
+        inputs = tf.concat([tf.reshape(tag, [1]), source_tokens], axis=0)
+        return {"inputs": _prepend(inputs, mode_id), "targets": tf.cast(vocabulary.encode_tf(target_text), tf.int32)}
+
+    def forward(ex):
+        return one_way(ex["src_text"], ex["tgt_text"], ex["tgt_lang"])
+
+    def backward(ex):
+        return one_way(ex["tgt_text"], ex["src_text"], ex["src_lang"])
+
+    if translation.direction == "forward":
+        return dataset.map(forward, num_parallel_calls=tf.data.AUTOTUNE)
+    if translation.direction == "backward":
+        return dataset.map(backward, num_parallel_calls=tf.data.AUTOTUNE)
+
+    def both(ex):
+        return tf.data.Dataset.from_tensors(forward(ex)).concatenate(tf.data.Dataset.from_tensors(backward(ex)))
+
+    return dataset.flat_map(both)
+
+
+def translation_preprocessor(translation: Translation):
+    """A seqio preprocessor turning raw parallel examples into tagged (inputs, targets) token pairs."""
+    fn = functools.partial(translate, translation=translation)
+    fn.__name__ = f"{translation.name}"  # type: ignore[attr-defined]
     return fn
