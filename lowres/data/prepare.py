@@ -19,7 +19,7 @@ VOCAB_FILE = "vocab/spm.model"
 @dataclasses.dataclass(frozen=True)
 class PreparedData:
     corpus: BuiltinCorpus
-    vocabulary: seqio.SentencePieceVocabulary
+    vocabulary: seqio.Vocabulary
     mixture: str
     languages: tuple[str, ...]
 
@@ -36,19 +36,14 @@ def prepare_data(
     languages = tuple(normalize_language(code) for code in config.languages) if config.languages else None
     corpus = build_builtin_corpus(languages=languages, progress=progress)
     languages = languages or corpus.languages
-    vocab_path = model_dir / VOCAB_FILE
-    if not vocab_path.exists():
-        texts = _corpus_texts(corpus, languages)
-        vocab_lib.train_sentencepiece(texts, vocab_path, vocab_config, languages=corpus.languages)
-    vocabulary = vocab_lib.load_vocabulary(vocab_path, vocab_config.num_sentinels)
+    texts = {lang: _train_lines(corpus, lang) for lang in languages}
+    vocabulary = vocab_lib.prepare_vocabulary(model_dir, vocab_config, texts, tag_languages=corpus.languages)
     mixture = register_builtin_mixture(
         corpus, vocabulary, config.objective, config.temperature_alpha, languages, config.shuffle_buffer_size
     )
     return PreparedData(corpus, vocabulary, mixture, tuple(languages))
 
 
-def _corpus_texts(corpus: BuiltinCorpus, languages) -> list[str]:
-    texts = []
-    for lang in languages:
-        texts.extend(corpus.mono_path(lang, "train").read_text(encoding="utf-8").splitlines())
-    return texts
+def _train_lines(corpus: BuiltinCorpus, lang: str):
+    """The training split of one language, read only when the vocabulary has to be trained."""
+    yield from corpus.mono_path(lang, "train").read_text(encoding="utf-8").splitlines()

@@ -1,25 +1,41 @@
-"""SentencePiece vocabularies with reserved ids for UL2 mode tokens, language tags and sentinels.
+"""Vocabularies with reserved ids for UL2 mode tokens, language tags, task tags and sentinels.
 
-Mode tokens and language tags are SentencePiece *control symbols*: they own fixed ids but plain
-text never encodes to them (the UL2 release encoded "[NLU]" as text and users could not find the
-ids). Sentinels are seqio extra ids at the top of the vocabulary, as in T5.
+Two kinds, chosen by `VocabularyConfig.kind`:
+- "sentencepiece": trained on temperature-sampled text per language, with byte fallback. Mode
+  tokens, language tags (`<2pan_Guru>`) and task tags are SentencePiece *control symbols*: they own
+  fixed ids but plain text never encodes to them (the UL2 release encoded "[NLU]" as text and users
+  could not find the ids).
+- "bytes": the ByT5 layout (lowres.data.byte_vocab); reserved tokens take the lowest extra ids.
+For both kinds sentinels are seqio extra ids at the top of the vocabulary, as in T5: sentinel i is
+`vocab_size - 1 - i`, which is what seqio's span corruption and T5 checkpoints expect; they are not
+SentencePiece user symbols, so a vocabulary can be resized (more sentinels) without retraining.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
+import logging
 import os
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import gin
+import numpy as np
 import seqio
 import sentencepiece as spm
 
+from lowres.data.byte_vocab import ReservedByteVocabulary, is_byte_vocabulary_file, load_byte_vocabulary
+
 MODE_TOKENS = ("[NLU]", "[NLG]", "[S2S]")
 PAD_ID, EOS_ID, UNK_ID = 0, 1, 2  # T5 layout; seqio relies on pad=0, eos=1.
+KINDS = ("sentencepiece", "bytes")
+# Where each kind lives inside a run directory.
+VOCAB_FILES = {"sentencepiece": "vocab/spm.model", "bytes": "vocab/bytes.json"}
+
+Vocabulary = seqio.SentencePieceVocabulary | ReservedByteVocabulary
 
 
 def language_tag(lang: str) -> str:
@@ -30,8 +46,9 @@ def language_tag(lang: str) -> str:
 @gin.configurable
 @dataclasses.dataclass(frozen=True)
 class VocabularyConfig:
-    """How the SentencePiece model is trained; `vocab_size` is a ceiling for small corpora."""
+    """What vocabulary a run uses and how a SentencePiece one is trained (`vocab_size` is a ceiling)."""
 
+    kind: str = "sentencepiece"
     vocab_size: int = 4000
     model_type: str = "unigram"
     character_coverage: float = 0.9995
@@ -39,6 +56,78 @@ class VocabularyConfig:
     # "identity" keeps decode(encode(x)) == x for every script; use "nmt_nfkc" for T5's behaviour.
     normalization_rule_name: str = "identity"
     num_sentinels: int = 100
+    # Extra control symbols after the mode tokens and language tags, e.g. ("<translate>", "<summarize>").
+    task_tags: tuple[str, ...] = ()
+    # Training text: sentences of language l are drawn at rate ∝ size_l ** alpha, up to max_sentences.
+    temperature_alpha: float = 0.3
+    max_sentences: int = 1_000_000
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.kind not in KINDS:
+            raise ValueError(f"VocabularyConfig.kind={self.kind!r}; choose one of {list(KINDS)}")
+        if self.max_sentences <= 0:
+            raise ValueError(f"VocabularyConfig.max_sentences must be positive, got {self.max_sentences}")
+        object.__setattr__(self, "task_tags", tuple(self.task_tags))
+
+
+def reserved_tokens(languages: Sequence[str] = (), task_tags: Sequence[str] = ()) -> list[str]:
+    """The reserved (control) tokens in id order: mode tokens, language tags, task tags."""
+    tokens = list(MODE_TOKENS) + [language_tag(lang) for lang in dict.fromkeys(languages)] + list(task_tags)
+    for tag in task_tags:
+        if not tag or any(ch.isspace() for ch in tag):
+            raise ValueError(f"task tag {tag!r} must be non-empty and contain no whitespace")
+    repeated = sorted({t for t in tokens if tokens.count(t) > 1})
+    if repeated:
+        raise ValueError(f"reserved tokens repeat {repeated}; task tags must differ from mode tokens and language tags")
+    return tokens
+
+
+def sample_sentences(
+    texts_by_language: Mapping[str, Iterable[str]], alpha: float = 0.3, max_sentences: int = 1_000_000, seed: int = 0
+) -> tuple[list[str], dict[str, int]]:
+    """Temperature-sampled training sentences and how many each language got.
+
+    Language l gets round(p_l * budget) sentences with p_l ∝ (UTF-8 bytes of l) ** alpha and budget =
+    min(max_sentences, all sentences): low-resource languages are repeated (whole passes plus a random
+    remainder), high-resource ones subsampled without replacement.
+    """
+    try:  # lowres.data.mixtures is the rates' home; tasks re-exported them before it existed
+        from lowres.data.mixtures import temperature_rates
+    except ImportError:
+        from lowres.data.tasks import temperature_rates
+
+    texts = {lang: [t for t in lines if t and not t.isspace()] for lang, lines in texts_by_language.items()}
+    empty = [lang for lang, lines in texts.items() if not lines]
+    if empty:
+        raise ValueError(f"no training text for {empty}; drop these languages or give them text")
+    rates = temperature_rates({lang: sum(len(t.encode("utf-8")) for t in lines) for lang, lines in texts.items()}, alpha)
+    budget = min(max_sentences, sum(len(lines) for lines in texts.values()))
+    rng = np.random.default_rng(seed)
+    sampled, counts = [], {}
+    for lang, lines in texts.items():
+        quota = max(1, round(rates[lang] * budget))
+        passes, remainder = divmod(quota, len(lines))
+        chosen = lines * passes + [lines[i] for i in sorted(rng.choice(len(lines), remainder, replace=False))]
+        sampled.extend(chosen)
+        counts[lang] = quota
+    order = rng.permutation(len(sampled))
+    return [sampled[i] for i in order], counts
+
+
+def train_vocabulary(
+    texts_by_language: Mapping[str, Iterable[str]],
+    output_path: str | os.PathLike,
+    config: VocabularyConfig = VocabularyConfig(),
+    tag_languages: Sequence[str] = (),
+) -> Path:
+    """Trains a SentencePiece model on temperature-sampled text of every language; tags every language."""
+    sentences, counts = sample_sentences(texts_by_language, config.temperature_alpha, config.max_sentences, config.seed)
+    shares = ", ".join(f"{lang} {n}" for lang, n in counts.items())
+    logging.info("training SentencePiece (%s, %d pieces) on %d sentences: %s", config.model_type,
+                 config.vocab_size, len(sentences), shares)
+    languages = list(dict.fromkeys([*texts_by_language, *tag_languages]))
+    return train_sentencepiece(sentences, output_path, config, languages=languages)
 
 
 def train_sentencepiece(
@@ -48,18 +137,24 @@ def train_sentencepiece(
     languages: Sequence[str] = (),
     extra_reserved: Sequence[str] = (),
 ) -> Path:
-    """Trains a SentencePiece model on `texts` and writes it atomically to `output_path`."""
+    """Trains a SentencePiece model on `texts` (used as given) and writes it atomically to `output_path`."""
     output_path = Path(output_path)
-    reserved = list(MODE_TOKENS) + [language_tag(lang) for lang in languages] + list(extra_reserved)
+    reserved = reserved_tokens(languages, [*config.task_tags, *extra_reserved])
     model = io.BytesIO()
     with tempfile.TemporaryDirectory() as scratch:
         normalization = _normalization_options(config.normalization_rule_name, Path(scratch))
         _train(texts, model, config, reserved, normalization)
-    output_path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=output_path.parent, delete=False) as tmp:
-        tmp.write(model.getvalue())
-    os.replace(tmp.name, output_path)
+    write_atomic(output_path, model.getvalue())
     return output_path
+
+
+def write_atomic(path: str | os.PathLike, data: bytes) -> None:
+    """Writes `data` so that readers see either the old file or the complete new one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=path.parent, delete=False, suffix=".tmp") as tmp:
+        tmp.write(data)
+    os.replace(tmp.name, path)
 
 
 def _normalization_options(rule_name: str, scratch: Path) -> dict:
@@ -76,6 +171,17 @@ def _normalization_options(rule_name: str, scratch: Path) -> dict:
 
 
 def _train(texts, model, config: VocabularyConfig, reserved, normalization: dict) -> None:
+    try:
+        _run_trainer(texts, model, config, reserved, normalization)
+    except RuntimeError as error:
+        message = str(error).split("] ")[-1]
+        raise ValueError(
+            f"SentencePiece training failed: {message} (VocabularyConfig.vocab_size={config.vocab_size} must also "
+            f"hold 256 byte pieces, 3 specials and {len(reserved)} reserved tokens)"
+        ) from error
+
+
+def _run_trainer(texts, model, config: VocabularyConfig, reserved, normalization: dict) -> None:
     spm.SentencePieceTrainer.train(
         sentence_iterator=iter(t for t in texts if t),
         model_writer=model,
@@ -96,15 +202,66 @@ def _train(texts, model, config: VocabularyConfig, reserved, normalization: dict
     )
 
 
-def load_vocabulary(path: str | os.PathLike, num_sentinels: int = 100) -> seqio.SentencePieceVocabulary:
-    """A seqio vocabulary over the SentencePiece model at `path`, with `num_sentinels` extra ids."""
-    if not Path(path).is_file():
+def load_vocabulary(path: str | os.PathLike, num_sentinels: int = 100) -> Vocabulary:
+    """The seqio vocabulary stored at `path` (a SentencePiece model or a byte-vocabulary JSON file)."""
+    path = Path(path)
+    if not path.is_file():
         raise FileNotFoundError(f"vocabulary file {path} does not exist; train one with `lowres train` first")
+    if is_byte_vocabulary_file(path):
+        return load_byte_vocabulary(path, num_sentinels)
     return seqio.SentencePieceVocabulary(str(path), extra_ids=num_sentinels)
 
 
-def reserved_id(vocabulary: seqio.SentencePieceVocabulary, token: str) -> int:
-    """The id of a reserved control token (mode token or language tag); errors if it is not reserved."""
+def prepare_vocabulary(
+    model_dir: str | os.PathLike,
+    config: VocabularyConfig,
+    texts_by_language: Mapping[str, Iterable[str]],
+    tag_languages: Sequence[str] = (),
+) -> Vocabulary:
+    """The run's vocabulary: loaded from `model_dir` if stored there, else built (trained) and stored.
+
+    Only the keys of `texts_by_language` are read for a byte vocabulary, so values may be lazy
+    iterables; every key and every `tag_languages` entry gets a language tag.
+    """
+    model_dir = Path(model_dir)
+    path = model_dir / VOCAB_FILES[config.kind]
+    for kind, other in VOCAB_FILES.items():
+        if kind != config.kind and (model_dir / other).exists():
+            raise ValueError(
+                f"{model_dir / other} holds a {kind} vocabulary but VocabularyConfig.kind={config.kind!r}; "
+                f"use kind={kind!r} or a new model directory"
+            )
+    if not path.exists():
+        if config.kind == "bytes":
+            languages = list(dict.fromkeys([*texts_by_language, *tag_languages]))
+            tokens = reserved_tokens(languages, config.task_tags)
+            write_atomic(path, ReservedByteVocabulary(tokens, config.num_sentinels).to_json().encode("utf-8"))
+        else:
+            train_vocabulary(texts_by_language, path, config, tag_languages)
+    return load_vocabulary(path, config.num_sentinels)
+
+
+def vocabulary_file(config: VocabularyConfig) -> str:
+    """Where `prepare_vocabulary` stores a vocabulary of this kind, relative to the run directory."""
+    return VOCAB_FILES[config.kind]
+
+
+def vocabulary_fingerprint(path: str | os.PathLike, num_sentinels: int) -> str:
+    """"sha256:<hex>" over the stored file, its kind and the sentinel count: equal iff ids mean the same."""
+    path = Path(path)
+    kind = "bytes" if is_byte_vocabulary_file(path) else "sentencepiece"
+    digest = hashlib.sha256()
+    digest.update(f"lowres-vocabulary\0{kind}\0{num_sentinels}\0".encode())
+    digest.update(path.read_bytes())
+    return f"sha256:{digest.hexdigest()}"
+
+
+def reserved_id(vocabulary: Vocabulary, token: str) -> int:
+    """The id of a reserved control token (mode token, language or task tag); errors if it is not reserved."""
+    if isinstance(vocabulary, ReservedByteVocabulary):
+        if token not in vocabulary.reserved_ids:
+            raise KeyError(f"{token!r} is not a reserved token of this byte vocabulary")
+        return vocabulary.reserved_ids[token]
     processor = vocabulary.tokenizer
     piece_id = processor.piece_to_id(token)
     if piece_id == processor.unk_id() or not processor.is_control(piece_id):
@@ -112,9 +269,9 @@ def reserved_id(vocabulary: seqio.SentencePieceVocabulary, token: str) -> int:
     return piece_id
 
 
-def sentinel_id(vocabulary: seqio.SentencePieceVocabulary, index: int) -> int:
+def sentinel_id(vocabulary: Vocabulary, index: int) -> int:
     """Id of the `index`-th sentinel (`<extra_id_index>`), counting down from the top as T5 does."""
-    if not 0 <= index < vocabulary.extra_ids:
-        raise IndexError(f"sentinel {index} out of range: the vocabulary has {vocabulary.extra_ids} sentinels")
+    count = vocabulary.num_sentinels if isinstance(vocabulary, ReservedByteVocabulary) else vocabulary.extra_ids
+    if not 0 <= index < count:
+        raise IndexError(f"sentinel {index} out of range: the vocabulary has {count} sentinels")
     return vocabulary.vocab_size - 1 - index
-
