@@ -1,7 +1,8 @@
 """Configurable document cleaning that counts what each step drops.
 
-Steps run in this order, each switchable in `CleaningConfig`: Unicode normalisation, whitespace and
-control-character cleanup, length filters, script consistency, exact and near-duplicate removal.
+Steps run in this order, each switchable in `CleaningConfig`: provenance score filter, Unicode
+normalisation, whitespace and control-character cleanup, length filters, script consistency, exact
+and near-duplicate removal.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import re
 import unicodedata
 from collections.abc import Iterable, Iterator
 
+import gin
 import numpy as np
 import pycountry
 
@@ -30,13 +32,15 @@ __all__ = [
     "script_share",
 ]
 
-STEPS = ("whitespace", "too_short", "too_long", "script", "exact_duplicate", "near_duplicate")
+STEPS = ("min_score", "whitespace", "too_short", "too_long", "script", "exact_duplicate", "near_duplicate")
 
 
+@gin.configurable
 @dataclasses.dataclass(frozen=True)
 class CleaningConfig:
     """Which cleaning steps run, and their thresholds; None or False switches a step off."""
 
+    min_score: float | None = None  # translationese: drop documents whose provenance score is lower or absent
     normalization: str | None = "NFC"  # "NFC", "NFKC" or None
     clean_whitespace: bool = True
     keep_newlines: bool = True  # False joins lines with spaces (for one-document-per-line output)
@@ -201,6 +205,11 @@ def clean_iter(documents: Iterable[Document], config: CleaningConfig, report: Cl
     )
     for doc in documents:
         report.input += 1
+        if config.min_score is not None:
+            score = (doc.provenance or {}).get("score")
+            if score is None or not float(score) >= config.min_score:
+                report.dropped["min_score"] += 1
+                continue
         text = doc.text
         if config.normalization:
             normalized = unicodedata.normalize(config.normalization, text)

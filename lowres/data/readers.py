@@ -9,6 +9,7 @@ from __future__ import annotations
 import bz2
 import csv
 import dataclasses
+import functools
 import glob
 import gzip
 import html.parser
@@ -24,8 +25,10 @@ from lowres.data.languages import normalize_language
 
 __all__ = [
     "Document",
+    "document_source",
     "ParallelPair",
     "ReadStats",
+    "example_features",
     "expand_paths",
     "flores_files",
     "read_aligned_files",
@@ -42,7 +45,7 @@ __all__ = [
 
 PathLike = str | Path
 Paths = PathLike | Sequence[PathLike]
-PROVENANCE_FIELDS = ("source_lang", "translator", "score")
+PROVENANCE_FIELDS = ("source_lang", "translator", "source_id", "score")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -376,6 +379,7 @@ def flores_files(directory: PathLike, split: str = "dev") -> dict[str, Path]:
     files: dict[str, Path] = {}
     for path in sorted(directory.glob(f"*.{split}")):
         lang = normalize_language(path.name.removesuffix(f".{split}"))
+        path = _link_target(path)
         if lang in files:
             # e.g. ajp (retired ISO code) and apc both normalise to apc_Arab: keep the current code's file.
             keep, drop = sorted((files[lang], path), key=lambda p: not lang.startswith(p.name.split(".")[0][:3]))
@@ -385,6 +389,15 @@ def flores_files(directory: PathLike, split: str = "dev") -> dict[str, Path]:
     if not files:
         raise FileNotFoundError(f"{directory}: no <code>.{split} files")
     return files
+
+
+def _link_target(path: Path) -> Path:
+    """The file a symlink stored as text names (git without symlinks writes `msa.dev` as "zsm.dev")."""
+    if path.stat().st_size < 256:
+        target = path.read_bytes().strip().decode("utf-8", errors="replace")
+        if target and "\n" not in target and target != path.name and (path.parent / target).is_file():
+            return path.parent / target
+    return path
 
 
 def _flores_file(directory: PathLike, lang: str, split: str) -> Path:
@@ -556,26 +569,95 @@ def read_udhr(
 # ---------------------------------------------------------------- seqio
 
 
+MONOLINGUAL_FEATURES = ("text", "lang", "corpus")
+TRANSLATIONESE_FEATURES = MONOLINGUAL_FEATURES + ("source_lang", "translator", "source_id", "score")
+PARALLEL_FEATURES = ("src_text", "tgt_text", "src_lang", "tgt_lang", "corpus")
+_FEATURES = {"monolingual": MONOLINGUAL_FEATURES, "translationese": TRANSLATIONESE_FEATURES,
+             "parallel": PARALLEL_FEATURES}
+
+
+def example_features(record: Document | ParallelPair, kind: str, corpus: str = "") -> dict[str, Any]:
+    """The raw example of a document or pair (INTERFACES.md): strings, plus a float32 `score`."""
+    if kind == "parallel":
+        return {"src_text": record.src, "tgt_text": record.tgt, "src_lang": record.src_lang,
+                "tgt_lang": record.tgt_lang, "corpus": corpus}
+    example = {"text": record.text, "lang": record.lang, "corpus": record.corpus}
+    if kind == "translationese":
+        provenance = record.provenance or {}
+        for key in ("source_lang", "translator", "source_id"):
+            example[key] = str(provenance.get(key, ""))
+        score = provenance.get("score")
+        example["score"] = float("nan") if score is None else float(score)
+    return example
+
+
+def _signature(kind: str):
+    import tensorflow as tf
+
+    if kind not in _FEATURES:
+        raise ValueError(f"kind must be one of {sorted(_FEATURES)}, got {kind!r}")
+    return {key: tf.TensorSpec(shape=(), dtype=tf.float32 if key == "score" else tf.string) for key in _FEATURES[kind]}
+
+
+def document_source(
+    records_fn: Callable[[str, int, int], Iterable[Document | ParallelPair]],
+    splits: Sequence[str],
+    kind: str = "monolingual",
+    corpus: str = "",
+    shards_fn: Callable[[str], Sequence[str]] | None = None,
+    num_input_examples: Mapping[str, int] | None = None,
+):
+    """A seqio DataSource over a reader: shards by file across hosts (`seqio.ShardInfo`) and streams.
+
+    `records_fn(split, shard_index, num_shards)` returns a fresh iterator of Documents or
+    ParallelPairs; `shards_fn(split)` lists the files behind a split.
+    """
+    return _document_source_class()(records_fn, splits, kind, corpus, shards_fn, num_input_examples)
+
+
+@functools.lru_cache(maxsize=1)
+def _document_source_class():
+    import seqio  # imported here so reading files does not load TensorFlow
+    import tensorflow as tf
+
+    class DocumentSource(seqio.DataSource):
+        def __init__(self, records_fn, splits, kind, corpus, shards_fn, num_input_examples):
+            self._records_fn, self._kind, self._corpus = records_fn, kind, corpus
+            self._shards_fn = shards_fn
+            self._signature = _signature(kind)
+            super().__init__(splits=splits, num_input_examples=num_input_examples, caching_permitted=True)
+
+        @property
+        def supports_arbitrary_sharding(self) -> bool:
+            return True  # readers split files (or, with fewer files than hosts, records) themselves
+
+        def list_shards(self, split: str) -> Sequence[str]:
+            return list(self._shards_fn(split)) if self._shards_fn else [split]
+
+        def get_dataset(self, split="train", shuffle=True, seed=None, shard_info=None, **unused):
+            del shuffle, seed, unused  # readers stream in a fixed order; tasks shuffle downstream
+            index, count = (shard_info.index, shard_info.num_shards) if shard_info else (0, 1)
+
+            def examples():
+                for record in self._records_fn(split, index, count):
+                    yield example_features(record, self._kind, self._corpus)
+
+            return tf.data.Dataset.from_generator(examples, output_signature=self._signature)
+
+    return DocumentSource
+
+
 def seqio_source(
     documents_fn: Callable[[str], Iterable[Document]],
     splits: Sequence[str] = ("train",),
     num_input_examples: Mapping[str, int] | None = None,
 ):
-    """A `seqio.FunctionDataSource` whose examples hold string features `text`, `lang` and `corpus`.
+    """A seqio source whose examples hold string features `text`, `lang` and `corpus` (unsharded).
 
     `documents_fn(split)` returns a fresh document iterator (e.g. a reader call) each time it is called.
     """
-    import seqio
-    import tensorflow as tf
 
-    signature = {key: tf.TensorSpec(shape=(), dtype=tf.string) for key in ("text", "lang", "corpus")}
+    def records(split: str, shard_index: int, num_shards: int) -> Iterator[Document]:
+        return itertools.islice(documents_fn(split), shard_index, None, num_shards)
 
-    def dataset_fn(split: str, shuffle_files: bool) -> tf.data.Dataset:
-        del shuffle_files  # readers stream in a fixed order; shuffle downstream
-        def examples():
-            for doc in documents_fn(split):
-                yield {"text": doc.text, "lang": doc.lang, "corpus": doc.corpus}
-
-        return tf.data.Dataset.from_generator(examples, output_signature=signature)
-
-    return seqio.FunctionDataSource(dataset_fn, splits=splits, num_input_examples=num_input_examples)
+    return document_source(records, splits, num_input_examples=num_input_examples)

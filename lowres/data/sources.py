@@ -86,3 +86,231 @@ def _texts(documents, path: Path) -> list[str]:
     if not texts:
         raise SourceError(f"{path} holds no text (every line is empty)")
     return texts
+
+
+# ---------------------------------------------------------------- training sources
+#
+# A training source answers: which languages and splits it holds, the documents (or pairs) of one
+# language and split on one host, and the files behind them (so seqio can shard by file).
+
+_SPLIT_NAMES = ("train", "validation", "dev", "devtest", "test")
+
+
+class FileSource:
+    """Base of file-backed sources; subclasses fill `languages`, `splits`, `files` and `documents`."""
+
+    kind = "monolingual"
+    description = ""
+
+    def splits(self) -> list[str]:
+        raise NotImplementedError
+
+    def languages(self, split: str) -> list[str]:
+        raise NotImplementedError
+
+    def files(self, lang: str, split: str) -> list[str]:
+        raise NotImplementedError
+
+    def documents(self, lang: str, split: str, shard_index: int = 0, num_shards: int = 1,
+                  stats: readers.ReadStats | None = None):
+        raise NotImplementedError
+
+    def pairs(self, src: str, tgt: str, split: str, shard_index: int = 0, num_shards: int = 1,
+              stats: readers.ReadStats | None = None):
+        raise SourceError(f"{self.description} holds monolingual text only; it has no parallel pairs")
+
+    def pair_languages(self, split: str) -> list[tuple[str, str]] | None:
+        """The pairs a parallel-only source holds; None when any two languages pair up (FLORES)."""
+        return None
+
+
+class FloresSource(FileSource):
+    """A FLORES-200 directory: `<code>.<split>` per language; metadata_<split>.tsv groups documents."""
+
+    def __init__(self, directory: str | Path):
+        self.directory = Path(directory)
+        self.description = f"flores:{self.directory}"
+        if not self.directory.is_dir():
+            raise SourceError(f"flores:{self.directory} is not a directory of FLORES <code>.<split> files")
+
+    def splits(self) -> list[str]:
+        found = {p.suffix[1:] for p in self.directory.iterdir() if p.is_file()}
+        splits = [s for s in _SPLIT_NAMES if s in found]
+        if not splits:
+            raise SourceError(f"flores:{self.directory} holds no <code>.dev/.devtest files")
+        return splits
+
+    def _files(self, split: str) -> dict[str, Path]:
+        try:
+            return readers.flores_files(self.directory, split)
+        except FileNotFoundError as error:
+            raise SourceError(f"flores:{error}") from error
+
+    def languages(self, split: str) -> list[str]:
+        return sorted(self._files(split))
+
+    def files(self, lang: str, split: str) -> list[str]:
+        return [str(self._files(split)[lang])]
+
+    def documents(self, lang, split, shard_index=0, num_shards=1, stats=None):
+        return readers.read_flores(self.directory, lang, split, "flores200", True, shard_index, num_shards, stats)
+
+    def pairs(self, src, tgt, split, shard_index=0, num_shards=1, stats=None):
+        return readers.read_flores_pairs(self.directory, src, tgt, split, shard_index, num_shards, stats)
+
+
+class PatternSource(FileSource):
+    """Text or JSONL files named by a glob; `{lang}` and `{split}` in the pattern name the parts.
+
+    Without `{lang}` the files hold one language (`lang=`) or, for JSONL, a per-record `lang_field`.
+    Without `{split}` every file belongs to the `train` split.
+    """
+
+    def __init__(self, fmt: str, pattern: str, lang: str | None = None, layout: str = "lines",
+                 text_field: str = "text", lang_field: str | None = "lang", id_field: str | None = "id"):
+        if fmt not in ("text", "jsonl", "udhr"):
+            raise SourceError(f"unknown file format {fmt!r}")
+        self.fmt, self.pattern, self.layout = fmt, pattern, layout
+        self.text_field, self.lang_field, self.id_field = text_field, lang_field, id_field
+        self.lang = normalize_language(lang) if lang else None
+        self.description = f"{fmt}:{pattern}"
+        if fmt == "text" and "{lang}" not in pattern and self.lang is None:
+            raise SourceError(f"{self.description}: say the language, with {{lang}} in the pattern or one "
+                              "language in the corpus's languages (e.g. --lang=pan / languages=['pan'])")
+
+    def _matches(self) -> dict[tuple[str, str], list[str]]:
+        """(lang, split) -> sorted files; languages from `{lang}` (or the default), splits from `{split}`."""
+        import glob
+        import re
+
+        regex = re.escape(self.pattern).replace(r"\{lang\}", r"(?P<lang>[^/]+?)").replace(r"\{split\}", r"(?P<split>[^/.]+)")
+        regex = regex.replace(r"\*", r"[^/]*").replace(r"\?", r"[^/]")
+        matches: dict[tuple[str, str], list[str]] = {}
+        paths = sorted(glob.glob(self.pattern.replace("{lang}", "*").replace("{split}", "*")))
+        if not paths:
+            raise SourceError(f"{self.description}: no file matches {self.pattern!r}")
+        for path in paths:
+            match = re.fullmatch(regex, path)
+            if not match or not Path(path).is_file():
+                continue
+            parts = match.groupdict()
+            lang = normalize_language(parts["lang"]) if parts.get("lang") else (self.lang or "*")
+            matches.setdefault((lang, parts.get("split") or "train"), []).append(path)
+        return matches
+
+    def splits(self) -> list[str]:
+        return sorted({split for _, split in self._matches()})
+
+    def languages(self, split: str) -> list[str]:
+        langs = sorted({lang for lang, s in self._matches() if s == split})
+        if langs == ["*"]:  # JSONL with a language field, or UDHR with <html lang>: read to find out
+            return sorted({doc.lang for doc in self._read(self._matches()[("*", split)], None, 0, 1, None)})
+        return langs
+
+    def files(self, lang: str, split: str) -> list[str]:
+        matches = self._matches()
+        return matches.get((lang, split)) or matches.get(("*", split)) or []
+
+    def _read(self, files, lang, shard_index, num_shards, stats):
+        if self.fmt == "text":
+            return readers.read_text(files, lang, "text", self.layout, shard_index, num_shards, stats)
+        if self.fmt == "udhr":
+            return readers.read_udhr(files, "udhr", lang if lang != "*" else None, shard_index, num_shards, stats)
+        default = lang if lang not in (None, "*") else None
+        return readers.read_jsonl(files, "jsonl", default, self.text_field, self.lang_field, self.id_field,
+                                  readers.PROVENANCE_FIELDS, shard_index, num_shards, stats)
+
+    def documents(self, lang, split, shard_index=0, num_shards=1, stats=None):
+        matches = self._matches()
+        if (lang, split) in matches:
+            return self._read(matches[(lang, split)], lang, shard_index, num_shards, stats)
+        if ("*", split) not in matches:
+            raise SourceError(f"{self.description}: no {split} files for {lang}")
+        return (doc for doc in self._read(matches[("*", split)], None, shard_index, num_shards, stats)
+                if doc.lang == lang)
+
+
+class TsvSource(FileSource):
+    """Parallel TSV files (src<TAB>tgt) of one language pair; `{split}` in the pattern names splits."""
+
+    kind = "parallel"
+
+    def __init__(self, pattern: str, src_lang: str, tgt_lang: str):
+        self.pattern = pattern
+        self.pair = (normalize_language(src_lang), normalize_language(tgt_lang))
+        self.description = f"tsv:{pattern}"
+
+    def _files(self, split: str) -> list[str]:
+        import glob
+
+        pattern = self.pattern.replace("{split}", split)
+        if "{split}" not in self.pattern and split != "train":
+            return []
+        return sorted(glob.glob(pattern))
+
+    def splits(self) -> list[str]:
+        return [s for s in _SPLIT_NAMES if self._files(s)]
+
+    def languages(self, split: str) -> list[str]:
+        return sorted(set(self.pair))
+
+    def files(self, lang: str, split: str) -> list[str]:
+        return self._files(split)
+
+    def pair_languages(self, split):
+        return [self.pair]
+
+    def pairs(self, src, tgt, split, shard_index=0, num_shards=1, stats=None):
+        if (normalize_language(src), normalize_language(tgt)) != self.pair:
+            raise SourceError(f"{self.description} holds {self.pair[0]}-{self.pair[1]} only, not {src}-{tgt}")
+        return readers.read_tsv_pairs(self._files(split), src, tgt, 0, 1, shard_index, num_shards, stats)
+
+
+class BuiltinSource(FileSource):
+    """The built-in 20-language corpus (built on first use)."""
+
+    description = "builtin"
+
+    def __init__(self):
+        from lowres.data.builtin_corpus import build_builtin_corpus
+
+        self.corpus = build_builtin_corpus(progress=False)
+
+    def splits(self) -> list[str]:
+        return ["train", "validation"]
+
+    def languages(self, split: str) -> list[str]:
+        return list(self.corpus.languages)
+
+    def files(self, lang, split):
+        return [str(self.corpus.mono_path(lang, split))]
+
+    def documents(self, lang, split, shard_index=0, num_shards=1, stats=None):
+        return readers.read_text(self.corpus.mono_path(lang, split), lang, "builtin", "lines",
+                                 shard_index, num_shards, stats)
+
+
+def open_source(source: str, lang: str | None = None, pair: tuple[str, str] | None = None, **options) -> FileSource:
+    """The training source named by SOURCE: builtin, flores:DIR, text:GLOB, jsonl:GLOB, udhr:GLOB, tsv:GLOB.
+
+    `lang` is the language of a single-language text source; `pair` the (src, tgt) of a TSV source;
+    `options` go to the JSONL reader (text_field, lang_field, id_field) or text reader (layout).
+    """
+    kind, _, arg = source.partition(":")
+    if kind == "builtin" and not arg:
+        return BuiltinSource()
+    if not arg:
+        raise SourceError(f"data source {source!r} needs a path after '{kind}:'; " + _SOURCE_HINT)
+    if kind == "flores":
+        return FloresSource(arg)
+    if kind in ("text", "jsonl", "udhr"):
+        return PatternSource(kind, arg, lang, **options)
+    if kind == "tsv":
+        if not pair:
+            raise SourceError(f"{source}: a TSV source needs its language pair, e.g. pairs=[('eng', 'pan')]")
+        return TsvSource(arg, *pair)
+    raise SourceError(f"unknown data source {source!r}; " + _SOURCE_HINT)
+
+
+_SOURCE_HINT = ("use builtin, flores:DIR, text:GLOB (with {lang}/{split} or one language), jsonl:GLOB, "
+                "udhr:GLOB, tsv:GLOB, tfds:FAMILY or the name of a declared corpus")

@@ -13,6 +13,7 @@ import seqio
 import tensorflow as tf
 
 from lowres.data import objectives
+from lowres.data.mixtures import temperature_rates  # noqa: F401  (re-exported; it lives in mixtures)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,17 +67,6 @@ def register_text_tasks(
         )
         names.append(name)
     return names
-
-
-def temperature_rates(sizes: Mapping[str, float], alpha: float = 0.3) -> dict[str, float]:
-    """Sampling rates p(l) proportional to size_l ** alpha, normalised to sum to 1."""
-    if not sizes:
-        raise ValueError("no languages to mix")
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"temperature alpha must lie in [0, 1], got {alpha}")
-    weights = {lang: float(size) ** alpha for lang, size in sizes.items()}
-    total = sum(weights.values())
-    return {lang: w / total for lang, w in weights.items()}
 
 
 def register_language_mixture(

@@ -1,0 +1,189 @@
+"""Declarative corpora: task families from one CorpusSpec, pairs on request, cleaning, translationese, gin."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import gin
+import numpy as np
+import pytest
+import seqio
+
+from lowres.data import corpora
+from lowres.data import vocab as vocab_lib
+from lowres.data.cleaning import CleaningConfig
+from lowres.data.corpora import CorpusSpec
+from lowres.data.sources import SourceError
+
+LENGTHS = {"inputs": 32, "targets": 32}
+FLORES_DEV = Path("/work/shared/data/flores200/dev")
+TEXTS = {
+    "eng": [f"sentence number {i} in english" for i in range(40)],
+    "pan": [f"ਵਾਕ ਨੰਬਰ {i} ਪੰਜਾਬੀ ਵਿੱਚ" for i in range(40)],
+    "hin": [f"वाक्य संख्या {i} हिंदी में" for i in range(40)],
+}
+LANGS = ["eng_Latn", "hin_Deva", "pan_Guru"]
+
+
+def raw_texts(task: str, shard_info=None) -> list[str]:
+    """The raw documents a task's source gives one host (before tokenization and chunking)."""
+    source = seqio.get_mixture_or_task(task).source
+    dataset = source.get_dataset("train", shuffle=False, shard_info=shard_info)
+    return [ex["text"].decode() for ex in dataset.as_numpy_iterator()]
+
+
+def make_flores(root: Path) -> Path:
+    """A FLORES-layout directory: <code>.dev per language, metadata_dev.tsv with 4 lines per document."""
+    dev = root / "flores" / "dev"
+    dev.mkdir(parents=True)
+    for code, lines in TEXTS.items():
+        (dev / f"{code}.dev").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    rows = "".join(f"http://example.org/{i // 4}\twiki\n" for i in range(40))
+    (dev.parent / "metadata_dev.tsv").write_text("URL\tdomain\n" + rows, encoding="utf-8")
+    return dev
+
+
+@pytest.fixture(scope="module")
+def flores_dir(tmp_path_factory) -> Path:
+    return make_flores(tmp_path_factory.mktemp("corpora"))
+
+
+@pytest.fixture(scope="module")
+def small_vocab(tmp_path_factory):
+    path = tmp_path_factory.mktemp("vocab") / "spm.model"
+    texts = [line for lines in TEXTS.values() for line in lines]
+    vocab_lib.train_sentencepiece(texts, path, vocab_lib.VocabularyConfig(vocab_size=400), languages=LANGS)
+    return vocab_lib.load_vocabulary(path)
+
+
+def test_one_declaration_registers_every_language_and_requested_pairs(flores_dir, small_vocab):
+    spec = corpora.declare_corpus(CorpusSpec("tiny", f"flores:{flores_dir}", objective="r_and_s", pairs="eng-*"))
+    registered = corpora.register_corpus("tiny", small_vocab, shuffle_buffer_size=8)
+    assert registered.languages == tuple(LANGS)
+    assert registered.pairs == (("eng_Latn", "hin_Deva"), ("eng_Latn", "pan_Guru"))
+    mono = {f"tiny.{lang}.{d}" for lang in LANGS for d in ("span_3_0p15_nlu", "prefix_0p5_s2s")}
+    pair_tasks = {"tiny.eng_Latn_to_hin_Deva.translate", "tiny.eng_Latn_to_pan_Guru.translate"}
+    assert set(registered.tasks) == mono | pair_tasks
+    mixture = seqio.get_mixture_or_task(registered.mixture)
+    assert {t.name for t in mixture.tasks} == mono
+    # Language rates follow temperature sampling over UTF-8 bytes of the (grouped) documents.
+    stats = corpora.corpus_stats(spec)
+    assert stats.documents == dict.fromkeys(LANGS, 10)  # 40 lines, 4 per metadata URL
+    assert stats.bytes["hin_Deva"] == sum(len(t.encode()) for t in TEXTS["hin"]) + 30  # "\n" inside documents
+    weights = {lang: stats.bytes[lang] ** 0.3 for lang in LANGS}
+    for lang in LANGS:
+        expected = weights[lang] / sum(weights.values())
+        assert registered.rates[lang] == pytest.approx(expected)
+        task_rates = sum(mixture.get_rate(t) for t in mixture.tasks if f".{lang}." in t.name)
+        assert task_rates / mixture.total_rate == pytest.approx(expected)
+    tag = vocab_lib.reserved_id(small_vocab, "<2pan_Guru>")
+    pair = seqio.get_mixture_or_task("tiny.eng_Latn_to_pan_Guru.translate")
+    examples = list(pair.get_dataset(LENGTHS, "train", shuffle=False).as_numpy_iterator())
+    assert len(examples) == 40
+    assert small_vocab.decode(examples[3]["inputs"][1:].tolist()) == TEXTS["eng"][3]
+    assert examples[3]["inputs"][0] == tag and small_vocab.decode(examples[3]["targets"].tolist()) == TEXTS["pan"][3]
+    span = seqio.get_mixture_or_task("tiny.pan_Guru.span_3_0p15_nlu")
+    for example in span.get_dataset(LENGTHS, "train", shuffle=False).as_numpy_iterator():
+        assert example["inputs"][0] == vocab_lib.reserved_id(small_vocab, "[NLU]")
+        assert example["inputs"][-1] == example["targets"][-1] == small_vocab.eos_id
+
+
+def test_tasks_shard_by_file_across_two_hosts(tmp_path, small_vocab):
+    for lang in ("pan", "hin"):
+        for part in range(3):
+            lines = [f"{lang} part {part} doc {i}" for i in range(5)]
+            (tmp_path / f"{lang}.{part}.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    spec = CorpusSpec("sharded", f"text:{tmp_path}/{{lang}}.*.txt", objective="causal_lm", cleaning=None)
+    registered = corpora.register_corpus(spec, small_vocab)
+    task = seqio.get_mixture_or_task("sharded.pan_Guru.causal")
+    assert task.source.list_shards("train") == [str(tmp_path / f"pan.{p}.txt") for p in range(3)]
+    hosts = [raw_texts(task.name, seqio.ShardInfo(i, 2)) for i in range(2)]
+    assert len(hosts[0]) == 10 and len(hosts[1]) == 5  # files 0 and 2 on host 0, file 1 on host 1
+    assert sorted(hosts[0] + hosts[1]) == sorted(f"pan part {p} doc {i}" for p in range(3) for i in range(5))
+    assert registered.languages == ("hin_Deva", "pan_Guru")
+
+
+def test_cleaning_per_task_with_drop_report(tmp_path, small_vocab):
+    lines = ["hello world", "hello world", "x", "another fine line", "\u0007", "ok then, text"]
+    (tmp_path / "eng.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    source = f"text:{tmp_path}/{{lang}}.txt"
+    cleaning = CleaningConfig(min_chars=3, exact_dedup=True)
+    on = corpora.register_corpus(CorpusSpec("cleanon", source, objective="causal_lm", cleaning=cleaning), small_vocab)
+    off = corpora.register_corpus(CorpusSpec("cleanoff", source, objective="causal_lm"), small_vocab)
+
+    assert raw_texts(on.tasks[0]) == ["hello world", "another fine line", "ok then, text"]
+    assert len(raw_texts(off.tasks[0])) == 6
+    report = corpora.corpus_stats(on.spec).cleaning["eng_Latn"]
+    assert (report.input, report.kept) == (6, 3)
+    assert report.dropped["exact_duplicate"] == 1 and report.dropped["too_short"] == 1
+    assert report.dropped["whitespace"] == 1  # the control character alone cleans to nothing
+    assert corpora.corpus_stats(off.spec).cleaning == {}
+
+
+def test_translationese_carries_provenance_and_filters_by_score(tmp_path, small_vocab):
+    records = [
+        {"text": "ਪਹਿਲਾ ਵਾਕ", "lang": "pa", "source_lang": "en", "translator": "nllb", "id": "a", "source_id": "en:1",
+         "score": 0.9},
+        {"text": "ਦੂਜਾ ਵਾਕ", "lang": "pa", "source_lang": "en", "translator": "nllb", "source_id": "en:2",
+         "score": 0.2},
+        {"text": "ਤੀਜਾ ਵਾਕ", "lang": "pa", "translator": "mine"},
+    ]
+    (tmp_path / "mt.jsonl").write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in records), encoding="utf-8")
+    spec = CorpusSpec("synthetic", f"jsonl:{tmp_path}/*.jsonl", kind="translationese", objective="causal_lm")
+    source = corpora._mono_source(spec, "pan_Guru", ["train"], None)[0]
+    raw = list(source.get_dataset("train", shuffle=False).as_numpy_iterator())
+    assert [r["translator"] for r in raw] == [b"nllb", b"nllb", b"mine"]
+    assert raw[0]["source_lang"] == b"en" and raw[0]["source_id"] == b"en:1" and raw[0]["corpus"] == b"synthetic"
+    assert raw[0]["lang"] == b"pan_Guru" and raw[1]["score"] == np.float32(0.2) and np.isnan(raw[2]["score"])
+    filtered = CorpusSpec("synthetic", spec.source, kind="translationese", objective="causal_lm",
+                          cleaning=CleaningConfig(min_score=0.5))
+    registered = corpora.register_corpus(filtered, small_vocab)
+    assert corpora.corpus_stats(filtered).cleaning["pan_Guru"].dropped["min_score"] == 2  # low and missing scores
+    assert raw_texts(registered.tasks[0]) == ["ਪਹਿਲਾ ਵਾਕ"]
+    assert seqio.get_mixture_or_task(registered.tasks[0]).get_dataset(LENGTHS, "train", shuffle=False).cardinality() != 0
+
+
+def test_gin_declaration(flores_dir):
+    gin.clear_config()
+    try:
+        gin.parse_config(f"""
+            import lowres.data.corpora
+            tiny/CorpusSpec.name = "gintiny"
+            tiny/CorpusSpec.source = "flores:{flores_dir}"
+            tiny/CorpusSpec.languages = ["pa", "hi"]
+            tiny/CorpusSpec.pairs = [("hin_Deva", "pan_Guru")]
+            declared_corpora.specs = [@tiny/CorpusSpec()]
+        """)
+        spec = corpora.corpus_spec("gintiny")
+    finally:
+        gin.clear_config()
+    assert spec.languages == ("pan_Guru", "hin_Deva") and spec.pairs == (("hin_Deva", "pan_Guru"),)
+    assert corpora.languages(spec) == ["pan_Guru", "hin_Deva"]
+    repo_gin = Path(__file__).resolve().parents[1] / "gin_configs" / "corpora" / "flores.gin"
+    assert "declared_corpora.specs" in repo_gin.read_text()
+
+
+def test_unknown_source_language_and_pairs_are_clear_errors(flores_dir):
+    with pytest.raises(SourceError, match="unknown data source 'nonsense'"):
+        corpora.spec_for_source("nonsense")
+    with pytest.raises(SourceError, match=r"has no \['yor_Latn'\]"):
+        corpora.languages(CorpusSpec("x", f"flores:{flores_dir}", languages=["yo"]))
+    with pytest.raises(SourceError, match="pairs name"):
+        corpora.pairs(CorpusSpec("x", f"flores:{flores_dir}", pairs="eng-yor"))
+    with pytest.raises(ValueError, match="kind"):
+        CorpusSpec("x", "builtin", kind="video")
+    with pytest.raises(SourceError, match="say the language"):
+        corpora.languages(CorpusSpec("x", f"text:{flores_dir}/eng.dev"))
+
+
+@pytest.mark.skipif(not FLORES_DEV.is_dir(), reason="shared FLORES-200 dev not present")
+def test_shared_flores_dev_gives_204_monolingual_tasks_and_requested_pairs(small_vocab):
+    spec = CorpusSpec("flores200", f"flores:{FLORES_DEV}", objective="causal_lm", pairs=[("eng_Latn", "pan_Guru")])
+    registered = corpora.register_corpus(spec, small_vocab)
+    mono = [t for t in registered.tasks if t.endswith(".causal")]
+    assert len(registered.languages) == 204 and len(mono) == 204
+    assert "flores200.eng_Latn_to_pan_Guru.translate" in registered.tasks
+    assert len(seqio.get_mixture_or_task("flores200.causal_lm").tasks) == 204
+    star = corpora.pairs(CorpusSpec("flores200", f"flores:{FLORES_DEV}", pairs="eng_Latn-*"))
+    assert len(star) == 203 and ("eng_Latn", "pan_Guru") in star
