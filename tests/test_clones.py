@@ -1,0 +1,91 @@
+"""Cloned languages: disjoint shifted ids except anchors, per-sequence clone probability."""
+
+import numpy as np
+import pytest
+import seqio
+
+from lowres.data import vocab as vocab_lib
+from lowres.data.clones import (
+    CloneConfig,
+    anchor_ids,
+    clone_id_map,
+    cloned_vocab_size,
+    original_ids,
+    register_clone_mixture,
+    register_clone_task,
+)
+from tasks.builtin import register_builtin_mixture
+
+LENGTHS = {"inputs": 32, "targets": 32}
+
+
+@pytest.fixture(scope="module")
+def task(corpus, vocabulary):
+    mixture = register_builtin_mixture(corpus, vocabulary, "r_denoiser", 0.3, ["eng"], shuffle_buffer_size=16)
+    (only,) = seqio.get_mixture_or_task(mixture).tasks
+    return only.name
+
+
+def _examples(name):
+    dataset = seqio.get_mixture_or_task(name).get_dataset(LENGTHS, "train", shuffle=False, seed=4, num_epochs=1)
+    return list(dataset.as_numpy_iterator())
+
+
+def test_clone_ids_are_disjoint_except_anchors(vocabulary):
+    size = vocabulary.vocab_size
+    processor = vocabulary.tokenizer
+    base = anchor_ids(vocabulary)
+    for token in ("[NLU]", "<2eng_Latn>"):
+        assert vocab_lib.reserved_id(vocabulary, token) in base
+    assert {vocabulary.pad_id, vocabulary.eos_id, processor.unk_id(), vocab_lib.sentinel_id(vocabulary, 0)} <= set(base)
+    num_base = size - vocabulary.extra_ids
+    ordinary = [i for i in range(num_base) if i not in set(base) and not processor.is_byte(i)]
+
+    rare = min(ordinary, key=processor.get_score)
+    anchors = anchor_ids(vocabulary, anchor_fraction=0.1, anchor_pieces=[processor.id_to_piece(rare)])
+    frequent = sorted(set(anchors) - set(base))
+    assert len(frequent) in (round(0.1 * len(ordinary)), round(0.1 * len(ordinary)) + 1)
+    assert rare in anchors
+    top = max(processor.get_score(i) for i in ordinary if i not in anchors)
+    assert min(processor.get_score(i) for i in frequent if i != rare) >= top
+
+    table = clone_id_map(size, anchors, clone_index=2)
+    shared = np.isin(np.arange(size), anchors)
+    np.testing.assert_array_equal(table[shared], np.arange(size)[shared])
+    moved = table[~shared]
+    assert moved.min() >= 2 * size and moved.max() < 3 * size == cloned_vocab_size(size, 2)
+    assert len(np.unique(table)) == size
+    np.testing.assert_array_equal(original_ids(table, size), np.arange(size))
+    with pytest.raises(KeyError, match="not in the vocabulary"):
+        anchor_ids(vocabulary, anchor_pieces=["no such piece ✗"])
+
+
+def test_clone_probability_per_sequence(task, vocabulary):
+    size = vocabulary.vocab_size
+    table = clone_id_map(size, anchor_ids(vocabulary), 1)
+    original = _examples(task)
+    assert len(original) > 300
+    for p, suffix in ((0.0, "p0"), (0.3, "p0p3"), (1.0, "p1")):
+        clone = register_clone_task(task, CloneConfig(probability=p))
+        assert clone == task.replace(".eng_Latn.", f".eng_Latn_clone1_{suffix}.")
+        cloned = _examples(clone)
+        assert len(cloned) == len(original)
+        flags = []
+        for got, ref in zip(cloned, original):
+            is_clone = bool((got["targets"] >= size).any() or (got["inputs"] >= size).any())
+            want = {k: table[v] if is_clone else v for k, v in ref.items()}
+            for key in ("inputs", "targets"):
+                np.testing.assert_array_equal(got[key], want[key])
+            assert got["targets"][-1] == vocabulary.eos_id
+            flags.append(is_clone)
+        assert np.mean(flags) == pytest.approx(p, abs=0.08)
+
+
+def test_clone_mixture_and_bad_config(task):
+    mixture = register_clone_mixture(task, CloneConfig(probability=1.0, anchor_fraction=0.05))
+    (only,) = seqio.get_mixture_or_task(mixture).tasks
+    assert ".eng_Latn_clone1_p1." in only.name
+    with pytest.raises(ValueError, match="probability"):
+        CloneConfig(probability=1.5)
+    with pytest.raises(ValueError, match="clone_index"):
+        CloneConfig(clone_index=0)
