@@ -97,6 +97,29 @@ def _parser() -> argparse.ArgumentParser:
     sample.add_argument("-n", type=int, default=3, help="examples per denoiser")
     sample.add_argument("--inputs_length", type=int, default=None, help="default: the run's")
     sample.add_argument("--targets_length", type=int, default=None, help="default: the run's")
+
+    vocab = commands.add_parser("vocab", help="inspect vocabularies", description="Inspect vocabularies.")
+    vocab_commands = vocab.add_subparsers(dest="vocab_command", metavar="ACTION")
+    vocab_commands.required = True
+    vocab_report = vocab_commands.add_parser(
+        "report", help="fertility, byte-fallback share and unknown rate per language",
+        description="Encode a data source with a vocabulary and print, per language, tokens per word and per "
+        "character, the share of byte-fallback tokens and the unknown rate; --output also saves the JSON and "
+        "a PNG bar chart of fertility beside it.",
+    )
+    vocab_source = vocab_report.add_mutually_exclusive_group(required=True)
+    vocab_source.add_argument("--model_dir", default=None, metavar="DIR", help="a run directory (its vocabulary)")
+    vocab_source.add_argument("--vocab", default=None, metavar="FILE",
+                              help="a SentencePiece .model or a byte-vocabulary .json file")
+    vocab_report.add_argument("--num_sentinels", type=int, default=100, help="extra ids of a --vocab file")
+    vocab_report.add_argument("--data", default="builtin", metavar="SOURCE",
+                              help="builtin | flores:DIR (DIR/<code>.<split>) | text:FILE (with --lang)")
+    vocab_report.add_argument("--langs", default=None, metavar="a,b,...", help="languages (default: all)")
+    vocab_report.add_argument("--lang", default=None, metavar="CODE", help="language of a text:FILE source")
+    vocab_report.add_argument("--split", default=None, metavar="NAME",
+                              help="split to read (builtin: validation; flores: dev)")
+    vocab_report.add_argument("--output", default=None, metavar="FILE.json",
+                              help="write the report here and the chart to FILE.png")
     return parser
 
 
@@ -246,6 +269,30 @@ def _cmd_data(args) -> int:
     return 0
 
 
+def _cmd_vocab(args) -> int:
+    from lowres.data import vocab as vocab_lib
+    from lowres.data import vocab_report
+    from lowres.data.sources import load_documents
+
+    if args.model_dir:
+        from lowres.training.trainer import read_run_info
+
+        info = read_run_info(Path(args.model_dir))
+        path, num_sentinels = Path(args.model_dir) / info["vocabulary"], info["num_sentinels"]
+    else:
+        path, num_sentinels = Path(args.vocab), args.num_sentinels
+    vocabulary = vocab_lib.load_vocabulary(path, num_sentinels)
+    documents = load_documents(args.data, args.split, args.langs.split(",") if args.langs else None, args.lang)
+    description = {"file": str(path), "fingerprint": vocab_lib.vocabulary_fingerprint(path, num_sentinels),
+                   "data": documents.description}
+    report = vocab_report.vocabulary_report(vocabulary, documents.documents, description, progress=True)
+    print(vocab_report.report_table(report))
+    if args.output:
+        json_path, png_path = vocab_report.write_report(report, args.output)
+        print(f"wrote {json_path} and {png_path}")
+    return 0
+
+
 def _quiet_libraries() -> None:
     """TensorFlow (used only for tf.data) and absl notices (e.g. Orbax read-only mode); errors still show."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -269,6 +316,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_eval(args)
         if args.command == "models":
             return _cmd_models(args)
+        if args.command == "vocab":
+            return _cmd_vocab(args)
         return _cmd_data(args)
     except KeyboardInterrupt:
         print("lowres: interrupted", file=sys.stderr)
