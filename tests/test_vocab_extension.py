@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from lowres.data import vocab as vocab_lib
-from lowres.data.vocab_extension import extend_vocabulary
+from lowres.data.vocab_extension import extend_vocabulary, train_extension
 from lowres.models import surgery
 
 ENGLISH = "all human beings are born free and equal in dignity and rights they are endowed with reason"
@@ -131,8 +131,8 @@ def test_max_new_pieces_and_bad_input(models, tmp_path):
 def test_bpe_models_extend_too(tmp_path):
     config = vocab_lib.VocabularyConfig(vocab_size=400, model_type="bpe", num_sentinels=SENTINELS)
     base = vocab_lib.train_vocabulary({"eng_Latn": sentences(ENGLISH, 100, 0)}, tmp_path / "base.model", config)
-    addition = vocab_lib.train_vocabulary({"amh_Ethi": sentences(AMHARIC, 100, 1)}, tmp_path / "amh.model", config)
-    extension = extend_vocabulary(base, addition, tmp_path / "extended.model", num_sentinels=SENTINELS)
+    extension = train_extension(base, {"amh_Ethi": sentences(AMHARIC, 100, 1)}, tmp_path / "extended.model", config)
+    assert "<2amh_Ethi>" in extension.added_pieces
     old = vocab_lib.load_vocabulary(base, SENTINELS)
     new = vocab_lib.load_vocabulary(extension.path, SENTINELS)
     probe = sentences(AMHARIC, 10, 2)

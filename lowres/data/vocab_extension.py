@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import tempfile
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import sentencepiece as spm
 from sentencepiece import sentencepiece_model_pb2 as model_pb2
 
-from lowres.data.vocab import write_atomic
+from lowres.data import vocab as vocab_lib
 
 _Type = model_pb2.ModelProto.SentencePiece.Type
 # Piece types taken over from the new model; UNKNOWN and BYTE pieces exist in both already.
@@ -113,7 +115,7 @@ def extend_vocabulary(
         new_piece.score = piece.score if base_type == "unigram" or piece.type == _Type.CONTROL else lowest - 1 - rank
         added.append(piece.piece)
     extended.trainer_spec.vocab_size = len(extended.pieces)
-    write_atomic(output_path, extended.SerializeToString())
+    vocab_lib.write_atomic(output_path, extended.SerializeToString())
 
     old_pieces = len(base.pieces)
     old_to_new = {i: i for i in range(old_pieces)}
@@ -132,3 +134,16 @@ def extend_vocabulary(
         old_to_new=old_to_new,
         new_token_pieces=new_token_pieces,
     )
+
+
+def train_extension(
+    base_model: str | os.PathLike,
+    texts_by_language: Mapping[str, Iterable[str]],
+    output_path: str | os.PathLike,
+    config: vocab_lib.VocabularyConfig = vocab_lib.VocabularyConfig(),
+    max_new_pieces: int | None = None,
+) -> VocabularyExtension:
+    """Trains a SentencePiece model on the new languages' text (`config`) and extends `base_model` with it."""
+    with tempfile.TemporaryDirectory() as scratch:
+        addition = vocab_lib.train_vocabulary(texts_by_language, Path(scratch) / "addition.model", config)
+        return extend_vocabulary(base_model, addition, output_path, config.num_sentinels, max_new_pieces)
