@@ -1,5 +1,7 @@
 """The SentencePiece vocabulary: lossless on every script of the corpus, reserved ids in place."""
 
+import os
+
 import pytest
 
 from lowres.data import vocab as vocab_lib
@@ -173,6 +175,9 @@ def test_prepare_vocabulary_trains_once_then_reuses_the_file(tmp_path):
     first = vocab_lib.prepare_vocabulary(tmp_path, config, texts, tag_languages=("eng_Latn",))
     path = tmp_path / vocab_lib.vocabulary_file(config)
     assert path == tmp_path / "vocab" / "spm.model"
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # not the private mode of the temporary file
     fingerprint = vocab_lib.vocabulary_fingerprint(path, 5)
 
     def never_read():

@@ -9,9 +9,9 @@ any byte of a byte-level vocabulary.
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -133,11 +133,10 @@ def plot_fertility(report: Mapping[str, Any], path: str | os.PathLike) -> Path:
     vocabulary = report.get("vocabulary", {})
     axes[0].set_title(f"fertility, {vocabulary.get('kind', '')} vocabulary of {vocabulary.get('vocab_size', '?')}")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, delete=False, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
+    image = io.BytesIO()
+    fig.savefig(image, format="png", dpi=100)
     plt.close(fig)
-    os.replace(tmp.name, path)
+    write_atomic(path, image.getvalue())
     return path
 
 
