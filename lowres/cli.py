@@ -82,10 +82,18 @@ def _parser() -> argparse.ArgumentParser:
     data_commands = data.add_subparsers(dest="data_command", metavar="ACTION")
     data_commands.required = True
     describe = data_commands.add_parser(
-        "describe", help="languages, documents and sizes of a source",
-        description="Print languages, documents and sizes of a data source (builtin builds it if needed).",
+        "describe", help="languages, documents, sizes, mixing rates and epochs of a source or mixture",
+        description="Print languages, documents, bytes, tokens (with --model_dir's vocabulary), mixing rates and "
+        "expected epochs per language for --tokens training tokens. SOURCE_OR_MIXTURE: builtin, flores:DIR, "
+        "text:GLOB, jsonl:GLOB, udhr:GLOB, a corpus declared in --gin_file, or <corpus>.<objective>.",
     )
-    describe.add_argument("source", nargs="?", default="builtin", metavar="SOURCE")
+    describe.add_argument("source", nargs="?", default="builtin", metavar="SOURCE_OR_MIXTURE")
+    describe.add_argument("--tokens", type=float, default=None, metavar="N",
+                          help="training tokens, for expected epochs per language")
+    describe.add_argument("--model_dir", default=None, metavar="DIR", help="a trained run whose vocabulary counts tokens")
+    describe.add_argument("--gin_file", action="append", default=[], metavar="FILE",
+                          help="gin file declaring corpora (declared_corpora.specs); repeatable")
+    describe.add_argument("--lang", default=None, metavar="CODE", help="language of a single-language text:FILE")
     sample = data_commands.add_parser(
         "sample", help="decoded examples of each denoiser of an objective",
         description="Register the builtin tasks of an objective with a trained model's vocabulary and print "
@@ -261,11 +269,42 @@ def _cmd_data_sample(args) -> int:
 def _cmd_data(args) -> int:
     if args.data_command == "sample":
         return _cmd_data_sample(args)
-    if args.source != "builtin":
-        raise UsageError(f"`lowres data describe {args.source}`: only the builtin source is described so far")
-    from lowres.data.builtin_corpus import build_builtin_corpus, describe_table
+    return _cmd_data_describe(args)
 
-    print(describe_table(build_builtin_corpus()))
+
+def _cmd_data_describe(args) -> int:
+    import gin
+
+    import lowres.data.corpora  # noqa: F401  (registers the configurables a corpus gin file binds)
+    from lowres.data.describe import describe
+
+    if args.gin_file:
+        try:
+            gin.parse_config_files_and_bindings([_resolve_gin_file(f) for f in args.gin_file], [],
+                                                skip_unknown=True, finalize_config=False)
+        except (ValueError, KeyError, SyntaxError) as error:
+            raise UsageError(f"gin config: {error}".splitlines()[0]) from error
+    vocabulary = None
+    if args.model_dir:
+        from lowres.data.vocab import load_vocabulary
+
+        run_file = Path(args.model_dir) / "lowres.json"  # read directly: the trainer module loads JAX
+        if not run_file.is_file():
+            raise UsageError(f"--model_dir={args.model_dir} holds no trained model (no lowres.json)")
+        info = json.loads(run_file.read_text(encoding="utf-8"))
+        vocabulary = load_vocabulary(Path(args.model_dir) / info["vocabulary"], info["num_sentinels"])
+    source = args.source
+    if args.lang and source.startswith("text:"):
+        from lowres.data import corpora
+
+        corpora.declare_corpus(corpora.CorpusSpec("text", source, languages=[args.lang]))
+        source = "text"
+    print(describe(source, args.tokens, vocabulary, progress=True))
+    if source == "builtin":
+        from lowres.data.builtin_corpus import build_builtin_corpus, describe_table
+
+        print("\nsplits and English-aligned pairs:")
+        print(describe_table(build_builtin_corpus(progress=False)))
     return 0
 
 

@@ -187,3 +187,20 @@ def test_shared_flores_dev_gives_204_monolingual_tasks_and_requested_pairs(small
     assert len(seqio.get_mixture_or_task("flores200.causal_lm").tasks) == 204
     star = corpora.pairs(CorpusSpec("flores200", f"flores:{FLORES_DEV}", pairs="eng_Latn-*"))
     assert len(star) == 203 and ("eng_Latn", "pan_Guru") in star
+
+
+def test_prepare_data_trains_on_a_flores_directory(tmp_path, flores_dir):
+    from lowres.data.pipeline import DataConfig, training_batches
+    from lowres.data.prepare import prepare_data
+
+    config = DataConfig(source=f"flores:{flores_dir}", objective="causal_lm", languages=["pa", "hi"],
+                        inputs_length=16, targets_length=16, batch_size=4, shuffle_buffer_size=8)
+    prepared = prepare_data(tmp_path / "run", config, vocab_lib.VocabularyConfig(vocab_size=400))
+    assert prepared.mixture == "flores.causal_lm" and prepared.languages == ("hin_Deva", "pan_Guru")
+    assert (tmp_path / "run" / "vocab" / "spm.model").is_file()
+    assert vocab_lib.reserved_id(prepared.vocabulary, "<2pan_Guru>") >= 0
+    assert "ਪੰਜਾਬੀ" in prepared.vocabulary.decode(prepared.vocabulary.encode("ਪੰਜਾਬੀ"))
+    batch = next(training_batches(prepared.mixture, config, seqio.ShardInfo(0, 1)))
+    assert batch["decoder_target_tokens"].shape == (4, 16)
+    with pytest.raises(ValueError, match="unknown data source 'nope'"):
+        prepare_data(tmp_path / "bad", DataConfig(source="nope"), vocab_lib.VocabularyConfig(vocab_size=400))

@@ -68,6 +68,7 @@ class CorpusSpec:
     translation: Any = None
     cleaning: CleaningConfig | None = None
     mixing: MixingConfig = MixingConfig()
+    translation_share: float = 0.0  # with pairs: share of the translation tasks in `<corpus>.mixed`
     text_field: str = "text"
     lang_field: str | None = "lang"
     id_field: str | None = "id"
@@ -87,6 +88,8 @@ class CorpusSpec:
             object.__setattr__(self, "splits", tuple(sorted(dict(self.splits).items())))
         if self.pairs is not None and not isinstance(self.pairs, str):
             object.__setattr__(self, "pairs", tuple(_pair(p) for p in self.pairs))
+        if not 0.0 <= self.translation_share <= 1.0:
+            raise ValueError(f"CorpusSpec.translation_share must lie in [0, 1], got {self.translation_share}")
         if self.kind == "parallel" and self.pairs is None:
             raise ValueError(f"CorpusSpec {self.name!r}: kind='parallel' needs pairs=")
 
@@ -226,14 +229,43 @@ def pairs(spec: CorpusSpec) -> list[tuple[str, str]]:
     return wanted
 
 
+def documents(spec: CorpusSpec, lang: str, split: str = "train") -> Iterator[readers.Document]:
+    """All of one language's (cleaned) documents of a seqio split, on one host."""
+    return _documents(spec, lang, split, 0, 1)
+
+
+def pair_records(spec: CorpusSpec, src: str, tgt: str, split: str = "train") -> Iterator[readers.ParallelPair]:
+    """All (src, tgt) pairs of a seqio split."""
+    source = _open(spec)
+    if source is None:
+        raise SourceError(f"corpus {spec.name!r}: TFDS families are monolingual; pairs need a parallel source")
+    return source.pairs(src, tgt, split_map(spec)[split])
+
+
 def _documents(spec: CorpusSpec, lang: str, split: str, shard_index: int, num_shards: int,
                report: CleaningReport | None = None, stats: readers.ReadStats | None = None) -> Iterator:
     """One language's documents of a seqio split on one host, cleaned when the spec says so."""
-    docs = _open(spec).documents(lang, split_map(spec)[split], shard_index, num_shards, stats)
+    if spec.source.startswith("tfds:"):
+        docs = _tfds_documents(spec, lang, split, shard_index, num_shards)
+    else:
+        docs = _open(spec).documents(lang, split_map(spec)[split], shard_index, num_shards, stats)
     docs = (dataclasses.replace(doc, corpus=spec.name) for doc in docs)
     if spec.cleaning is None:
         return docs
     return clean_iter(docs, spec.cleaning, report if report is not None else CleaningReport())
+
+
+def _tfds_documents(spec: CorpusSpec, lang: str, split: str, shard_index: int, num_shards: int):
+    import seqio
+
+    from lowres.data import tfds_sources
+
+    source, key = tfds_sources.tfds_source(spec.source.partition(":")[2], lang, spec.tfds_data_dir)
+    shard = seqio.ShardInfo(shard_index, num_shards) if num_shards > 1 else None
+    for index, example in enumerate(source.get_dataset(split, shuffle=False, shard_info=shard).as_numpy_iterator()):
+        text = example[key].decode("utf-8", errors="replace").strip()
+        if text:
+            yield readers.Document(text, lang, spec.name, f"{split}:{index}")
 
 
 # ---------------------------------------------------------------- sizes
@@ -320,6 +352,7 @@ class RegisteredCorpus:
     languages: tuple[str, ...]
     pairs: tuple[tuple[str, str], ...]
     rates: Mapping[str, float]  # language (or "src-tgt") -> rate
+    training_mixture: str = ""  # what training samples: mono, translation, or `<corpus>.mixed`
 
 
 def pair_task_name(corpus: str, src: str, tgt: str, objective: str) -> str:
@@ -434,6 +467,7 @@ def register_corpus(
             def records(split, index, count, src=src, tgt=tgt):
                 return file_source.pairs(src, tgt, mapping[split], index, count)
 
+
             def shards(split, src=src):
                 return file_source.files(src, mapping[split])
 
@@ -458,7 +492,12 @@ def register_corpus(
         if spec.kind == "parallel":
             rates.update(pair_rates)
 
-    return RegisteredCorpus(spec, mixture, translation_mixture, tuple(task_names), langs, pairs_, rates)
+    training = mixture or translation_mixture
+    if mixture and translation_mixture and spec.translation_share > 0:
+        training = f"{spec.name}.mixed"
+        register_mixture(training, [(mixture, 1.0 - spec.translation_share),
+                                    (translation_mixture, spec.translation_share)])
+    return RegisteredCorpus(spec, mixture, translation_mixture, tuple(task_names), langs, pairs_, rates, training)
 
 
 def _pair_bytes(source: FileSource, src: str, tgt: str, split: str, stats: CorpusStats | None) -> int:

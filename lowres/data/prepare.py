@@ -1,4 +1,8 @@
-"""Prepares a run's data: the corpus, the vocabulary stored with the model, and the seqio mixture."""
+"""Prepares a run's data: the corpus, the vocabulary stored with the model, and the seqio mixture.
+
+DataConfig.source is `builtin`, a declared corpus name (lowres.data.corpora) or a SOURCE string
+(flores:DIR, text:GLOB, jsonl:GLOB, udhr:GLOB, tfds:FAMILY) read as an ad-hoc corpus.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +11,11 @@ from pathlib import Path
 
 import seqio
 
+from lowres.data import corpora
 from lowres.data import vocab as vocab_lib
 from lowres.data.builtin_corpus import BuiltinCorpus, build_builtin_corpus
 from lowres.data.languages import normalize_language
+from lowres.data.mixtures import MixingConfig
 from lowres.data.pipeline import DataConfig
 from tasks.builtin import register_builtin_mixture
 
@@ -18,7 +24,7 @@ VOCAB_FILE = "vocab/spm.model"
 
 @dataclasses.dataclass(frozen=True)
 class PreparedData:
-    corpus: BuiltinCorpus
+    corpus: BuiltinCorpus | corpora.CorpusSpec
     vocabulary: seqio.Vocabulary
     mixture: str
     languages: tuple[str, ...]
@@ -29,10 +35,7 @@ def prepare_data(
 ) -> PreparedData:
     """Builds (or reuses) everything the training stream needs; the vocabulary lives in `model_dir`."""
     if config.source != "builtin":
-        raise ValueError(
-            f"DataConfig.source={config.source!r}: training data sources other than 'builtin' arrive with "
-            "the data-layer work; use 'builtin' for now"
-        )
+        return _prepare_corpus(model_dir, config, vocab_config)
     languages = tuple(normalize_language(code) for code in config.languages) if config.languages else None
     corpus = build_builtin_corpus(languages=languages, progress=progress)
     languages = languages or corpus.languages
@@ -47,3 +50,35 @@ def prepare_data(
 def _train_lines(corpus: BuiltinCorpus, lang: str):
     """The training split of one language, read only when the vocabulary has to be trained."""
     yield from corpus.mono_path(lang, "train").read_text(encoding="utf-8").splitlines()
+
+
+def _prepare_corpus(model_dir: Path, config: DataConfig, vocab_config: vocab_lib.VocabularyConfig) -> PreparedData:
+    """A declared or ad-hoc corpus: vocabulary trained on its train split, tasks and mixture registered.
+
+    A declared corpus keeps its own objective and mixing; a SOURCE string takes DataConfig's.
+    """
+    try:
+        spec = corpora.spec_for_source(
+            config.source, config.languages, config.objective, MixingConfig(alpha=config.temperature_alpha)
+        )
+    except ValueError as error:
+        raise ValueError(f"DataConfig.source={config.source!r}: {error}") from error
+    languages = corpora.languages(spec) if spec.kind != "parallel" else []
+    pairs = corpora.pairs(spec)
+    tag_languages = sorted({*languages, *(lang for pair in pairs for lang in pair)})
+    texts = {lang: _corpus_lines(spec, lang, pairs) for lang in tag_languages}
+    vocabulary = vocab_lib.prepare_vocabulary(model_dir, vocab_config, texts, tag_languages=tag_languages)
+    registered = corpora.register_corpus(spec, vocabulary, config.shuffle_buffer_size)
+    return PreparedData(spec, vocabulary, registered.training_mixture, tuple(tag_languages))
+
+
+def _corpus_lines(spec: corpora.CorpusSpec, lang: str, pairs):
+    """Training text of one language, read only when the vocabulary has to be trained."""
+    if spec.kind != "parallel":
+        for doc in corpora.documents(spec, lang, "train"):
+            yield from doc.text.splitlines()
+        return
+    for src, tgt in pairs:
+        if lang in (src, tgt):
+            for pair in corpora.pair_records(spec, src, tgt, "train"):
+                yield pair.src if lang == src else pair.tgt

@@ -376,6 +376,13 @@ def flores_files(directory: PathLike, split: str = "dev") -> dict[str, Path]:
     directory = Path(directory)
     if not directory.is_dir():
         raise FileNotFoundError(f"{directory}: not a directory of FLORES <code>.{split} files")
+    return dict(_flores_files(directory, split, directory.stat().st_mtime_ns))
+
+
+@functools.lru_cache(maxsize=64)
+def _flores_files(directory: Path, split: str, mtime_ns: int) -> dict[str, Path]:
+    """flores_files, listed (and warned about) once per directory state."""
+    del mtime_ns  # part of the cache key: adding or removing a file lists again
     files: dict[str, Path] = {}
     for path in sorted(directory.glob(f"*.{split}")):
         lang = normalize_language(path.name.removesuffix(f".{split}"))
