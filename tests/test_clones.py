@@ -1,5 +1,7 @@
 """Cloned languages: disjoint shifted ids except anchors, per-sequence clone probability."""
 
+import itertools
+
 import numpy as np
 import pytest
 import seqio
@@ -28,7 +30,7 @@ def task(corpus, vocabulary):
 
 def _examples(name):
     dataset = seqio.get_mixture_or_task(name).get_dataset(LENGTHS, "train", shuffle=False, seed=4, num_epochs=1)
-    return list(dataset.as_numpy_iterator())
+    return list(itertools.islice(dataset.as_numpy_iterator(), 500))
 
 
 def test_clone_ids_are_disjoint_except_anchors(vocabulary):
