@@ -41,10 +41,15 @@ State = TypeVar("State")
 @gin.configurable
 @dataclasses.dataclass(frozen=True)
 class LearnedMixingConfig:
-    """Bandit settings: EMA decay `beta`, exploration `epsilon`, a measurement every `measure_every` steps."""
+    """Bandit settings: EMA decay `beta`, exploration `epsilon`, a measurement every `measure_every` steps.
+
+    Under rule "methods" `epsilon` is a reward (loss reduction in nats per step): tasks averaging
+    less count as `epsilon`, so it must sit below typical rewards or the mixture stays uniform.
+    Under rule "floor" it is the minimum probability of every task.
+    """
 
     beta: float = 0.9
-    epsilon: float = 0.05
+    epsilon: float = 0.01
     measure_every: int = 10
     rule: str = "methods"
     seed: int = 0
