@@ -140,6 +140,11 @@ def test_temperature_sampling_matches_the_formula():
     assert vocab_lib.sample_sentences(texts, alpha=1.0)[1] == {"big": 100, "small": 10}
     assert vocab_lib.sample_sentences(texts, alpha=0.0, max_sentences=50)[1] == {"big": 25, "small": 25}
     assert vocab_lib.sample_sentences(texts, 0.5, seed=0) == (sentences, counts)  # deterministic
+    # A language larger than the budget is read in full (its size counts) but only a reservoir is kept.
+    many = {"big": [f"big {i:06d}" for i in range(1000)], "small": texts["small"]}
+    sampled, counts = vocab_lib.sample_sentences(many, alpha=1.0, max_sentences=50)
+    assert counts == {"big": round(1000 / 1010 * 50), "small": 1}
+    assert len(set(sampled)) == 51 and any(int(s.split()[1]) >= 50 for s in sampled if s.startswith("big"))
     with pytest.raises(ValueError, match="no training text for \\['empty'\\]"):
         vocab_lib.sample_sentences({"big": texts["big"], "empty": ["", " "]})
 

@@ -18,6 +18,7 @@ import hashlib
 import io
 import logging
 import os
+import random
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -28,6 +29,7 @@ import seqio
 import sentencepiece as spm
 
 from lowres.data.byte_vocab import ReservedByteVocabulary, is_byte_vocabulary_file, load_byte_vocabulary
+from lowres.data.mixtures import temperature_rates
 
 MODE_TOKENS = ("[NLU]", "[NLG]", "[S2S]")
 PAD_ID, EOS_ID, UNK_ID = 0, 1, 2  # T5 layout; seqio relies on pad=0, eos=1.
@@ -90,26 +92,37 @@ def sample_sentences(
 
     Language l gets round(p_l * budget) sentences with p_l ∝ (UTF-8 bytes of l) ** alpha and budget =
     min(max_sentences, all sentences): low-resource languages are repeated (whole passes plus a random
-    remainder), high-resource ones subsampled without replacement.
+    remainder), high-resource ones subsampled without replacement. Texts are read once, keeping a
+    uniform reservoir of at most `max_sentences` lines per language.
     """
-    try:  # lowres.data.mixtures is the rates' home; tasks re-exported them before it existed
-        from lowres.data.mixtures import temperature_rates
-    except ImportError:
-        from lowres.data.tasks import temperature_rates
+    from tqdm.auto import tqdm
 
-    texts = {lang: [t for t in lines if t and not t.isspace()] for lang, lines in texts_by_language.items()}
-    empty = [lang for lang, lines in texts.items() if not lines]
+    reservoir_rng = random.Random(seed)
+    kept, seen, sizes = {}, {}, {}
+    for lang, lines in tqdm(texts_by_language.items(), desc="vocabulary text", unit="lang", disable=None):
+        sample, count, size = [], 0, 0
+        for line in lines:
+            if not line or line.isspace():
+                continue
+            count += 1
+            size += len(line.encode("utf-8"))
+            if len(sample) < max_sentences:
+                sample.append(line)
+            elif (slot := reservoir_rng.randrange(count)) < max_sentences:
+                sample[slot] = line
+        kept[lang], seen[lang], sizes[lang] = sample, count, size
+    empty = [lang for lang, count in seen.items() if not count]
     if empty:
         raise ValueError(f"no training text for {empty}; drop these languages or give them text")
-    rates = temperature_rates({lang: sum(len(t.encode("utf-8")) for t in lines) for lang, lines in texts.items()}, alpha)
-    budget = min(max_sentences, sum(len(lines) for lines in texts.values()))
+    rates = temperature_rates(sizes, alpha)
+    budget = min(max_sentences, sum(seen.values()))
     rng = np.random.default_rng(seed)
     sampled, counts = [], {}
-    for lang, lines in texts.items():
+    for lang, lines in kept.items():
+        # quota > len(lines) only when the language has fewer than max_sentences lines, all of them kept.
         quota = max(1, round(rates[lang] * budget))
         passes, remainder = divmod(quota, len(lines))
-        chosen = lines * passes + [lines[i] for i in sorted(rng.choice(len(lines), remainder, replace=False))]
-        sampled.extend(chosen)
+        sampled.extend(lines * passes + [lines[i] for i in sorted(rng.choice(len(lines), remainder, replace=False))])
         counts[lang] = quota
     order = rng.permutation(len(sampled))
     return [sampled[i] for i in order], counts
