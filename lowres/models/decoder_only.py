@@ -183,25 +183,35 @@ class DecoderOnly(nnx.Module):
         return KVCache.zeros(shape, self.dtype)
 
     def prefill(
-        self, decoder_input_tokens: jax.Array, cache: KVCache, decoder_causal_attention: jax.Array | None = None
+        self,
+        decoder_input_tokens: jax.Array,
+        cache: KVCache,
+        decoder_causal_attention: jax.Array | None = None,
+        return_features: bool = False,
     ) -> tuple[jax.Array, KVCache]:
         """Runs a prompt [B, P] into cache slots 0..P-1 (prefix positions bidirectional as in `__call__`);
-        returns its float32 logits [B, P, vocab] and the cache."""
+        returns its float32 logits [B, P, vocab] and the cache (and the final features with `return_features`)."""
         start = jnp.zeros((decoder_input_tokens.shape[0],), jnp.int32)
-        return self._extend(decoder_input_tokens, cache, start, decoder_causal_attention)
+        features, cache = self._extend(decoder_input_tokens, cache, start, decoder_causal_attention)
+        if return_features:
+            return self.unembed(features), cache, features
+        return self.unembed(features), cache
 
     def decode_step(
-        self, token: jax.Array, cache: KVCache, position: jax.Array | int
+        self, token: jax.Array, cache: KVCache, position: jax.Array | int, return_features: bool = False
     ) -> tuple[jax.Array, KVCache]:
-        """Next-token float32 logits [B, vocab] for input tokens [B] at `position` (scalar or [B], < max_length)."""
+        """Next-token float32 logits [B, vocab] for input tokens [B] at `position` (scalar or [B], < max_length);
+        `return_features` also returns the final features [B, d_model] (for contrastive search)."""
         start = jnp.broadcast_to(jnp.asarray(position, jnp.int32), token.shape[:1])
-        logits, cache = self._extend(token[:, None], cache, start, None)
-        return logits[:, 0], cache
+        features, cache = self._extend(token[:, None], cache, start, None)
+        if return_features:
+            return self.unembed(features)[:, 0], cache, features[:, 0]
+        return self.unembed(features)[:, 0], cache
 
     def _extend(
         self, tokens: jax.Array, cache: KVCache, start: jax.Array, causal_attention: jax.Array | None
     ) -> tuple[jax.Array, KVCache]:
-        """Tokens [B, T] at positions start[b] + t: write their keys and values, return their logits."""
+        """Tokens [B, T] at positions start[b] + t: write their keys and values, return their final features."""
         length, num_slots = tokens.shape[1], cache.key.shape[2]
         positions = start[:, None] + jnp.arange(length, dtype=jnp.int32)[None]
         mask = cache_mask(positions, num_slots)
@@ -211,7 +221,7 @@ class DecoderOnly(nnx.Module):
             mask = mask | (prefix[:, None, :, None] & prefix_slots[:, None, None, :])
         x = self.token_embed(tokens)
         x, cache = self._layers(x, self._rope(positions), mask, cache=cache, cache_index=start)
-        return output_logits(self.final_norm(x), self.token_embed, self.logits_kernel), cache
+        return self.final_norm(x), cache
 
     def _rope(self, positions: jax.Array) -> Rope:
         return rope_tables(positions, self.config.head_dim, self.config.rope_theta)

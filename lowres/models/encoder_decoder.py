@@ -292,11 +292,12 @@ class EncoderDecoder(nnx.Module):
         )
 
     def decode_step(
-        self, token: jax.Array, cache: EncoderDecoderCache, position: jax.Array | int
+        self, token: jax.Array, cache: EncoderDecoderCache, position: jax.Array | int, return_features: bool = False
     ) -> tuple[jax.Array, EncoderDecoderCache]:
         """Next-token float32 logits [B, vocab] for decoder input tokens [B] at `position` (scalar or [B]).
 
         Matches `decode` without decoder segment ids: the relative bias sees the absolute step position.
+        `return_features` also returns the final decoder features [B, d_model] (for contrastive search).
         """
         batch = token.shape[0]
         index = jnp.broadcast_to(jnp.asarray(position, jnp.int32), (batch,))
@@ -315,6 +316,8 @@ class EncoderDecoder(nnx.Module):
             deterministic=True,
         )
         logits = output_logits(y, self.token_embed, self.logits_kernel)[:, 0]
+        if return_features:
+            return logits, cache.replace(self_attention=self_attention), y[:, 0]
         return logits, cache.replace(self_attention=self_attention)
 
     def __call__(
