@@ -178,7 +178,7 @@ def split_map(spec: CorpusSpec) -> dict[str, str]:
     if source is None:
         from lowres.data import tfds_sources
 
-        return {s: s for s in tfds_sources.family(spec.source.partition(":")[2]).splits}
+        return {split: split for split, _ in tfds_sources.family(spec.source.partition(":")[2]).splits}
     available = source.splits()
     mapping = {split: split for split in available}
     mapping.setdefault("train", available[0])

@@ -35,6 +35,9 @@ class TfdsFamily:
     codes: Callable[[], tuple[str, ...]]
     text_key: str = "text"
 
+    def __post_init__(self):
+        object.__setattr__(self, "splits", tuple(dict(self.splits).items()))  # hashable: keys a cache
+
     def language_map(self) -> dict[str, str]:
         """lowres code -> dataset code; codes lowres cannot normalise are left out (logged once)."""
         return _language_map(self)
@@ -46,7 +49,7 @@ class TfdsFamily:
         if lang not in codes:
             raise UnknownLanguageError(lang, f"TFDS family {self.family!r} has no such language (it has {len(codes)})")
         code = codes[lang]
-        return self.name.format(code=code), {k: v.format(code=code) for k, v in self.splits.items()}
+        return self.name.format(code=code), {k: v.format(code=code) for k, v in self.splits}
 
 
 @functools.lru_cache(maxsize=None)
