@@ -128,6 +128,25 @@ def _parser() -> argparse.ArgumentParser:
                               help="split to read (builtin: validation; flores: dev)")
     vocab_report.add_argument("--output", default=None, metavar="FILE.json",
                               help="write the report here and the chart to FILE.png")
+    bench = commands.add_parser(
+        "bench", help="benchmarks: training throughput and MFU, data pipeline, checkpoints, scale",
+        description="Run a benchmark case and print its table; --json adds one JSON object as the last line. "
+        "Cases: train (--shape maxtext-ref | t5-ref | quickstart), data (pipeline tokens/s per core vs the "
+        "trainer), checkpoint (--shape PRESET: Orbax save/restore vs file copy), scale (largest decoder preset "
+        "that trains here), decode, all (every case, each in its own process).",
+    )
+    bench.add_argument("case", choices=("train", "data", "checkpoint", "scale", "decode", "all"))
+    bench.add_argument("--shape", default=None, metavar="NAME",
+                       help="train: maxtext-ref (default), t5-ref, quickstart; checkpoint: a decoder preset "
+                       "(default gpt2-small); scale: comma-separated presets")
+    bench.add_argument("--steps", type=int, default=None, metavar="N",
+                       help="train: timed steps after compile (default 20); data: batches (40); checkpoint: repeats (3)")
+    bench.add_argument("--synthetic", action="store_true", help="train on random batches instead of the UL2 mixture")
+    bench.add_argument("--json", action="store_true", help="print the result as one JSON object on the last line")
+    bench.add_argument("--output", default=None, metavar="FILE.json", help="also write the JSON result here")
+    bench.add_argument("--peak_size", type=int, default=2048, metavar="N",
+                       help="side of the float32 matmul that measures this machine's peak (CPU; default 2048)")
+    bench.add_argument("--trainer_tokens_per_sec", type=float, default=None, help=argparse.SUPPRESS)
     return parser
 
 
@@ -332,6 +351,22 @@ def _cmd_vocab(args) -> int:
     return 0
 
 
+def _cmd_bench(args) -> int:
+    from lowres.bench import report, suite
+
+    if args.steps is not None and args.steps < 1:
+        raise UsageError(f"--steps must be at least 1, got {args.steps}")
+    options = suite.Options(args.shape, args.steps, args.synthetic, args.trainer_tokens_per_sec, args.peak_size)
+    record, table = suite.run_case(args.case, options, log=lambda line: print(line, flush=True))
+    print(table)
+    if args.output:
+        report.write_json(args.output, record)
+        print(f"wrote {args.output}")
+    if args.json:
+        print(json.dumps(record))
+    return 0
+
+
 def _quiet_libraries() -> None:
     """TensorFlow (used only for tf.data) and absl notices (e.g. Orbax read-only mode); errors still show."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -357,6 +392,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_models(args)
         if args.command == "vocab":
             return _cmd_vocab(args)
+        if args.command == "bench":
+            return _cmd_bench(args)
         return _cmd_data(args)
     except KeyboardInterrupt:
         print("lowres: interrupted", file=sys.stderr)

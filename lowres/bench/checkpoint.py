@@ -1,0 +1,121 @@
+"""`lowres bench checkpoint`: Orbax save/restore time and MB/s against a plain file copy of the same bytes.
+
+The checkpoint is the trainer's (CheckpointStore: parameters, AdamW state and metadata, written
+synchronously here so the save time is the whole write). The baseline writes the same number of
+bytes to one file and copies it with `shutil.copyfile`, in the same run and directory.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from lowres.bench import report
+
+TARGET_RESTORE_FRACTION = 0.5
+
+
+def _dir_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def _copy_rate(num_bytes: int, directory: Path, repeats: int) -> tuple[float, list[float]]:
+    """MB/s of shutil.copyfile on a `num_bytes` file (median of `repeats`)."""
+    source = directory / "copy-source.bin"
+    chunk = np.random.default_rng(0).integers(0, 256, 1 << 24, dtype=np.uint8).tobytes()
+    with open(source, "wb") as f:
+        left = num_bytes
+        while left > 0:
+            f.write(chunk[: min(left, len(chunk))])
+            left -= len(chunk)
+    times = []
+    for i in range(repeats):
+        target = directory / f"copy-{i}.bin"
+        start = time.perf_counter()
+        shutil.copyfile(source, target)
+        times.append(time.perf_counter() - start)
+        target.unlink()
+    source.unlink()
+    return num_bytes / 1e6 / statistics.median(times), times
+
+
+def run(preset: str = "gpt2-small", architecture: str = "decoder_only", vocab_size: int = 32000, repeats: int = 3,
+        directory: str | Path | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Saves and restores the train state of `preset` `repeats` times; compares with a file copy."""
+    import jax
+
+    from lowres.models.factory import ModelConfig
+    from lowres.training import partitioning
+    from lowres.training.checkpoints import CheckpointConfig, CheckpointStore
+    from lowres.training.optimizer import OptimizerConfig, make_optimizer
+    from lowres.training.trainer import create_sharded_state
+
+    arch = ModelConfig(architecture, preset).resolve(vocab_size)
+    mesh_config = partitioning.MeshConfig()
+    mesh = partitioning.create_mesh(mesh_config)
+    optimizer, _ = make_optimizer(OptimizerConfig(), 100)
+    sharded = create_sharded_state(arch, optimizer, mesh, mesh_config.rules, seed=0)
+    state = sharded.state
+    array_bytes = sum(x.nbytes for x in jax.tree.leaves((state.params, state.opt_state)))
+    parent = Path(directory) if directory else Path(tempfile.gettempdir())
+    parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="lowres-bench-ckpt-", dir=parent) as scratch:
+        scratch = Path(scratch)
+        save_times, restore_times, disk_bytes = [], [], 0
+        for i in range(repeats):
+            store = CheckpointStore(scratch / f"run{i}", CheckpointConfig(save_interval_steps=1, async_save=False))
+            start = time.perf_counter()
+            store.save(1, state.params, state.opt_state, {"bench": True}, force=True)
+            store.wait()
+            save_times.append(time.perf_counter() - start)
+            store.close()
+            disk_bytes = _dir_bytes(scratch / f"run{i}")
+            reader = CheckpointStore(scratch / f"run{i}", read_only=True)
+            start = time.perf_counter()
+            restored = reader.restore(1, sharded.abstract.params, sharded.abstract.opt_state)
+            jax.block_until_ready((restored["params"], restored["opt_state"]))
+            restore_times.append(time.perf_counter() - start)
+            reader.close()
+            same = jax.tree.map(lambda a, b: bool((np.asarray(a) == np.asarray(b)).all()), restored["params"], state.params)
+            if not all(jax.tree.leaves(same)):
+                raise AssertionError("restored parameters differ from the saved ones")
+            shutil.rmtree(scratch / f"run{i}")
+            log(f"[checkpoint {preset}] save {save_times[-1]:.2f}s, restore {restore_times[-1]:.2f}s "
+                f"({disk_bytes / 1e6:,.0f} MB)")
+        copy_mb_s, copy_times = _copy_rate(disk_bytes, scratch, repeats)
+    save_s, restore_s = statistics.median(save_times), statistics.median(restore_times)
+    mb = disk_bytes / 1e6
+    return report.result(
+        "checkpoint",
+        peak_rss_mb=report.peak_rss_mb(),
+        **report.machine_fields(),
+        shape=preset,
+        architecture=architecture,
+        params=arch.num_params(),
+        array_mb=array_bytes / 1e6,
+        checkpoint_mb=mb,
+        save_s=save_s,
+        restore_s=restore_s,
+        save_mb_per_s=mb / save_s,
+        restore_mb_per_s=mb / restore_s,
+        copy_mb_per_s=copy_mb_s,
+        copy_s=statistics.median(copy_times),
+        restore_fraction_of_copy=(mb / restore_s) / copy_mb_s,
+        save_fraction_of_copy=(mb / save_s) / copy_mb_s,
+        target_restore_fraction=TARGET_RESTORE_FRACTION,
+        meets_target=(mb / restore_s) / copy_mb_s >= TARGET_RESTORE_FRACTION,
+        repeats=repeats,
+        filesystem_dir=str(parent),
+    )
+
+
+TABLE_COLUMNS = ("shape", "checkpoint_mb", "save_s", "save_mb_per_s", "restore_s", "restore_mb_per_s",
+                 "copy_mb_per_s", "restore_fraction_of_copy")

@@ -1,0 +1,109 @@
+"""`lowres bench scale`: the largest decoder preset that trains on this machine, with memory and tokens/s.
+
+Each candidate trains in its own subprocess (`python -m lowres.bench.scale PRESET`), so an
+out-of-memory kill ends that candidate only; candidates run smallest first and stop at the
+first failure.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from lowres.bench import report
+from lowres.bench import train as train_bench
+
+MIN_PRESET = "gpt2-small"
+VOCAB_SIZE = 32000
+
+
+def candidates(min_preset: str = MIN_PRESET) -> list[str]:
+    """Decoder presets at least as large as `min_preset`, smallest first."""
+    from lowres.models.config import DECODER_ONLY_PRESETS, decoder_only_config
+
+    sizes = {name: decoder_only_config(name, VOCAB_SIZE).num_params() for name in DECODER_ONLY_PRESETS}
+    floor = sizes[min_preset]
+    return sorted((n for n, s in sizes.items() if s >= floor), key=sizes.get)
+
+
+def shape_for(preset: str, batch_size: int = 1, length: int = 256) -> train_bench.Shape:
+    return train_bench.Shape(
+        preset, "decoder_only", preset, vocab_size=VOCAB_SIZE, inputs_length=length // 2,
+        targets_length=length - length // 2, batch_size=batch_size, description=f"scale candidate {preset}",
+    )  # fmt: skip
+
+
+def memory_total_gib() -> float:
+    with open("/proc/meminfo", encoding="ascii") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) / 2**20
+    return float("nan")
+
+
+def _run_candidate(preset: str, steps: int, timeout_s: float) -> dict[str, Any]:
+    command = [sys.executable, "-m", "lowres.bench.scale", preset, str(steps)]
+    start = time.perf_counter()
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s,
+                              env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    except subprocess.TimeoutExpired:
+        return {"preset": preset, "ok": False, "error": f"timed out after {timeout_s:.0f}s"}
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode != 0 or not lines:
+        reason = "killed (out of memory?)" if done.returncode < 0 else (done.stderr.strip().splitlines() or ["?"])[-1]
+        return {"preset": preset, "ok": False, "error": f"exit {done.returncode}: {reason}",
+                "wall_s": time.perf_counter() - start}
+    row = json.loads(lines[-1])
+    row.update(preset=preset, ok=True, wall_s=time.perf_counter() - start)
+    return row
+
+
+def run(presets: Sequence[str] | None = None, steps: int = 2, timeout_s: float = 300,
+        log: Callable[[str], None] = print) -> dict[str, Any]:
+    presets = list(presets) if presets else candidates()
+    rows = []
+    for preset in presets:
+        log(f"[scale] training {preset} in a subprocess ...")
+        row = _run_candidate(preset, steps, timeout_s)
+        rows.append(row)
+        if not row["ok"]:
+            log(f"[scale] {preset} failed: {row['error']}")
+            break
+        log(f"[scale] {preset}: {row['params'] / 1e6:.0f}M params, peak RSS {row['peak_rss_mb']:,.0f} MB, "
+            f"{row['tokens_per_sec']:.0f} tokens/s")
+    trained = [r for r in rows if r["ok"]]
+    best = max(trained, key=lambda r: r["params"]) if trained else None
+    fields = {k: best.get(k) for k in report.COMMON_FIELDS if k != "case"} if best else {}
+    fields.update(report.machine_fields())
+    return report.result(
+        "scale",
+        **fields,
+        largest_preset=best["preset"] if best else None,
+        largest_params=best["params"] if best else None,
+        memory_total_gib=memory_total_gib(),
+        meets_target=any(r["preset"] == MIN_PRESET for r in trained),
+        rows=[{k: r.get(k) for k in ("preset", "ok", "params", "peak_rss_mb", "tokens_per_sec", "mfu",
+                                      "step_time_median_s", "compile_time_s", "error")} for r in rows],
+    )
+
+
+TABLE_COLUMNS = ("preset", "ok", "params", "peak_rss_mb", "tokens_per_sec", "mfu", "step_time_median_s",
+                 "compile_time_s", "error")
+
+
+def _main(argv: Sequence[str]) -> int:
+    preset, steps = argv[0], int(argv[1]) if len(argv) > 1 else 2
+    result = train_bench.run(shape_for(preset), steps=steps, synthetic=True, warmup_steps=1,
+                             log=lambda line: print(line, file=sys.stderr))
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))
