@@ -68,6 +68,34 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
     evaluate.add_argument("--batch_size", type=int, default=32)
 
+    translate = commands.add_parser(
+        "translate", help="translate a text file line by line with a trained model",
+        description="Translate FILE line by line (one sentence per line) into --output, in input order. "
+        "Rerunning after an interruption continues after the last complete output line.",
+    )
+    translate.add_argument("--model_dir", required=True, metavar="DIR")
+    translate.add_argument("--src", required=True, metavar="CODE", help="source language (e.g. eng_Latn)")
+    translate.add_argument("--tgt", required=True, metavar="CODE", help="target language (e.g. pan_Guru)")
+    translate.add_argument("--input", required=True, metavar="FILE")
+    translate.add_argument("--output", required=True, metavar="FILE")
+    _add_decode_options(translate, beam=1)
+
+    generate = commands.add_parser(
+        "generate", help="generate text from prompts with a trained model",
+        description="Continue each --prompt in a UL2 mode (the inputs are [mode token] + prompt).",
+    )
+    generate.add_argument("--model_dir", required=True, metavar="DIR")
+    generate.add_argument("--prompt", action="append", required=True, help="prompt text (repeatable)")
+    generate.add_argument("--mode", default="S2S", choices=("S2S", "NLG", "NLU", "none"),
+                          help="mode token prepended to the prompt (default S2S)")
+    generate.add_argument("--method", default="greedy", choices=("greedy", "sample", "beam", "contrastive"))
+    generate.add_argument("--temperature", type=float, default=1.0)
+    generate.add_argument("--top_k", type=int, default=0)
+    generate.add_argument("--top_p", type=float, default=1.0)
+    generate.add_argument("--penalty_alpha", type=float, default=0.6, help="contrastive degeneration penalty")
+    generate.add_argument("--seed", type=int, default=0)
+    _add_decode_options(generate, beam=4)  # --beam applies to --method=beam
+
     models = commands.add_parser("models", help="model presets", description="Model presets.")
     model_commands = models.add_subparsers(dest="models_command", metavar="ACTION")
     model_commands.required = True
@@ -128,6 +156,7 @@ def _parser() -> argparse.ArgumentParser:
                               help="split to read (builtin: validation; flores: dev)")
     vocab_report.add_argument("--output", default=None, metavar="FILE.json",
                               help="write the report here and the chart to FILE.png")
+
     bench = commands.add_parser(
         "bench", help="benchmarks: training throughput and MFU, data pipeline, checkpoints, scale",
         description="Run a benchmark case and print its table; --json adds one JSON object as the last line. "
@@ -148,6 +177,14 @@ def _parser() -> argparse.ArgumentParser:
                        help="side of the float32 matmul that measures this machine's peak (CPU; default 2048)")
     bench.add_argument("--trainer_tokens_per_sec", type=float, default=None, help=argparse.SUPPRESS)
     return parser
+
+
+def _add_decode_options(parser: argparse.ArgumentParser, beam: int) -> None:
+    parser.add_argument("--beam", type=int, default=beam, help=f"beam size (1 = greedy; default {beam})")
+    parser.add_argument("--max_length", type=int, default=None, help="most output tokens (default: the run's targets length)")
+    parser.add_argument("--batch_size", type=int, default=32)
+    parser.add_argument("--step", type=int, default=None, help="checkpoint step (default: latest)")
+    parser.add_argument("--no_progress", action="store_true", help="no progress bar")
 
 
 def _split_gin_bindings(argv: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -246,6 +283,48 @@ def _cmd_eval(args) -> int:
     os.replace(tmp, output)
     print(report.table(results))
     print(f"wrote {output}")
+    return 0
+
+
+def _load_generator(args, method: str, **options):
+    from lowres.inference.decoding import DecodeConfig
+    from lowres.inference.generate import Generator
+    from lowres.training.trainer import load_params
+
+    if not (Path(args.model_dir) / "lowres.json").is_file():
+        raise UsageError(f"--model_dir={args.model_dir} holds no trained model (no lowres.json); run `lowres train` first")
+    loaded = load_params(Path(args.model_dir), args.step)
+    max_length = args.max_length or loaded["info"]["targets_length"]
+    config = DecodeConfig(method=method, max_length=max_length, beam_size=args.beam, **options)
+    return loaded, Generator(loaded, config, batch_size=args.batch_size)
+
+
+def _cmd_translate(args) -> int:
+    from lowres.data.languages import normalize_language
+    from lowres.inference.translate import translate_file
+
+    normalize_language(args.src)
+    tgt = normalize_language(args.tgt)
+    loaded, generator = _load_generator(args, "beam" if args.beam > 1 else "greedy")
+    stats = translate_file(generator, loaded["vocabulary"], Path(args.input), Path(args.output), tgt,
+                           loaded["info"]["inputs_length"], progress=not args.no_progress)
+    resumed = f" (resumed after line {stats['resumed_at']})" if stats["resumed_at"] else ""
+    print(f"translated {stats['translated']} of {stats['lines']} lines{resumed} at "
+          f"{stats['sentences_per_sec']:.1f} sentences/s into {args.output}")
+    return 0
+
+
+def _cmd_generate(args) -> int:
+    from lowres.inference.generate import mode_inputs
+
+    loaded, generator = _load_generator(
+        args, args.method, temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+        penalty_alpha=args.penalty_alpha, seed=args.seed,
+    )
+    vocabulary, mode = loaded["vocabulary"], None if args.mode == "none" else f"[{args.mode}]"
+    inputs = [mode_inputs(vocabulary, p, mode, loaded["info"]["inputs_length"]) for p in args.prompt]
+    for prompt, ids in zip(args.prompt, generator.generate_all(inputs)):
+        print(f"{prompt}\t{vocabulary.decode(ids)}")
     return 0
 
 
@@ -388,6 +467,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_train(args, bindings)
         if args.command == "eval":
             return _cmd_eval(args)
+        if args.command == "translate":
+            return _cmd_translate(args)
+        if args.command == "generate":
+            return _cmd_generate(args)
         if args.command == "models":
             return _cmd_models(args)
         if args.command == "vocab":

@@ -200,3 +200,11 @@ class Generator:
                 batch = []
         if batch:
             yield from self.generate(batch)
+
+
+def mode_inputs(vocabulary, text: str, mode_token: str | None, max_length: int) -> list[int]:
+    """Inputs for free generation: [mode token] + tokens of `text`, trimmed to `max_length` with EOS last."""
+    from lowres.data import vocab as vocab_lib
+
+    prefix = [vocab_lib.reserved_id(vocabulary, mode_token)] if mode_token else []
+    return (prefix + list(vocabulary.encode(text)))[: max_length - 1] + [vocabulary.eos_id]
