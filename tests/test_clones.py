@@ -16,6 +16,7 @@ from lowres.data.clones import (
     register_clone_mixture,
     register_clone_task,
 )
+from lowres.data.mixture_schedules import register_language_subset
 from tasks.builtin import register_builtin_mixture
 
 LENGTHS = {"inputs": 32, "targets": 32}
@@ -87,6 +88,10 @@ def test_clone_mixture_and_bad_config(task):
     mixture = register_clone_mixture(task, CloneConfig(probability=1.0, anchor_fraction=0.05))
     (only,) = seqio.get_mixture_or_task(mixture).tasks
     assert ".eng_Latn_clone1_p1." in only.name
+    seqio.MixtureRegistry.remove("test_clones.both")
+    both = seqio.MixtureRegistry.add("test_clones.both", [(task, 1.0), (mixture, 1.0)])
+    subset = register_language_subset(both.name, ["eng_Latn_clone1_p1"])
+    assert [t.name for t in seqio.get_mixture_or_task(subset).tasks] == [only.name]
     with pytest.raises(ValueError, match="probability"):
         CloneConfig(probability=1.5)
     with pytest.raises(ValueError, match="clone_index"):

@@ -105,9 +105,11 @@ def register_language_subset(mixture: str, languages: Sequence[str]) -> str:
 
     Rates of the kept tasks are those of `mixture`, so relative language shares are unchanged.
     """
-    wanted = [lang if "-" in lang else normalize_language(lang) for lang in languages]
     parent = seqio.get_mixture_or_task(mixture)
     tasks = parent.tasks if isinstance(parent, seqio.Mixture) else [parent]
+    # Pairs (`eng_Latn-pan_Guru`) and clones (`eng_Latn_clone1_p0p5`) are matched as spelled.
+    present = {_task_language(t.name) for t in tasks}
+    wanted = [lang if lang in present or "-" in lang else normalize_language(lang) for lang in languages]
     kept = [t for t in tasks if _task_language(t.name) in wanted]
     if not kept:
         have = sorted({_task_language(t.name) for t in tasks})
