@@ -95,3 +95,14 @@ def test_report_table_lists_every_step():
         assert name in table
     assert report.input == 3 and report.kept == 1
     assert report.kept + sum(report.dropped.values()) == report.input
+
+
+def test_min_score_drops_low_and_unscored_translationese():
+    docs = [Document("kept", "pan_Guru", "c", "0", {"score": 0.9}),
+            Document("low", "pan_Guru", "c", "1", {"score": 0.1}),
+            Document("unscored", "pan_Guru", "c", "2", {"translator": "mt"}),
+            Document("plain", "pan_Guru", "c", "3")]
+    kept, report = clean(docs, CleaningConfig(min_score=0.5, **_OFF))
+    assert [d.text for d in kept] == ["kept"]
+    assert report.dropped["min_score"] == 3 and "dropped: min_score" in report.table()
+    assert len(clean(docs, CleaningConfig(**_OFF))[0]) == 4  # off by default

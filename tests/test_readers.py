@@ -11,7 +11,7 @@ import logging
 import pytest
 
 from lowres.data import readers
-from lowres.data.languages import UnknownLanguageError
+from lowres.data.languages import UnknownLanguageError, normalize_language
 from lowres.data.readers import Document, ParallelPair, ReadStats
 
 
@@ -230,3 +230,115 @@ def test_seqio_source_yields_tf_examples(tmp_path):
     assert [e["text"].decode() for e in examples] == ["ਇੱਕ", "ਦੋ"]
     assert {e["lang"] for e in examples} == {b"pan_Guru"}
     assert {e["corpus"] for e in examples} == {b"mine"}
+
+
+def test_invalid_utf8_skip_counts_and_names_the_line(tmp_path, caplog):
+    path = tmp_path / "bad.jsonl"
+    path.write_bytes(b'{"text": "fine"}\n{"text": "bro\xffken"}\n')
+    stats = ReadStats()
+    with caplog.at_level(logging.WARNING):
+        docs = list(readers.read_jsonl(path, "c", lang="en", stats=stats, invalid_utf8="skip"))
+    assert _texts(docs) == ["fine"] and (stats.skipped_lines, stats.replaced_lines) == (1, 0)
+    assert "bad.jsonl:2: invalid UTF-8; line skipped" in caplog.text
+    with pytest.raises(ValueError, match="invalid_utf8"):
+        readers.read_text(path, "en", "c", invalid_utf8="ignore")
+
+
+def _zst(path, text):
+    import zstandard
+
+    path.write_bytes(zstandard.ZstdCompressor().compress(text.encode("utf-8")))
+
+
+def _write(path, text):
+    """Writes text, compressed by the file's extension."""
+    if path.suffix == ".gz":
+        with gzip.open(path, "wt", encoding="utf-8") as f:
+            f.write(text)
+    elif path.suffix == ".bz2":
+        with bz2.open(path, "wt", encoding="utf-8") as f:
+            f.write(text)
+    elif path.suffix == ".zst":
+        _zst(path, text)
+    else:
+        path.write_text(text, encoding="utf-8")
+
+
+def _make_format(tmp_path, fmt, num_files):
+    """(reader taking shard_index/num_shards, every record's key) for a format spread over num_files files."""
+    keys = []
+    if fmt in ("text", "text.gz", "text.bz2", "text.zst", "paragraphs"):
+        suffix = {"text": ".txt", "paragraphs": ".txt"}.get(fmt, ".txt." + fmt.split(".")[-1])
+        for f in range(num_files):
+            docs = [f"f{f} d{i}" for i in range(5)]
+            keys += docs
+            _write(tmp_path / f"part{f}{suffix}", ("\n\n" if fmt == "paragraphs" else "\n").join(docs) + "\n")
+        layout = "paragraphs" if fmt == "paragraphs" else "lines"
+        return (lambda i, n: _texts(readers.read_text(str(tmp_path / f"part*{suffix}"), "pa", "c", layout, i, n)),
+                keys)
+    if fmt == "jsonl":
+        for f in range(num_files):
+            docs = [f"f{f} d{i}" for i in range(5)]
+            keys += docs
+            _write(tmp_path / f"part{f}.jsonl.gz", "".join(json.dumps({"text": d}) + "\n" for d in docs))
+        return lambda i, n: _texts(readers.read_jsonl(str(tmp_path / "*.jsonl.gz"), "c", "pa", shard_index=i,
+                                                      num_shards=n)), keys
+    if fmt in ("tsv", "jsonl_pairs"):
+        for f in range(num_files):
+            pairs = [(f"f{f} s{i}", f"f{f} t{i}") for i in range(5)]
+            keys += [p[0] for p in pairs]
+            if fmt == "tsv":
+                _write(tmp_path / f"part{f}.tsv", "".join(f"{s}\t{t}\n" for s, t in pairs))
+            else:
+                _write(tmp_path / f"part{f}.jsonl", "".join(json.dumps({"src": s, "tgt": t}) + "\n" for s, t in pairs))
+        if fmt == "tsv":
+            return lambda i, n: [p.src for p in readers.read_tsv_pairs(str(tmp_path / "*.tsv"), "en", "pa", 0, 1,
+                                                                       i, n)], keys
+        return lambda i, n: [p.src for p in readers.read_jsonl_pairs(str(tmp_path / "*.jsonl"), "en", "pa",
+                                                                     shard_index=i, num_shards=n)], keys
+    if fmt == "aligned":
+        keys = [f"s{i}" for i in range(7)]
+        _write(tmp_path / "a.en", "\n".join(keys) + "\n")
+        _write(tmp_path / "a.pa", "\n".join(f"t{i}" for i in range(7)) + "\n")
+        return lambda i, n: [p.src for p in readers.read_aligned_files(tmp_path / "a.en", tmp_path / "a.pa", "en",
+                                                                       "pa", i, n)], keys
+    if fmt in ("flores", "flores_pairs"):
+        dev = tmp_path / "dev"
+        dev.mkdir()
+        keys = [f"s{i}" for i in range(7)]
+        _write(dev / "eng.dev", "\n".join(keys) + "\n")
+        _write(dev / "pan.dev", "\n".join(f"t{i}" for i in range(7)) + "\n")
+        if fmt == "flores":
+            return lambda i, n: _texts(readers.read_flores(dev, "eng", shard_index=i, num_shards=n)), keys
+        return lambda i, n: [p.src for p in readers.read_flores_pairs(dev, "eng", "pan", shard_index=i,
+                                                                      num_shards=n)], keys
+    if fmt == "udhr":
+        for f, (code, word) in enumerate([("en", "humans"), ("pa", "ਮਨੁੱਖ"), ("hi", "मनुष्य")][:num_files]):
+            _write(tmp_path / f"{code}.html", _UDHR.format(code=code, lang=code, word=word))
+            keys += [f"{normalize_language(code)[:2]}:{n}" for n in range(3)]
+        return lambda i, n: [f"{d.lang[:2]}:{d.doc_id}" for d in readers.read_udhr(str(tmp_path / "*.html"),
+                                                                                    shard_index=i, num_shards=n)], keys
+    raise AssertionError(fmt)
+
+
+FORMATS = ["text", "paragraphs", "text.gz", "text.bz2", "text.zst", "jsonl", "tsv", "jsonl_pairs", "aligned",
+           "flores", "flores_pairs", "udhr"]
+
+
+@pytest.mark.parametrize("num_files", [1, 3])
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_every_format_over_two_hosts_loses_and_repeats_nothing(tmp_path, fmt, num_files):
+    if fmt.endswith(".zst"):
+        pytest.importorskip("zstandard")
+    read, keys = _make_format(tmp_path, fmt, num_files)
+    hosts = [read(i, 2) for i in range(2)]
+    assert hosts[0] and hosts[1], fmt
+    assert sorted(hosts[0] + hosts[1]) == sorted(read(0, 1)) == sorted(keys)
+
+
+def test_flores_file_holding_a_link_name_reads_its_target(flores_dir):
+    (flores_dir / "zsm.dev").write_text("a\nb\nc\nd\n", encoding="utf-8")
+    (flores_dir / "msa.dev").write_text("zsm.dev", encoding="utf-8")  # a symlink stored as text by git
+    files = readers.flores_files(flores_dir)
+    assert files["msa_Latn"] == files["zsm_Latn"] == flores_dir / "zsm.dev"
+    assert _texts(readers.read_flores(flores_dir, "msa", group_by_url=False)) == ["a", "b", "c", "d"]

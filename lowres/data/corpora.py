@@ -73,6 +73,7 @@ class CorpusSpec:
     lang_field: str | None = "lang"
     id_field: str | None = "id"
     layout: str = "lines"
+    invalid_utf8: str = "replace"  # or "skip": lines with invalid UTF-8 (counted either way)
     tfds_data_dir: str | None = None
 
     def __post_init__(self):
@@ -163,9 +164,10 @@ def _open(spec: CorpusSpec) -> FileSource | None:
     single = spec.languages[0] if not isinstance(spec.languages, str) and len(spec.languages) == 1 else None
     options: dict[str, Any] = {}
     if spec.source.startswith("jsonl:"):
-        options = {"text_field": spec.text_field, "lang_field": spec.lang_field, "id_field": spec.id_field}
+        options = {"text_field": spec.text_field, "lang_field": spec.lang_field, "id_field": spec.id_field,
+                   "invalid_utf8": spec.invalid_utf8}
     elif spec.source.startswith("text:"):
-        options = {"layout": spec.layout}
+        options = {"layout": spec.layout, "invalid_utf8": spec.invalid_utf8}
     pair = spec.pairs[0] if isinstance(spec.pairs, tuple) and len(spec.pairs) == 1 else None
     return open_source(spec.source, lang=single, pair=pair, **options)
 

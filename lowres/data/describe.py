@@ -114,8 +114,9 @@ def describe(name: str, tokens: float | None = None, vocabulary=None, progress: 
     if stats.cleaning:
         lines.append("cleaning (all languages):")
         lines.append(_merged_cleaning(stats.cleaning.values()).table())
-    if stats.read.replaced_lines or stats.read.empty_files or stats.read.skipped:
+    if stats.read.replaced_lines or stats.read.skipped_lines or stats.read.empty_files or stats.read.skipped:
         lines.append(f"reading: {stats.read.replaced_lines} lines with invalid UTF-8 replaced, "
+                     f"{stats.read.skipped_lines} skipped, "
                      f"{stats.read.empty_files} empty files, {stats.read.skipped} unusable records skipped")
     return "\n".join(lines)
 

@@ -76,6 +76,7 @@ class ReadStats:
 
     documents: int = 0
     replaced_lines: int = 0  # lines with invalid UTF-8, decoded with U+FFFD replacements
+    skipped_lines: int = 0  # lines with invalid UTF-8 left out (invalid_utf8="skip")
     empty_files: int = 0
     skipped: int = 0  # records present but unusable (blank text, one-sided pairs)
 
@@ -110,14 +111,26 @@ def _open_binary(path: Path) -> BinaryIO:
     return open(path, "rb")
 
 
-def _lines(path: Path, stats: ReadStats) -> Iterator[tuple[int, str]]:
-    """(line number, text without newline) for each line; bad UTF-8 is replaced, counted and logged."""
+INVALID_UTF8 = ("replace", "skip")
+
+
+def _check_invalid(invalid_utf8: str) -> None:
+    if invalid_utf8 not in INVALID_UTF8:
+        raise ValueError(f"invalid_utf8 must be 'replace' or 'skip', got {invalid_utf8!r}")
+
+
+def _lines(path: Path, stats: ReadStats, invalid_utf8: str = "replace") -> Iterator[tuple[int, str]]:
+    """(line number, text without newline) for each line; bad UTF-8 is replaced or skipped, counted, logged."""
     seen_text = False
     with _open_binary(path) as stream:
         for lineno, raw in enumerate(stream, 1):
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError:
+                if invalid_utf8 == "skip":
+                    stats.skipped_lines += 1
+                    logging.warning("%s:%d: invalid UTF-8; line skipped", path, lineno)
+                    continue
                 line = raw.decode("utf-8", errors="replace")
                 stats.replaced_lines += 1
                 logging.warning("%s:%d: invalid UTF-8 replaced with U+FFFD", path, lineno)
@@ -170,17 +183,22 @@ def read_text(
     shard_index: int = 0,
     num_shards: int = 1,
     stats: ReadStats | None = None,
+    invalid_utf8: str = "replace",
 ) -> Iterator[Document]:
-    """Documents from plain text: one per line (`lines`) or blank-line-separated (`paragraphs`)."""
+    """Documents from plain text: one per line (`lines`) or blank-line-separated (`paragraphs`).
+
+    Lines with invalid UTF-8 are decoded with U+FFFD (`invalid_utf8="replace"`) or left out ("skip").
+    """
     if layout not in ("lines", "paragraphs"):
         raise ValueError(f"layout must be 'lines' or 'paragraphs', got {layout!r}")
+    _check_invalid(invalid_utf8)
     lang = normalize_language(lang)
     stats = stats if stats is not None else ReadStats()
 
     def records(path: Path) -> Iterator[Document]:
         block: list[str] = []
         start = 0
-        for lineno, line in _lines(path, stats):
+        for lineno, line in _lines(path, stats, invalid_utf8):
             if layout == "lines":
                 if line.strip():
                     yield Document(line.strip(), lang, corpus, f"{path.name}:{lineno}")
@@ -197,8 +215,8 @@ def read_text(
     return _counted(_sharded(expand_paths(paths), shard_index, num_shards, records), stats)
 
 
-def _json_records(path: Path, stats: ReadStats) -> Iterator[tuple[int, dict]]:
-    for lineno, line in _lines(path, stats):
+def _json_records(path: Path, stats: ReadStats, invalid_utf8: str = "replace") -> Iterator[tuple[int, dict]]:
+    for lineno, line in _lines(path, stats, invalid_utf8):
         if not line.strip():
             continue
         try:
@@ -227,15 +245,17 @@ def read_jsonl(
     shard_index: int = 0,
     num_shards: int = 1,
     stats: ReadStats | None = None,
+    invalid_utf8: str = "replace",
 ) -> Iterator[Document]:
     """Documents from JSON lines; language from `lang_field` when a record has it, else `lang`."""
+    _check_invalid(invalid_utf8)
     if lang is None and lang_field is None:
         raise ValueError("read_jsonl needs lang= or lang_field= to know each document's language")
     default_lang = normalize_language(lang) if lang is not None else None
     stats = stats if stats is not None else ReadStats()
 
     def records(path: Path) -> Iterator[Document]:
-        for lineno, record in _json_records(path, stats):
+        for lineno, record in _json_records(path, stats, invalid_utf8):
             text = _field(record, text_field, path, lineno)
             if not isinstance(text, str) or not text.strip():
                 stats.skipped += 1
@@ -263,14 +283,16 @@ def read_tsv_pairs(
     shard_index: int = 0,
     num_shards: int = 1,
     stats: ReadStats | None = None,
+    invalid_utf8: str = "replace",
 ) -> Iterator[ParallelPair]:
     """Pairs from tab-separated lines; a non-blank line without the needed columns raises ValueError."""
+    _check_invalid(invalid_utf8)
     src_lang, tgt_lang = normalize_language(src_lang), normalize_language(tgt_lang)
     stats = stats if stats is not None else ReadStats()
     needed = max(src_column, tgt_column) + 1
 
     def records(path: Path) -> Iterator[ParallelPair]:
-        for lineno, line in _lines(path, stats):
+        for lineno, line in _lines(path, stats, invalid_utf8):
             if not line.strip():
                 continue
             columns = line.split("\t")

@@ -167,11 +167,13 @@ class PatternSource(FileSource):
     """
 
     def __init__(self, fmt: str, pattern: str, lang: str | None = None, layout: str = "lines",
-                 text_field: str = "text", lang_field: str | None = "lang", id_field: str | None = "id"):
+                 text_field: str = "text", lang_field: str | None = "lang", id_field: str | None = "id",
+                 invalid_utf8: str = "replace"):
         if fmt not in ("text", "jsonl", "udhr"):
             raise SourceError(f"unknown file format {fmt!r}")
         self.fmt, self.pattern, self.layout = fmt, pattern, layout
         self.text_field, self.lang_field, self.id_field = text_field, lang_field, id_field
+        self.invalid_utf8 = invalid_utf8
         self.lang = normalize_language(lang) if lang else None
         self.description = f"{fmt}:{pattern}"
         if fmt == "text" and "{lang}" not in pattern and self.lang is None:
@@ -213,12 +215,13 @@ class PatternSource(FileSource):
 
     def _read(self, files, lang, shard_index, num_shards, stats):
         if self.fmt == "text":
-            return readers.read_text(files, lang, "text", self.layout, shard_index, num_shards, stats)
+            return readers.read_text(files, lang, "text", self.layout, shard_index, num_shards, stats,
+                                     self.invalid_utf8)
         if self.fmt == "udhr":
             return readers.read_udhr(files, "udhr", lang if lang != "*" else None, shard_index, num_shards, stats)
         default = lang if lang not in (None, "*") else None
         return readers.read_jsonl(files, "jsonl", default, self.text_field, self.lang_field, self.id_field,
-                                  readers.PROVENANCE_FIELDS, shard_index, num_shards, stats)
+                                  readers.PROVENANCE_FIELDS, shard_index, num_shards, stats, self.invalid_utf8)
 
     def documents(self, lang, split, shard_index=0, num_shards=1, stats=None):
         matches = self._matches()
