@@ -79,6 +79,7 @@ def test_stored_and_loaded_through_prepare_vocabulary(tmp_path):
     path = tmp_path / vocab_lib.vocabulary_file(config)
     assert path.name == "bytes.json"
     assert vocabulary.vocab_size == 259 + 3 + 3 + 1 + 7
+    assert vocab_lib.reserved_id(vocabulary, "<2pan_Guru>") == 262  # codes are normalised ("pan" -> pan_Guru)
     assert vocab_lib.reserved_id(vocabulary, "<2eng_Latn>") == 264 and vocab_lib.reserved_id(vocabulary, "<qa>") == 265
     assert vocab_lib.load_vocabulary(path, 7) == vocabulary
     assert load_byte_vocabulary(path) == vocabulary

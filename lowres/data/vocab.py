@@ -29,6 +29,7 @@ import seqio
 import sentencepiece as spm
 
 from lowres.data.byte_vocab import ReservedByteVocabulary, is_byte_vocabulary_file, load_byte_vocabulary
+from lowres.data.languages import normalize_language
 from lowres.data.mixtures import temperature_rates
 
 MODE_TOKENS = ("[NLU]", "[NLG]", "[S2S]")
@@ -74,8 +75,9 @@ class VocabularyConfig:
 
 
 def reserved_tokens(languages: Sequence[str] = (), task_tags: Sequence[str] = ()) -> list[str]:
-    """The reserved (control) tokens in id order: mode tokens, language tags, task tags."""
-    tokens = list(MODE_TOKENS) + [language_tag(lang) for lang in dict.fromkeys(languages)] + list(task_tags)
+    """The reserved (control) tokens in id order: mode tokens, language tags (codes normalised), task tags."""
+    codes = dict.fromkeys(normalize_language(lang) for lang in languages)
+    tokens = list(MODE_TOKENS) + [language_tag(lang) for lang in codes] + list(task_tags)
     for tag in task_tags:
         if not tag or any(ch.isspace() for ch in tag):
             raise ValueError(f"task tag {tag!r} must be non-empty and contain no whitespace")
