@@ -114,3 +114,16 @@ def test_cli_vocab_report_reads_a_run_directory(small_vocab, tmp_path, capsys):
     assert "| pan_Guru | 1 | 2 | 10 |" in capsys.readouterr().out
     assert cli.main(["vocab", "report", f"--model_dir={tmp_path}", f"--data=text:{data}", "--lang=pan"]) == 2
     assert "not a lowres model directory" in capsys.readouterr().err
+
+
+def test_cli_vocab_report_on_a_byte_vocabulary_and_a_missing_file(tmp_path, capsys):
+    vocab_file = tmp_path / "bytes.json"
+    vocab_file.write_text(ReservedByteVocabulary(["[NLU]"], 4).to_json())
+    data = tmp_path / "amh.txt"
+    data.write_text("ሰላም ለዓለም\n", encoding="utf-8")
+    assert cli.main(["vocab", "report", f"--vocab={vocab_file}", "--num_sentinels=4", f"--data=text:{data}",
+                     "--lang=am"]) == 0
+    assert "| amh_Ethi | 1 | 2 | 8 | 22 | 11.00 | 2.750 | 100.00% | 0.00% |" in capsys.readouterr().out
+    assert cli.main(["vocab", "report", f"--vocab={tmp_path / 'missing.model'}", f"--data=text:{data}",
+                     "--lang=am"]) == 2
+    assert "missing.model does not exist" in capsys.readouterr().err
