@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -17,7 +18,8 @@ from lowres.data.corpora import CorpusSpec
 from lowres.data.sources import SourceError
 
 LENGTHS = {"inputs": 32, "targets": 32}
-FLORES_DEV = Path("/work/shared/data/flores200/dev")
+REPO = Path(__file__).resolve().parents[1]
+FLORES_DEV = REPO.parent / "shared" / "data" / "flores200" / "dev"
 TEXTS = {
     "eng": [f"sentence number {i} in english" for i in range(40)],
     "pan": [f"ਵਾਕ ਨੰਬਰ {i} ਪੰਜਾਬੀ ਵਿੱਚ" for i in range(40)],
@@ -160,8 +162,18 @@ def test_gin_declaration(flores_dir):
         gin.clear_config()
     assert spec.languages == ("pan_Guru", "hin_Deva") and spec.pairs == (("hin_Deva", "pan_Guru"),)
     assert corpora.languages(spec) == ["pan_Guru", "hin_Deva"]
-    repo_gin = Path(__file__).resolve().parents[1] / "gin_configs" / "corpora" / "flores.gin"
-    assert "declared_corpora.specs" in repo_gin.read_text()
+
+
+def test_translation_share_mixes_denoising_and_translation(flores_dir, small_vocab):
+    spec = CorpusSpec("shared", f"flores:{flores_dir}", objective="causal_lm", pairs=[("eng", "pan")],
+                      translation_share=0.25)
+    registered = corpora.register_corpus(spec, small_vocab)
+    assert registered.training_mixture == "shared.mixed"
+    mixed = seqio.get_mixture_or_task("shared.mixed")
+    translate = seqio.get_mixture_or_task("shared.eng_Latn_to_pan_Guru.translate")
+    assert mixed.get_rate(translate) / mixed.total_rate == pytest.approx(0.25)
+    assert corpora.register_corpus(dataclasses.replace(spec, translation_share=0.0),
+                                   small_vocab).training_mixture == "shared.causal_lm"
 
 
 def test_unknown_source_language_and_pairs_are_clear_errors(flores_dir):
@@ -178,14 +190,26 @@ def test_unknown_source_language_and_pairs_are_clear_errors(flores_dir):
 
 
 @pytest.mark.skipif(not FLORES_DEV.is_dir(), reason="shared FLORES-200 dev not present")
-def test_shared_flores_dev_gives_204_monolingual_tasks_and_requested_pairs(small_vocab):
-    spec = CorpusSpec("flores200", f"flores:{FLORES_DEV}", objective="causal_lm", pairs=[("eng_Latn", "pan_Guru")])
+def test_shared_flores_dev_declared_in_the_example_gin_file(small_vocab, monkeypatch):
+    """Acceptance: one declaration (gin_configs/corpora/flores.gin) gives 204 languages' tasks and the pair."""
+    import lowres.data.pipeline  # noqa: F401  (the gin file also binds DataConfig)
+    from lowres.data import describe
+
+    monkeypatch.chdir(REPO)  # the example names the data relative to the repository root
+    gin.clear_config()
+    try:
+        gin.parse_config_file(str(REPO / "gin_configs" / "corpora" / "flores.gin"))
+        spec = corpora.corpus_spec("flores200")
+    finally:
+        gin.clear_config()
     registered = corpora.register_corpus(spec, small_vocab)
-    mono = [t for t in registered.tasks if t.endswith(".causal")]
-    assert len(registered.languages) == 204 and len(mono) == 204
-    assert "flores200.eng_Latn_to_pan_Guru.translate" in registered.tasks
-    assert len(seqio.get_mixture_or_task("flores200.causal_lm").tasks) == 204
-    star = corpora.pairs(CorpusSpec("flores200", f"flores:{FLORES_DEV}", pairs="eng_Latn-*"))
+    assert len(registered.languages) == 204
+    assert len(seqio.get_mixture_or_task("flores200.r_and_s").tasks) == 204 * 2
+    assert registered.tasks[-1] == "flores200.eng_Latn_to_pan_Guru.translate"
+    text = describe.describe("flores200", tokens=1e7)
+    assert "total (204 languages)" in text and "monolingual tasks: 408 = 204 languages x 2 denoisers" in text
+    assert "flores200.eng_Latn_to_pan_Guru.translate" in text
+    star = corpora.pairs(dataclasses.replace(spec, pairs="eng_Latn-*"))
     assert len(star) == 203 and ("eng_Latn", "pan_Guru") in star
 
 

@@ -87,3 +87,12 @@ def test_cli_unknown_source_is_one_line_exit_2():
     result = _run("data", "describe", "nowhere")
     assert result.returncode == 2
     assert "unknown data source 'nowhere'" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_builtin_rows_match_the_corpus_files(corpus):
+    rows, _ = describe.describe_rows(describe.resolve("builtin"))
+    train = {row["lang"]: row for row in corpus.describe() if row["split"] == "train"}
+    assert [r.lang for r in rows] == list(corpus.languages)
+    for row in rows:
+        assert row.documents == train[row.lang]["documents"]
+        assert row.bytes == train[row.lang]["bytes"] - row.documents  # the file's size less one newline a line

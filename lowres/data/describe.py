@@ -107,10 +107,14 @@ def describe(name: str, tokens: float | None = None, vocabulary=None, progress: 
     if tokens:
         totals.append("")
     lines.append(_table(header, [*table, totals], 2))
+    lines.append(_task_summary(spec, [row.lang for row in rows]))
     pairs = corpora.pairs(spec)
     if pairs:
         shown = ", ".join(f"{a}-{b}" for a, b in pairs[:10]) + (f", ... ({len(pairs)} pairs)" if len(pairs) > 10 else "")
         lines.append(f"parallel pairs: {shown}")
+        translation = spec.translation.name if spec.translation else "translate"
+        example = corpora.pair_task_name(spec.name, *pairs[0], translation)
+        lines.append(f"translation tasks: {len(pairs)} ({example}, ...), mixture {spec.name}.{translation}")
     if stats.cleaning:
         lines.append("cleaning (all languages):")
         lines.append(_merged_cleaning(stats.cleaning.values()).table())
@@ -133,3 +137,14 @@ def _merged_cleaning(reports):
         for step, n in report.modified.items():
             total.modified[step] = total.modified.get(step, 0) + n
     return total
+
+
+def _task_summary(spec: corpora.CorpusSpec, langs: Sequence[str]) -> str:
+    """How many monolingual tasks registering the spec adds, and their names' pattern."""
+    from lowres.data.objectives import objective
+
+    if spec.kind == "parallel":
+        return "monolingual tasks: none (a parallel corpus)"
+    denoisers = [denoiser.name for denoiser, _ in objective(spec.objective)]
+    return (f"monolingual tasks: {len(langs) * len(denoisers)} = {len(langs)} languages x {len(denoisers)} "
+            f"denoisers, {spec.name}.<lang>.{{{','.join(denoisers)}}}")
