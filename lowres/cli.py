@@ -57,7 +57,14 @@ def _parser() -> argparse.ArgumentParser:
         description="Evaluate a trained model: per-language bits per byte (UTF-8, tokenizer-independent), "
         "with a unigram byte model as a baseline.",
     )
-    evaluate.add_argument("--model_dir", required=True, metavar="DIR")
+    evaluate.add_argument("--model_dir", required=True, action="append", metavar="DIR",
+                          help="a trained run; repeat to compare several side by side")
+    evaluate.add_argument("--translate", default=None, metavar="SRC-TGT,...",
+                          help="also translate these directions of --data=flores:DIR and report chrF++, BLEU and "
+                          "length ratio (sacrebleu), e.g. eng_Latn-pan_Guru,pan_Guru-eng_Latn")
+    evaluate.add_argument("--translate_limit", type=int, default=None, metavar="N",
+                          help="translate only the first N sentences of each direction")
+    evaluate.add_argument("--beam", type=int, default=1, help="beam size for --translate (1 = greedy)")
     evaluate.add_argument("--data", default="builtin", metavar="SOURCE",
                           help="builtin | flores:DIR (DIR/<code>.<split>) | text:FILE (with --lang)")
     evaluate.add_argument("--output", required=True, metavar="FILE.json", help="where to write the results")
@@ -264,25 +271,18 @@ def _cmd_train(args, bindings) -> int:
 
 
 def _cmd_eval(args) -> int:
-    from lowres.data.sources import load_documents
     from lowres.evaluation import report
-    from lowres.training.trainer import load_params
 
-    model_dir = Path(args.model_dir)
-    if not (model_dir / "lowres.json").is_file():
-        raise UsageError(f"--model_dir={model_dir} holds no trained model (no lowres.json); run `lowres train` first")
-    langs = args.langs.split(",") if args.langs else None
-    documents = load_documents(args.data, args.split, langs, args.lang)
-    loaded = load_params(model_dir, args.step)
-    results = report.evaluate(loaded, documents, batch_size=args.batch_size)
-    results["data"] = args.data
-    output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_suffix(output.suffix + ".tmp")
-    tmp.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, output)
-    print(report.table(results))
-    print(f"wrote {output}")
+    for model_dir in args.model_dir:
+        if not (Path(model_dir) / "lowres.json").is_file():
+            raise UsageError(f"--model_dir={model_dir} holds no trained model (no lowres.json); run `lowres train` first")
+    reports = report.run_eval(
+        [Path(d) for d in args.model_dir], args.data, args.split, args.langs.split(",") if args.langs else None,
+        args.lang, args.step, args.batch_size, args.translate, args.translate_limit, args.beam,
+    )
+    markdown, paths = report.write_outputs(reports, Path(args.output))
+    print(markdown)
+    print(f"wrote {', '.join(str(p) for p in paths)}")
     return 0
 
 

@@ -56,6 +56,9 @@ def test_bits_per_byte_matches_hand_computation():
     num_bytes = len("héllo".encode()) + len("wörld!".encode()) + 2
     assert result["xx"]["tokens"] == tokens and result["xx"]["bytes"] == num_bytes
     assert result["xx"]["bits_per_byte"] == pytest.approx(tokens / num_bytes)
+    # one bit per token is ln 2 nats per token; two documents of one word each, plus one EOS word apiece
+    assert result["xx"]["nll_per_token"] == pytest.approx(math.log(2.0))
+    assert result["xx"]["words"] == 4 and result["xx"]["nll_per_word"] == pytest.approx(tokens * math.log(2.0) / 4)
 
 
 def test_unigram_baseline_is_entropy_for_a_matching_distribution():

@@ -74,7 +74,8 @@ def model_bits_per_byte(
     mode_token: str | None = "[S2S]",
     progress: Callable[[Iterable], Iterable] = lambda x: x,
 ) -> dict[str, dict[str, float]]:
-    """Bits per byte, tokens and bytes per language under `score_fn` (summed NLL per row, nats)."""
+    """Bits per byte, NLL per token and per whitespace word (nats; each document's EOS counts as a token
+    and ends a word), tokens, bytes and words per language under `score_fn` (summed NLL per row, nats)."""
     mode_id = vocab_lib.reserved_id(vocabulary, mode_token) if mode_token else None
     results = {}
     for lang in progress(list(documents)):
@@ -92,10 +93,14 @@ def model_bits_per_byte(
         if scored_tokens != num_tokens:
             raise AssertionError(f"{lang}: scored {scored_tokens} tokens of {num_tokens}; windows lost tokens")
         num_bytes = document_bytes(docs)
+        num_words = sum(len(doc.split()) + 1 for doc in docs)  # + 1: the EOS ends the document's last word
         results[lang] = {
             "bits_per_byte": total_nll / LN2 / num_bytes,
+            "nll_per_token": total_nll / num_tokens,
+            "nll_per_word": total_nll / num_words,
             "tokens": num_tokens,
             "bytes": num_bytes,
+            "words": num_words,
             "documents": len(docs),
         }
     return results

@@ -1,7 +1,25 @@
-"""The `lowres eval` report: per-language bits per byte beside a unigram byte baseline."""
+"""The `lowres eval` report: per-language bits per byte and NLL beside a unigram byte baseline,
+translation quality on FLORES-layout data, for one model or several side by side.
+
+JSON schema (one model; `lowres eval` writes a list of these under "models" when given several):
+    {
+      "model_dir": str, "step": int, "split": str, "source": str, "data": str,
+      "baseline": str, "baseline_fit": "train split" | "evaluated text (in-sample)",
+      "mean_bits_per_byte": float,
+      "languages": {lang: {"bits_per_byte", "unigram_bits_per_byte", "nll_per_token", "nll_per_word" (nats),
+                           "tokens", "bytes", "words", "documents"}},
+      "translation": {"src-tgt": {"chrf++", "bleu", "length_ratio", "sentences",
+                                  "chrf++_signature", "bleu_signature"}}      # only with --translate
+    }
+A multi-model file is {"models": [report, ...]}.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
@@ -42,17 +60,156 @@ def evaluate(loaded: dict[str, Any], documents: Documents, batch_size: int = 32)
     }
 
 
+def _name(result: dict[str, Any]) -> str:
+    return Path(result.get("model_dir", "model")).name or str(result.get("model_dir"))
+
+
 def table(results: dict[str, Any]) -> str:
-    """Markdown table: one row per language, model vs baseline bits per byte."""
+    """Markdown table: one row per language, model vs baseline bits per byte (and translation scores)."""
     lines = [
         f"step {results['step']} on {results['source']}",
-        "| language | documents | bytes | tokens | bits/byte | unigram bits/byte |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| language | documents | bytes | tokens | bits/byte | unigram bits/byte | NLL/token | NLL/word |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for lang, row in sorted(results["languages"].items()):
         lines.append(
             f"| {lang} | {row['documents']} | {row['bytes']} | {row['tokens']} | "
-            f"{row['bits_per_byte']:.3f} | {row['unigram_bits_per_byte']:.3f} |"
+            f"{row['bits_per_byte']:.3f} | {row['unigram_bits_per_byte']:.3f} | "
+            f"{row.get('nll_per_token', float('nan')):.3f} | {row.get('nll_per_word', float('nan')):.3f} |"
         )
     lines.append(f"mean bits/byte: {results['mean_bits_per_byte']:.3f}")
+    if results.get("translation"):
+        lines += ["", "| direction | sentences | chrF++ | BLEU | length ratio |", "|---|---:|---:|---:|---:|"]
+        for direction, row in sorted(results["translation"].items()):
+            lines.append(f"| {direction} | {row['sentences']} | {row['chrf++']:.2f} | {row['bleu']:.2f} | "
+                         f"{row['length_ratio']:.3f} |")
+        first = next(iter(results["translation"].values()))
+        lines.append(f"sacrebleu: chrF++ {first['chrf++_signature']}; BLEU {first['bleu_signature']}")
     return "\n".join(lines)
+
+
+def comparison_table(reports: Sequence[dict[str, Any]]) -> str:
+    """Several models side by side: bits per byte per language, then chrF++ per direction."""
+    names = [_name(r) for r in reports]
+    langs = sorted(set().union(*(r["languages"] for r in reports)))
+    lines = ["| language | " + " | ".join(f"{n} bits/byte" for n in names) + " |",
+             "|---|" + "---:|" * len(names)]
+    for lang in langs:
+        cells = [f"{r['languages'][lang]['bits_per_byte']:.3f}" if lang in r["languages"] else "-" for r in reports]
+        lines.append(f"| {lang} | " + " | ".join(cells) + " |")
+    lines.append("| mean | " + " | ".join(f"{r['mean_bits_per_byte']:.3f}" for r in reports) + " |")
+    directions = sorted(set().union(*(r.get("translation", {}) for r in reports)))
+    if directions:
+        lines += ["", "| direction | " + " | ".join(f"{n} chrF++ / BLEU" for n in names) + " |",
+                  "|---|" + "---:|" * len(names)]
+        for d in directions:
+            cells = [f"{r['translation'][d]['chrf++']:.2f} / {r['translation'][d]['bleu']:.2f}"
+                     if d in r.get("translation", {}) else "-" for r in reports]
+            lines.append(f"| {d} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def bar_chart(reports: Sequence[dict[str, Any]], path: Path) -> Path:
+    """PNG: bits per byte per language (one bar per model, the unigram baseline hatched), and chrF++ per
+    translation direction when there is one."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    langs = sorted(set().union(*(r["languages"] for r in reports)))
+    directions = sorted(set().union(*(r.get("translation", {}) for r in reports)))
+    panels = 2 if directions else 1
+    fig, axes = plt.subplots(panels, 1, figsize=(max(6, 0.8 * len(langs) + 2), 4 * panels), squeeze=False)
+    width = 0.8 / (len(reports) + 1)
+    x = np.arange(len(langs))
+    ax = axes[0][0]
+    for i, r in enumerate(reports):
+        ax.bar(x + i * width, [r["languages"].get(l, {}).get("bits_per_byte", np.nan) for l in langs], width,
+               label=_name(r))
+    ax.bar(x + len(reports) * width, [reports[0]["languages"].get(l, {}).get("unigram_bits_per_byte", np.nan)
+                                      for l in langs], width, label="unigram bytes", hatch="//", fill=False)
+    ax.set_xticks(x + 0.4 - width / 2, langs, rotation=45, ha="right")
+    ax.set_ylabel("bits per byte (lower is better)")
+    ax.legend()
+    if directions:
+        ax = axes[1][0]
+        x = np.arange(len(directions))
+        for i, r in enumerate(reports):
+            ax.bar(x + i * width, [r.get("translation", {}).get(d, {}).get("chrf++", np.nan) for d in directions],
+                   width, label=_name(r))
+        ax.set_xticks(x + 0.4 - width, directions, rotation=30, ha="right")
+        ax.set_ylabel("chrF++ (higher is better)")
+        ax.legend()
+    fig.tight_layout()
+    tmp = path.with_name(path.name + ".tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
+
+
+def write_outputs(reports: Sequence[dict[str, Any]], output: Path) -> tuple[str, list[Path]]:
+    """Writes OUTPUT (JSON), OUTPUT's .md table and .png chart atomically; returns the table and the paths."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    data = reports[0] if len(reports) == 1 else {"models": list(reports)}
+    markdown = table(reports[0]) if len(reports) == 1 else comparison_table(reports)
+    paths = []
+    for path, text in ((output, json.dumps(data, indent=2, ensure_ascii=False) + "\n"),
+                       (output.with_suffix(".md"), markdown + "\n")):
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+        paths.append(path)
+    paths.append(bar_chart(reports, output.with_suffix(".png")))
+    return markdown, paths
+
+
+def translator(loaded: dict[str, Any], beam: int, batch_size: int, max_length: int | None = None):
+    """A `translate(sentences, target_lang) -> outputs` function over a restored model (greedy or beam)."""
+    from lowres.inference.decoding import DecodeConfig
+    from lowres.inference.generate import Generator
+    from lowres.inference.translate import translate_lines
+
+    config = DecodeConfig("beam" if beam > 1 else "greedy", max_length or loaded["info"]["targets_length"],
+                          beam_size=beam)
+    generator = Generator(loaded, config, batch_size=batch_size)
+    inputs_length = loaded["info"]["inputs_length"]
+
+    def translate(sentences: Sequence[str], target: str) -> list[str]:
+        outputs: list[str] = []
+        for start in tqdm(range(0, len(sentences), batch_size), desc=f"translate ->{target}", unit="batch",
+                          leave=False):
+            batch = list(sentences[start : start + batch_size])
+            outputs += translate_lines(generator, loaded["vocabulary"], batch, target, inputs_length)
+        return outputs
+
+    return translate
+
+
+def run_eval(
+    model_dirs: Sequence[Path], data: str, split: str | None = None, langs: Sequence[str] | None = None,
+    lang: str | None = None, step: int | None = None, batch_size: int = 32, translate: str | None = None,
+    translate_limit: int | None = None, beam: int = 1,
+) -> list[dict[str, Any]]:  # fmt: skip
+    """One report per model directory on the same documents (and translation directions)."""
+    from lowres.data.sources import load_documents
+    from lowres.evaluation.translation_metrics import evaluate_directions, parse_directions
+    from lowres.training.trainer import load_params
+
+    directions = parse_directions(translate) if translate else []
+    kind, _, flores_dir = data.partition(":")
+    if directions and kind != "flores":
+        raise ValueError("--translate needs --data=flores:DIR (a FLORES-layout directory with both languages)")
+    documents = load_documents(data, split, langs, lang)
+    reports = []
+    for model_dir in model_dirs:
+        loaded = load_params(Path(model_dir), step)
+        result = {"model_dir": str(model_dir), **evaluate(loaded, documents, batch_size=batch_size), "data": data}
+        if directions:
+            result["translation"] = evaluate_directions(
+                translator(loaded, beam, batch_size), Path(flores_dir), documents.split, directions, translate_limit
+            )
+        reports.append(result)
+    return reports

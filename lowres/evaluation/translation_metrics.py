@@ -1,0 +1,70 @@
+"""Translation quality through sacrebleu: chrF++ and BLEU with their signatures, plus the length ratio,
+and translation of FLORES-layout directories with a decoding model."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from sacrebleu.metrics import BLEU, CHRF
+
+from lowres.data import readers
+from lowres.data.languages import normalize_language
+
+
+def translation_scores(hypotheses: Sequence[str], references: Sequence[str]) -> dict[str, Any]:
+    """Corpus chrF++ (chrF with word bigrams) and BLEU of one system against one reference each."""
+    if len(hypotheses) != len(references):
+        raise ValueError(f"{len(hypotheses)} hypotheses but {len(references)} references; they must align line by line")
+    chrf, bleu = CHRF(word_order=2), BLEU()
+    chrf_score = chrf.corpus_score(list(hypotheses), [list(references)])
+    bleu_score = bleu.corpus_score(list(hypotheses), [list(references)])
+    return {
+        "chrf++": chrf_score.score,
+        "bleu": bleu_score.score,
+        "length_ratio": bleu_score.sys_len / max(bleu_score.ref_len, 1),  # BLEU's tokens, hypothesis / reference
+        "sentences": len(hypotheses),
+        "chrf++_signature": chrf.get_signature().format(),
+        "bleu_signature": bleu.get_signature().format(),
+    }
+
+
+def parse_directions(spec: str) -> list[tuple[str, str]]:
+    """`eng_Latn-pan_Guru,pan-eng` -> normalised (source, target) pairs."""
+    pairs = []
+    for item in spec.split(","):
+        src, sep, tgt = item.strip().partition("-")
+        if not sep or not src or not tgt:
+            raise ValueError(f"--translate={spec!r}: write directions as SRC-TGT, comma separated (eng_Latn-pan_Guru)")
+        pairs.append((normalize_language(src), normalize_language(tgt)))
+    return pairs
+
+
+def flores_pair(directory: Path, split: str, source: str, target: str) -> tuple[list[str], list[str]]:
+    """Aligned source and reference sentences of a FLORES-layout directory (`<code>.<split>` files)."""
+    files = readers.flores_files(directory, split)
+    missing = [lang for lang in (source, target) if lang not in files]
+    if missing:
+        raise FileNotFoundError(f"{directory}: no {split} file for {missing} (FLORES layout: DIR/<code>.{split})")
+    src, ref = (files[lang].read_text(encoding="utf-8").splitlines() for lang in (source, target))
+    if len(src) != len(ref):
+        raise ValueError(f"{files[source]} has {len(src)} lines but {files[target]} has {len(ref)}; FLORES files align")
+    return src, ref
+
+
+def evaluate_directions(
+    translate: Callable[[Sequence[str], str], list[str]],
+    directory: Path,
+    split: str,
+    directions: Sequence[tuple[str, str]],
+    limit: int | None = None,
+) -> dict[str, dict[str, Any]]:
+    """Scores `translate(sentences, target_lang)` on each direction; keys are `src-tgt`."""
+    results = {}
+    for source, target in directions:
+        src, ref = flores_pair(directory, split, source, target)
+        if limit:
+            src, ref = src[:limit], ref[:limit]
+        results[f"{source}-{target}"] = translation_scores(translate(src, target), ref)
+    return results
