@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -56,13 +55,20 @@ def _run(*args: str) -> subprocess.CompletedProcess:
                           cwd=REPO, env=env, timeout=300)
 
 
-def test_cli_describes_a_gin_declared_mixture_with_a_runs_vocabulary(tmp_path, flores_dir):
-    run = tmp_path / "run"
-    vocab_path = run / "vocab" / "spm.model"
+def test_tokens_are_counted_with_a_vocabulary(tmp_path, flores_dir):
+    vocab_path = tmp_path / "spm.model"
     vocab_lib.train_sentencepiece([t for lines in TEXTS.values() for t in lines], vocab_path,
                                   vocab_lib.VocabularyConfig(vocab_size=400), languages=LANGS)
-    (run / "lowres.json").write_text(json.dumps({"vocabulary": "vocab/spm.model", "num_sentinels": 100}))
     vocabulary = vocab_lib.load_vocabulary(vocab_path, 100)
+    corpora.declare_corpus(corpora.CorpusSpec("tok", f"flores:{flores_dir}"))
+    rows, _ = describe.describe_rows(describe.resolve("tok"), tokens=1000, vocabulary=vocabulary)
+    pan = next(row for row in rows if row.lang == "pan_Guru")
+    expected = sum(len(vocabulary.encode("\n".join(TEXTS["pan"][i:i + 4]))) for i in range(0, 40, 4))
+    assert pan.tokens == expected and pan.epochs == pytest.approx(pan.rate * 1000 / expected)
+    assert "bytes-only" not in describe.describe("tok", 1000, vocabulary)
+
+
+def test_cli_describes_a_gin_declared_mixture(tmp_path, flores_dir):
     gin_file = tmp_path / "tiny.gin"
     gin_file.write_text(
         "import lowres.data.corpora\n"
@@ -72,15 +78,16 @@ def test_cli_describes_a_gin_declared_mixture_with_a_runs_vocabulary(tmp_path, f
         "CleaningConfig.min_chars = 3\n"
         "declared_corpora.specs = [@tiny/CorpusSpec()]\n"
     )
-    result = _run("data", "describe", "gintiny.causal_lm", "--gin_file", str(gin_file), "--tokens", "1000",
-                  "--model_dir", str(run))
+    result = _run("data", "describe", "gintiny.causal_lm", "--gin_file", str(gin_file), "--tokens", "1000")
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    assert "mixture gintiny.causal_lm" in out and "bytes-only" not in out
-    pan_tokens = sum(len(vocabulary.encode("\n".join(TEXTS["pan"][i:i + 4]))) for i in range(0, 40, 4))
+    assert "mixture gintiny.causal_lm" in out and "bytes-only" in out and "epochs@1,000" in out
     pan_row = next(line for line in out.splitlines() if line.startswith("pan_Guru"))
-    assert f"{pan_tokens:,}" in pan_row.split() and "Punjabi" in pan_row
+    assert "Punjabi" in pan_row and f"{_bytes('pan'):,}" in pan_row.split()
+    assert "monolingual tasks: 3 = 3 languages x 1 denoisers" in out
     assert "dropped: too_short" in out  # the cleaning report of a corpus with cleaning on
+    result = _run("data", "describe", "--model_dir", str(tmp_path / "norun"))
+    assert result.returncode == 2 and "no trained model" in result.stderr
 
 
 def test_cli_unknown_source_is_one_line_exit_2():
