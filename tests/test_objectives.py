@@ -35,15 +35,14 @@ def _merge(inputs, targets, vocabulary):
 @pytest.mark.parametrize("mu,r", [(3, 0.15), (8, 0.5), (64, 0.15)])
 def test_noise_mask_statistics(mu, r):
     length, trials = 2048, 200  # long enough that round(noise / mu) quantises little
-    densities, span_lengths = [], []
-    for i in range(trials):
-        mask = objectives.random_spans_noise_mask(length, r, mu, tf.constant([[i, 1], [i, 2]])).numpy()
-        densities.append(mask.mean())
-        starts = np.flatnonzero(np.diff(np.concatenate([[0], mask.astype(int)])) == 1)
-        span_lengths.append(mask.sum() / len(starts))
-        assert not mask[0], "the sequence starts with a non-noise span"
-    assert abs(np.mean(densities) - r) < 0.01
-    assert abs(np.mean(span_lengths) - mu) / mu < 0.1
+    masks = objectives.random_spans_noise_masks(tf.fill([trials], length), r, mu, tf.constant([[mu, 1], [mu, 2]]))
+    masks = masks.numpy()
+    starts = np.diff(np.pad(masks.astype(int), [(0, 0), (1, 0)]), axis=1) == 1
+    assert not masks[:, 0].any(), "every sequence starts with a non-noise span"
+    assert abs(masks.mean() - r) < 0.01
+    assert abs(masks.sum() / starts.sum() - mu) / mu < 0.1
+    single = objectives.random_spans_noise_mask(length, r, mu, tf.constant([[mu, 1], [mu, 2]])).numpy()
+    assert single.shape == (length,) and single.sum() == round(length * r)
 
 
 def test_span_corruption_reconstructs_the_original_exactly(vocabulary):
@@ -164,3 +163,126 @@ def test_translation_unknown_tag_and_direction_are_clear_errors(vocabulary):
         list(preprocess(bad, output_features(vocabulary), {"inputs": 8, "targets": 8}).as_numpy_iterator())
     with pytest.raises(ValueError, match="Translation.direction"):
         objectives.Translation("sideways")
+
+
+# ---------------------------------------------------------------------------------------------
+# Statistics over 10k examples per denoiser, generated and checked batch-wise (no per-token Python)
+
+V, EXTRA, MODE = 32000, 100, 5  # synthetic vocabulary: tokens in [10, V - EXTRA), sentinels above
+NUM_EXAMPLES = 10_000
+
+
+def _inputs_length_for(denoiser) -> int:
+    """The shortest power-of-two inputs length whose span count rounds within 7% of mu (T5 quantises)."""
+    for length in (128, 256, 512, 1024, 2048):
+        raw, _ = objectives.span_corruption_lengths(length, denoiser.noise_density, denoiser.mean_span_length, 2,
+                                                    denoiser.num_spans)
+        noise = objectives._num_noise(raw, denoiser.noise_density)
+        spans = objectives._num_spans(raw, noise, denoiser.mean_span_length, denoiser.num_spans)
+        if denoiser.num_spans or abs(noise / spans - denoiser.mean_span_length) < 0.07 * denoiser.mean_span_length:
+            return length
+    raise AssertionError(denoiser)
+
+
+def _corrupted_batches(denoiser, inputs_length, seed=0, batch=2000):
+    """(original chunks, inputs, targets) numpy batches for NUM_EXAMPLES full chunks, made batch-wise."""
+    raw, _ = objectives.span_corruption_lengths(inputs_length, denoiser.noise_density, denoiser.mean_span_length, 2,
+                                                denoiser.num_spans)
+
+    @tf.function
+    def corrupt(i):
+        seeds = tf.stack([[i, seed], [i, seed + 1], [i, seed + 2]])
+        chunks = tf.random.stateless_uniform([batch, raw], seeds[0], 10, V - EXTRA, tf.int32)
+        out = objectives.corrupt_spans(chunks, denoiser, MODE, V, seeds[1:])
+        return chunks, out["inputs"].to_tensor(), out["targets"].to_tensor()
+
+    for i in range(NUM_EXAMPLES // batch):
+        yield tuple(t.numpy() for t in corrupt(tf.constant(i)))
+
+
+def _reconstruct(inputs, targets):
+    """Merges inputs and targets through their sentinels, vectorised: each span goes where its sentinel was."""
+    is_sentinel_in, is_sentinel_tg = inputs >= V - EXTRA, targets >= V - EXTRA
+    is_token_in, is_token_tg = (inputs > 0) & ~is_sentinel_in, (targets > 0) & ~is_sentinel_tg
+    # Non-noise run k (after k sentinels) sorts as 2k, the noise span of sentinel k+1 as 2k+1.
+    key_in = np.where(is_token_in, 2 * np.cumsum(is_sentinel_in, axis=1), np.iinfo(np.int32).max // 4)
+    key_tg = np.where(is_token_tg, 2 * np.cumsum(is_sentinel_tg, axis=1) - 1, np.iinfo(np.int32).max // 4)
+    keys = np.concatenate([key_in, key_tg], axis=1).astype(np.int64)
+    values = np.concatenate([inputs, targets], axis=1)
+    order = np.argsort(keys * values.shape[1] + np.arange(values.shape[1]), axis=1)
+    return np.take_along_axis(values, order, axis=1)
+
+
+def _span_lengths(targets):
+    """Lengths of every noise span in a batch of targets (tokens between consecutive sentinels)."""
+    is_sentinel = targets >= V - EXTRA
+    span_id = np.cumsum(is_sentinel, axis=1) - 1 + (np.arange(len(targets)) * targets.shape[1])[:, None]
+    is_token = (targets > 0) & ~is_sentinel
+    counts = np.bincount(span_id[is_token], minlength=span_id.max() + 1)
+    return counts[np.unique(span_id[is_sentinel])]
+
+
+STAT_DENOISERS = [d for d, _ in objectives.objective("ul2") if isinstance(d, objectives.SpanCorruption)] + [
+    objectives.SpanCorruption(3.0, 0.15, "[NLU]", num_spans=5),
+    objectives.SpanCorruption(8.0, 0.5, "[NLG]", span_length_distribution="normal"),
+]
+
+
+@pytest.mark.parametrize("denoiser", STAT_DENOISERS, ids=lambda d: d.name)
+def test_span_corruption_statistics_over_10k_examples(denoiser):
+    inputs_length = _inputs_length_for(denoiser)
+    raw, targets_needed = objectives.span_corruption_lengths(
+        inputs_length, denoiser.noise_density, denoiser.mean_span_length, 2, denoiser.num_spans)
+    expected_spans = objectives._num_spans(raw, objectives._num_noise(raw, denoiser.noise_density),
+                                           denoiser.mean_span_length, denoiser.num_spans)
+    noise_total = spans_total = tokens_total = examples = 0
+    span_lengths = []
+    for originals, inputs, targets in _corrupted_batches(denoiser, inputs_length):
+        examples += len(originals)
+        # Mode token exactly once, first; never in the targets.
+        assert (inputs[:, 0] == MODE).all() and ((inputs == MODE).sum(1) == 1).all() and not (targets == MODE).any()
+        body = inputs[:, 1:]
+        # Corrupted inputs (+ EOS) never exceed inputs_length and fill it up to one token; targets fit the helper's.
+        input_lengths, target_lengths = (inputs > 0).sum(1) + 1, (targets > 0).sum(1) + 1
+        assert input_lengths.max() <= inputs_length and input_lengths.min() >= inputs_length - 1
+        assert target_lengths.max() <= targets_needed
+        # Spans: as specified, each sentinel once in the inputs and once in the targets, in the same order.
+        spans = (body >= V - EXTRA).sum(1)
+        assert (spans == expected_spans).all()
+        assert (spans == (targets >= V - EXTRA).sum(1)).all()
+        np.testing.assert_array_equal(body[body >= V - EXTRA], targets[targets >= V - EXTRA])
+        assert (body[:, 0] < V - EXTRA).all(), "T5 starts with a non-noise span"
+        # Exact reconstruction through the sentinels.
+        np.testing.assert_array_equal(_reconstruct(body, targets)[:, :raw], originals)
+        noise_total += int(((targets > 0) & (targets < V - EXTRA)).sum())
+        spans_total += int(spans.sum())
+        tokens_total += originals.size
+        span_lengths.append(_span_lengths(targets))
+    assert examples == NUM_EXAMPLES
+    assert abs(noise_total / tokens_total - denoiser.noise_density) < 0.01
+    lengths = np.concatenate(span_lengths)
+    assert lengths.min() >= 1 and lengths.sum() == noise_total
+    if denoiser.num_spans:
+        assert spans_total == denoiser.num_spans * NUM_EXAMPLES
+    else:
+        assert abs(noise_total / spans_total - denoiser.mean_span_length) < 0.1 * denoiser.mean_span_length
+    if denoiser.span_length_distribution == "normal":
+        # UL2's normal spans concentrate around mu (std mu/4); T5's uniform partition spreads them (std ~ mu).
+        assert abs(lengths.mean() - denoiser.mean_span_length) < 0.1 * denoiser.mean_span_length
+        assert 0.5 * denoiser.stddev < lengths.std() < 1.5 * denoiser.stddev
+    else:
+        assert lengths.std() > 0.5 * noise_total / spans_total - 1
+
+
+def test_normal_span_lengths_are_less_spread_than_uniform():
+    mask_args = (1000, 0.5, 8.0, tf.constant([[1, 2], [3, 4]]))
+    uniform = objectives.random_spans_noise_mask(*mask_args).numpy()
+    normal = objectives.random_spans_noise_mask(*mask_args, span_length_distribution="normal").numpy()
+
+    def run_lengths(mask):
+        edges = np.flatnonzero(np.diff(np.concatenate([[0], mask.astype(int), [0]])))
+        return edges[1::2] - edges[::2]
+
+    assert uniform.sum() == normal.sum() == 500
+    assert len(run_lengths(uniform)) == len(run_lengths(normal)) == 62
+    assert run_lengths(normal).std() < 0.5 * run_lengths(uniform).std()

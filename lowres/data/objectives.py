@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import gin
 import seqio
@@ -22,18 +22,51 @@ from lowres.data import vocab as vocab_lib
 # Denoiser descriptions
 
 
+SPAN_LENGTH_DISTRIBUTIONS = ("uniform", "normal")
+
+
 @gin.configurable
 @dataclasses.dataclass(frozen=True)
 class SpanCorruption:
-    """Replace spans (mean length `mean_span_length`, total share `noise_density`) by sentinels."""
+    """Replace spans (mean length `mean_span_length`, total share `noise_density`) by sentinels.
+
+    `num_spans` fixes the span count instead of round(noise / mean_span_length). Span lengths are
+    T5's uniformly random partition, or with `span_length_distribution="normal"` UL2's draws from
+    N(mu, `span_length_stddev`, default mu/4) rescaled to the noise budget.
+    """
 
     mean_span_length: float = 3.0
     noise_density: float = 0.15
     mode_token: str | None = "[NLU]"
+    num_spans: int | None = None
+    span_length_distribution: str = "uniform"
+    span_length_stddev: float | None = None
+
+    def __post_init__(self):
+        if not 0.0 < self.noise_density < 1.0:
+            raise ValueError(f"SpanCorruption.noise_density={self.noise_density} must lie in (0, 1)")
+        if self.mean_span_length < 1.0:
+            raise ValueError(f"SpanCorruption.mean_span_length={self.mean_span_length} must be at least 1")
+        if self.num_spans is not None and self.num_spans < 1:
+            raise ValueError(f"SpanCorruption.num_spans={self.num_spans} must be at least 1 (or None)")
+        if self.span_length_distribution not in SPAN_LENGTH_DISTRIBUTIONS:
+            raise ValueError(
+                f"SpanCorruption.span_length_distribution={self.span_length_distribution!r}; "
+                f"choose one of {', '.join(SPAN_LENGTH_DISTRIBUTIONS)}"
+            )
 
     @property
     def name(self) -> str:
-        return f"span_{_fmt(self.mean_span_length)}_{_fmt(self.noise_density)}{_mode_suffix(self.mode_token)}"
+        spans = f"n{self.num_spans}" if self.num_spans else _fmt(self.mean_span_length)
+        normal = "_normal" if self.span_length_distribution == "normal" else ""
+        if normal and self.span_length_stddev is not None:
+            normal += _fmt(self.span_length_stddev)
+        return f"span_{spans}_{_fmt(self.noise_density)}{normal}{_mode_suffix(self.mode_token)}"
+
+    @property
+    def stddev(self) -> float:
+        """Standard deviation of the normal span-length draws (ignored for "uniform")."""
+        return self.span_length_stddev if self.span_length_stddev is not None else self.mean_span_length / 4
 
 
 @gin.configurable
@@ -115,11 +148,53 @@ OBJECTIVES: Mapping[str, tuple[tuple[Denoiser, float], ...]] = {
 }
 
 
-def objective(name: str) -> tuple[tuple[Denoiser, float], ...]:
-    """The (denoiser, rate) list of a named objective."""
-    if name not in OBJECTIVES:
-        raise ValueError(f"unknown objective {name!r}; choose one of {sorted(OBJECTIVES)}")
-    return OBJECTIVES[name]
+ObjectiveEntries = tuple[tuple[Denoiser, float], ...]
+
+
+@gin.configurable
+def custom_objective(entries: Sequence[tuple[Denoiser, float]] = ()) -> ObjectiveEntries:
+    """The (denoiser, rate) list bound in gin, used by `DataConfig.objective = "custom"`."""
+    if not entries:
+        raise ValueError(
+            'DataConfig.objective = "custom" needs a gin binding like '
+            "custom_objective.entries = [(@r/SpanCorruption(), 0.5), (@s/PrefixLM(), 0.5)] "
+            "(see gin_configs/objectives/custom.gin)"
+        )
+    return tuple((denoiser, float(rate)) for denoiser, rate in entries)
+
+
+@gin.configurable
+def objective(name: str, mode_tokens: bool = True) -> ObjectiveEntries:
+    """The (denoiser, rate) list of a named objective ("custom": the gin-bound `custom_objective`).
+
+    `mode_tokens=False` (gin: `objective.mode_tokens = False`) drops every denoiser's mode token.
+    """
+    if name == "custom":
+        entries = custom_objective()
+    elif name in OBJECTIVES:
+        entries = OBJECTIVES[name]
+    else:
+        raise ValueError(f"unknown objective {name!r}; choose one of {sorted([*OBJECTIVES, 'custom'])}")
+    if not mode_tokens:
+        entries = tuple((dataclasses.replace(d, mode_token=None), rate) for d, rate in entries)
+    return _validated(name, entries)
+
+
+def _validated(name: str, entries: ObjectiveEntries) -> ObjectiveEntries:
+    """Checks denoiser types, positive rates and unique task names (task names come from denoiser names)."""
+    for denoiser, rate in entries:
+        if not isinstance(denoiser, (SpanCorruption, PrefixLM, CausalLM)):
+            raise ValueError(f"objective {name!r}: {denoiser!r} is not a denoiser (SpanCorruption, PrefixLM, CausalLM)")
+        if not rate > 0:
+            raise ValueError(f"objective {name!r}: rate {rate} of {denoiser.name} must be positive")
+    names = [d.name for d, _ in entries]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise ValueError(
+            f"objective {name!r}: denoisers {duplicates} appear twice (with mode tokens off, two denoisers "
+            "that differ only in their mode token coincide); merge them into one entry"
+        )
+    return tuple(entries)
 
 
 def _fmt(x: float) -> str:
@@ -135,17 +210,21 @@ def _mode_suffix(mode_token: str | None) -> str:
 
 
 def span_corruption_lengths(
-    inputs_length: int, noise_density: float, mean_span_length: float, extra_input_tokens: int = 1
+    inputs_length: int,
+    noise_density: float,
+    mean_span_length: float,
+    extra_input_tokens: int = 1,
+    num_spans: int | None = None,
 ) -> tuple[int, int]:
     """Raw token count whose corrupted inputs fill `inputs_length` exactly, and the targets length needed.
 
     Inputs = non-noise tokens + one sentinel per span + EOS (+ `extra_input_tokens - 1` mode tokens);
-    targets = noise tokens + one sentinel per span + EOS.
+    targets = noise tokens + one sentinel per span + EOS. As T5's `random_spans_helper`.
     """
 
     def lengths(raw: int) -> tuple[int, int]:
         noise = _num_noise(raw, noise_density)
-        spans = _num_spans(noise, mean_span_length)
+        spans = _num_spans(raw, noise, mean_span_length, num_spans)
         return raw - noise + spans + extra_input_tokens, noise + spans + 1
 
     raw = 2
@@ -153,83 +232,174 @@ def span_corruption_lengths(
         raw += 1
     inputs, targets = lengths(raw)
     if inputs > inputs_length:
-        raise ValueError(f"inputs_length={inputs_length} is too short for span corruption")
+        raise ValueError(
+            f"DataConfig.inputs_length={inputs_length} is too short for span corruption "
+            f"(noise_density={noise_density}); use at least {inputs + 1}"
+        )
     return raw, targets
 
 
-def check_targets_length(denoiser: Denoiser, inputs_length: int, targets_length: int) -> None:
-    """Raises a clear error when `targets_length` cannot hold the denoiser's targets."""
+def check_targets_length(denoiser: Denoiser, inputs_length: int, targets_length: int) -> int:
+    """The targets length `denoiser` needs at `inputs_length`; a clear error when `targets_length` is shorter."""
+    mode = 1 if denoiser.mode_token else 0
     if isinstance(denoiser, SpanCorruption):
-        mode = 1 if denoiser.mode_token else 0
         _, needed = span_corruption_lengths(
-            inputs_length, denoiser.noise_density, denoiser.mean_span_length, 1 + mode
+            inputs_length, denoiser.noise_density, denoiser.mean_span_length, 1 + mode, denoiser.num_spans
         )
-        if targets_length < needed:
-            raise ValueError(
-                f"{denoiser.name} with inputs_length={inputs_length} produces targets of {needed} tokens "
-                f"but targets_length={targets_length}; set targets_length >= {needed}"
-            )
+    else:
+        needed = 2  # prefix LM and causal LM cut their chunks to fit targets_length
+    if targets_length < needed:
+        raise ValueError(
+            f"{denoiser.name} with DataConfig.inputs_length={inputs_length} produces targets of {needed} tokens "
+            f"but DataConfig.targets_length={targets_length}; set DataConfig.targets_length >= {needed}"
+        )
+    return needed
 
 
 def _num_noise(length: int, density: float) -> int:
     return min(max(int(round(length * density)), 1), length - 1)
 
 
-def _num_spans(num_noise: int, mean_span_length: float) -> int:
-    return max(int(round(num_noise / mean_span_length)), 1)
+def _num_spans(length: int, num_noise: int, mean_span_length: float, fixed: int | None = None) -> int:
+    spans = fixed if fixed else int(round(num_noise / mean_span_length))
+    return max(min(spans, num_noise, length - num_noise), 1)
 
 
 # ---------------------------------------------------------------------------------------------
 # TensorFlow ops
 
 
+# Each op works on a batch of rows (tokens right-padded, `lengths` giving each row's length) so that
+# tf.data runs a few vectorised ops per BATCH_SIZE examples instead of a graph per example.
+BATCH_SIZE = 128
+
+
 def random_segmentation(num_items: tf.Tensor, num_segments: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
-    """Lengths of a uniformly random partition of `num_items` into `num_segments` non-empty parts."""
-    first_in_segment = tf.cast(tf.range(num_items - 1) < num_segments - 1, tf.int32)
-    first_in_segment = tf.random.experimental.stateless_shuffle(first_in_segment, seed=seed)
-    first_in_segment = tf.pad(first_in_segment, [[1, 0]])
-    segment_id = tf.cumsum(first_in_segment)
-    return tf.math.segment_sum(tf.ones_like(segment_id), segment_id)
+    """[B, max(num_segments)] lengths of uniformly random partitions of num_items[b] into num_segments[b] parts.
 
-
-def random_spans_noise_mask(
-    length: tf.Tensor, noise_density: float, mean_span_length: float, seeds: tf.Tensor
-) -> tf.Tensor:
-    """Boolean mask of `length` with round(length*density) noise tokens in alternating spans.
-
-    `seeds` is a [2, 2] int tensor (one stateless seed per partition). The sequence always starts
-    with a non-noise span, as in T5.
+    Each row chooses num_segments-1 of its num_items-1 gaps uniformly (the lowest-ranked random keys);
+    parts beyond num_segments[b] have length 0.
     """
-    length = tf.cast(length, tf.int32)
+    batch, width = tf.shape(num_items)[0], tf.reduce_max(num_items)
+    max_segments = tf.reduce_max(num_segments)
+    gap = tf.range(width)[None, :]  # gap g lies between items g and g+1
+    keys = tf.random.stateless_uniform([batch, width], seed=seed)
+    keys = tf.where(gap < num_items[:, None] - 1, keys, 2.0)
+    rank = tf.argsort(tf.argsort(keys, axis=1, stable=True), axis=1, stable=True)  # exact even with tied keys
+    boundary = rank < num_segments[:, None] - 1
+    first_in_segment = tf.pad(tf.cast(boundary[:, :-1], tf.int32), [[0, 0], [1, 0]])
+    segment_id = tf.cumsum(first_in_segment, axis=1) + tf.range(batch)[:, None] * max_segments
+    valid = tf.cast(gap < num_items[:, None], tf.int32)
+    counts = tf.math.unsorted_segment_sum(valid, segment_id, batch * max_segments)
+    return tf.reshape(counts, [batch, max_segments])
+
+
+def normal_segmentation(
+    num_items: tf.Tensor, num_segments: tf.Tensor, mean: tf.Tensor, stddev: float, seed: tf.Tensor
+) -> tf.Tensor:
+    """[B, max(num_segments)] lengths (>= 1, row sums num_items) drawn from N(mean, stddev), fitted to the budget.
+
+    Every part gets one item; the spare items are shared in proportion to each draw's excess over 1,
+    rounded along the cumulative sum so each row's total is exact.
+    """
+    batch, max_segments = tf.shape(num_items)[0], tf.reduce_max(num_segments)
+    valid = tf.range(max_segments)[None, :] < num_segments[:, None]
+    draws = tf.random.stateless_normal([batch, max_segments], seed=seed) * stddev + mean[:, None]
+    excess = tf.where(valid, tf.maximum(draws - 1.0, 0.0) + 1e-3, 0.0)
+    spare = tf.cast(num_items - num_segments, tf.float32)[:, None]
+    share = tf.cumsum(excess, axis=1) / tf.reduce_sum(excess, axis=1, keepdims=True)
+    cumulative = tf.cast(tf.round(share * spare), tf.int32)
+    return tf.where(valid, 1 + cumulative - tf.pad(cumulative[:, :-1], [[0, 0], [1, 0]]), 0)
+
+
+def random_spans_noise_masks(
+    lengths: tf.Tensor,
+    noise_density: float,
+    mean_span_length: float,
+    seeds: tf.Tensor,
+    num_spans: int | None = None,
+    span_length_distribution: str = "uniform",
+    span_length_stddev: float | None = None,
+) -> tf.Tensor:
+    """Bool [B, max(lengths)]: round(L*density) noise tokens per row in alternating spans (False past L).
+
+    `seeds` is a [2, 2] int tensor (noise and non-noise partitions). Rows start with a non-noise
+    span, as in T5; spans number round(noise/mu), or `num_spans` when given.
+    """
+    lengths = tf.cast(lengths, tf.int32)
+    width = tf.reduce_max(lengths)
     num_noise = tf.clip_by_value(
-        tf.cast(tf.round(tf.cast(length, tf.float32) * noise_density), tf.int32), 1, length - 1
+        tf.cast(tf.round(tf.cast(lengths, tf.float32) * noise_density), tf.int32), 1, lengths - 1
     )
-    num_spans = tf.maximum(
-        tf.cast(tf.round(tf.cast(num_noise, tf.float32) / mean_span_length), tf.int32), 1
+    if num_spans:
+        spans = tf.fill(tf.shape(lengths), num_spans)
+    else:
+        spans = tf.cast(tf.round(tf.cast(num_noise, tf.float32) / mean_span_length), tf.int32)
+    spans = tf.maximum(tf.minimum(spans, tf.minimum(num_noise, lengths - num_noise)), 1)
+    if span_length_distribution == "normal":
+        mean = tf.cast(num_noise, tf.float32) / tf.cast(spans, tf.float32)
+        stddev = span_length_stddev if span_length_stddev is not None else mean_span_length / 4
+        noise_lengths = normal_segmentation(num_noise, spans, mean, stddev, seeds[0])
+    else:
+        noise_lengths = random_segmentation(num_noise, spans, seeds[0])
+    nonnoise_lengths = random_segmentation(lengths - num_noise, spans, seeds[1])
+    batch = tf.shape(lengths)[0]
+    interleaved = tf.reshape(tf.stack([nonnoise_lengths, noise_lengths], axis=2), [batch, -1])
+    span_starts = tf.cumsum(interleaved, axis=1)[:, :-1]  # unused (empty) spans all start at L
+    row_offset = tf.range(batch)[:, None] * (width + 1)
+    starts = tf.math.unsorted_segment_sum(
+        tf.ones_like(span_starts), span_starts + row_offset, batch * (width + 1)
     )
-    noise_lengths = random_segmentation(num_noise, num_spans, seeds[0])
-    nonnoise_lengths = random_segmentation(length - num_noise, num_spans, seeds[1])
-    interleaved = tf.reshape(tf.stack([nonnoise_lengths, noise_lengths], axis=1), [-1])
-    span_starts = tf.cumsum(interleaved)[:-1]
-    starts = tf.scatter_nd(tf.expand_dims(span_starts, 1), tf.ones_like(span_starts), [length])
-    span_index = tf.cumsum(starts)
-    return tf.equal(span_index % 2, 1)
+    span_index = tf.cumsum(tf.reshape(starts, [batch, width + 1]), axis=1)[:, :width]
+    return tf.logical_and(tf.equal(span_index % 2, 1), tf.sequence_mask(lengths, width))
 
 
-def _replace_spans_with_sentinels(tokens: tf.Tensor, span_mask: tf.Tensor, vocab_size: int) -> tf.Tensor:
-    """Each run of masked tokens becomes one sentinel (vocab_size-1, vocab_size-2, ...)."""
-    previous = tf.pad(span_mask[:-1], [[1, 0]])
+def random_spans_noise_mask(length, noise_density, mean_span_length, seeds, **options) -> tf.Tensor:
+    """The noise mask of one sequence of `length` tokens (see random_spans_noise_masks)."""
+    lengths = tf.reshape(tf.cast(length, tf.int32), [1])
+    return random_spans_noise_masks(lengths, noise_density, mean_span_length, seeds, **options)[0]
+
+
+def _replace_spans_with_sentinels(
+    tokens: tf.Tensor, span_mask: tf.Tensor, valid: tf.Tensor, vocab_size: int
+) -> tf.RaggedTensor:
+    """Each row's runs of masked tokens become one sentinel each (vocab_size-1, vocab_size-2, ...)."""
+    previous = tf.pad(span_mask[:, :-1], [[0, 0], [1, 0]])
     first = tf.logical_and(span_mask, tf.logical_not(previous))
     rest = tf.logical_and(span_mask, previous)
-    sentinels = vocab_size - tf.cumsum(tf.cast(first, tokens.dtype))
+    sentinels = vocab_size - tf.cumsum(tf.cast(first, tokens.dtype), axis=1)
     replaced = tf.where(first, sentinels, tokens)
-    return tf.boolean_mask(replaced, tf.logical_not(rest))
+    return tf.ragged.boolean_mask(replaced, tf.logical_and(valid, tf.logical_not(rest)))
 
 
-def _prepend(tokens: tf.Tensor, token_id: int | None) -> tf.Tensor:
+def _prepend(tokens: tf.RaggedTensor, token_id: int | None) -> tf.RaggedTensor:
+    """Puts `token_id` (a mode token) in front of every row."""
     if token_id is None:
         return tokens
-    return tf.concat([tf.constant([token_id], tokens.dtype), tokens], axis=0)
+    column = tf.fill([tokens.nrows(), 1], tf.constant(token_id, tokens.dtype))
+    return tf.concat([tf.RaggedTensor.from_tensor(column), tokens], axis=1)
+
+
+def _unbatch(dataset: tf.data.Dataset) -> tf.data.Dataset:
+    """Rows of batched (ragged) features as plain 1-D tensors, as seqio expects."""
+
+    def as_tensors(example):
+        return {k: tf.identity(v) for k, v in example.items()}
+
+    return dataset.unbatch().map(as_tensors, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def _padded(batch: tf.RaggedTensor | tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    """Dense right-padded tokens, their row lengths (int32) and validity mask.
+
+    `ragged_batch` yields a dense tensor when every element has the same static length.
+    """
+    if isinstance(batch, tf.RaggedTensor):
+        lengths, dense = tf.cast(batch.row_lengths(), tf.int32), batch.to_tensor()
+    else:
+        dense = batch
+        lengths = tf.fill(tf.shape(dense)[:1], tf.shape(dense)[1])
+    return dense, lengths, tf.sequence_mask(lengths, tf.shape(dense)[1])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -239,21 +409,33 @@ def _prepend(tokens: tf.Tensor, token_id: int | None) -> tf.Tensor:
 def split_into_chunks(dataset: tf.data.Dataset, chunk_length: int, feature: str = "targets") -> tf.data.Dataset:
     """Concatenates the token stream of `feature` across documents and cuts it into fixed chunks.
 
-    Other features are dropped except string metadata of the first document (`lang`).
+    Works a document at a time (a scan carries the leftover tokens; an end marker flushes the last,
+    shorter chunk), so no per-token tf.data element is ever created. Other features are dropped.
     """
+    dtype = dataset.element_spec[feature].dtype
 
-    def select(example):
-        return example[feature]
+    def with_flag(example):
+        return example[feature], False
 
-    def longer_than_one(chunk):
-        return tf.size(chunk) > 1
+    end = tf.data.Dataset.from_tensors((tf.zeros([0], dtype), True))
 
-    def as_example(chunk):
-        return {feature: chunk}
+    def step(buffer, item):
+        document, last = item
+        buffer = tf.concat([buffer, document], axis=0)
+        num_full = tf.size(buffer) // chunk_length
+        used = num_full * chunk_length
+        leftover = tf.size(buffer) - used
+        flush = tf.logical_and(last, leftover > 1)  # a 1-token chunk cannot be split into inputs/targets
+        row_lengths = tf.concat(
+            [tf.fill([num_full], chunk_length), tf.reshape(leftover, [1])[: tf.cast(flush, tf.int32)]], axis=0
+        )
+        emitted = tf.reduce_sum(row_lengths)
+        chunks = tf.RaggedTensor.from_row_lengths(buffer[:emitted], row_lengths)
+        return buffer[used:], chunks
 
-    tokens = dataset.map(select, num_parallel_calls=tf.data.AUTOTUNE).unbatch()
-    chunks = tokens.batch(chunk_length, drop_remainder=False)
-    return chunks.filter(longer_than_one).map(as_example, num_parallel_calls=tf.data.AUTOTUNE)
+    chunks = dataset.map(with_flag, num_parallel_calls=tf.data.AUTOTUNE).concatenate(end)
+    chunks = chunks.scan(tf.zeros([0], dtype), step)
+    return _unbatch(chunks.map(lambda rows: {feature: rows}))
 
 
 def denoise(
@@ -271,10 +453,10 @@ def denoise(
     if isinstance(denoiser, SpanCorruption):
         check_targets_length(denoiser, inputs_length, sequence_length["targets"])
         raw_length, _ = span_corruption_lengths(
-            inputs_length, denoiser.noise_density, denoiser.mean_span_length, extra
+            inputs_length, denoiser.noise_density, denoiser.mean_span_length, extra, denoiser.num_spans
         )
         dataset = split_into_chunks(dataset, raw_length)
-        return _span_corrupt(dataset, denoiser, mode_id, vocabulary.vocab_size)
+        return span_corrupt(dataset, denoiser, mode_id, vocabulary.vocab_size)
     if isinstance(denoiser, CausalLM):
         dataset = split_into_chunks(dataset, sequence_length["targets"] - 1)
         return _causal(dataset, mode_id)
@@ -283,45 +465,62 @@ def denoise(
     return _prefix_split(dataset, denoiser, mode_id)
 
 
-def _span_corrupt(dataset, denoiser: SpanCorruption, mode_id, vocab_size):
-    @seqio.map_over_dataset(num_seeds=2)
-    def corrupt(example, seeds):
-        tokens = example["targets"]
-        mask = random_spans_noise_mask(
-            tf.size(tokens), denoiser.noise_density, denoiser.mean_span_length, tf.stack(seeds)
-        )
-        return {
-            "inputs": _prepend(_replace_spans_with_sentinels(tokens, mask, vocab_size), mode_id),
-            "targets": _replace_spans_with_sentinels(tokens, tf.logical_not(mask), vocab_size),
-        }
+def span_corrupt(
+    dataset: tf.data.Dataset, denoiser: SpanCorruption, mode_id: int | None, vocab_size: int
+) -> tf.data.Dataset:
+    """Chunks in `targets` -> {"inputs": [mode] tokens with sentinels, "targets": sentinels + spans}."""
 
-    return corrupt(dataset)
+    @seqio.map_over_dataset(num_seeds=2)
+    def corrupt(batch, seeds):
+        return corrupt_spans(batch["targets"], denoiser, mode_id, vocab_size, tf.stack(seeds))
+
+    return _unbatch(corrupt(dataset.ragged_batch(BATCH_SIZE)))
+
+
+def corrupt_spans(
+    tokens: tf.RaggedTensor | tf.Tensor, denoiser: SpanCorruption, mode_id: int | None, vocab_size: int,
+    seeds: tf.Tensor,
+) -> dict[str, tf.RaggedTensor]:
+    """Span corruption of a batch of rows: ragged inputs ([mode] + tokens with sentinels) and targets."""
+    tokens, lengths, valid = _padded(tokens)
+    mask = random_spans_noise_masks(
+        lengths, denoiser.noise_density, denoiser.mean_span_length, seeds,
+        denoiser.num_spans, denoiser.span_length_distribution, denoiser.stddev,
+    )  # fmt: skip
+    inputs = _replace_spans_with_sentinels(tokens, mask, valid, vocab_size)
+    targets = _replace_spans_with_sentinels(tokens, tf.logical_and(valid, tf.logical_not(mask)), valid, vocab_size)
+    return {"inputs": _prepend(inputs, mode_id), "targets": targets}
 
 
 def _prefix_split(dataset, denoiser: PrefixLM, mode_id):
     @seqio.map_over_dataset(num_seeds=1)
-    def split(example, seed):
-        tokens = example["targets"]
-        length = tf.size(tokens)
-        split_at = random_prefix_split(length, denoiser.noise_density, seed)
-        return {"inputs": _prepend(tokens[:split_at], mode_id), "targets": tokens[split_at:]}
+    def split(batch, seed):
+        tokens, lengths, valid = _padded(batch["targets"])
+        split_at = random_prefix_split(lengths, denoiser.noise_density, seed)
+        in_prefix = tf.range(tf.shape(tokens)[1])[None, :] < split_at[:, None]
+        inputs = tf.ragged.boolean_mask(tokens, tf.logical_and(valid, in_prefix))
+        targets = tf.ragged.boolean_mask(tokens, tf.logical_and(valid, tf.logical_not(in_prefix)))
+        return {"inputs": _prepend(inputs, mode_id), "targets": targets}
 
-    return split(dataset)
+    return _unbatch(split(dataset.ragged_batch(BATCH_SIZE)))
 
 
 def _causal(dataset, mode_id):
     def to_lm(example):
         tokens = example["targets"]
-        return {"inputs": _prepend(tf.zeros([0], tokens.dtype), mode_id), "targets": tokens}
+        inputs = tf.zeros([0], tokens.dtype) if mode_id is None else tf.constant([mode_id], tokens.dtype)
+        return {"inputs": inputs, "targets": tokens}
 
     return dataset.map(to_lm, num_parallel_calls=tf.data.AUTOTUNE)
 
 
-def random_prefix_split(length: tf.Tensor, noise_density: float, seed: tf.Tensor) -> tf.Tensor:
-    """Split index drawn uniformly in [round((1-2r)(L-1)), L-1], as T5's random prefix noise mask."""
-    low = tf.cast(tf.round((1.0 - 2.0 * noise_density) * tf.cast(length - 1, tf.float32)), tf.int32)
-    low = tf.clip_by_value(low, 0, length - 1)
-    return tf.random.stateless_uniform([], seed=seed, minval=low, maxval=length, dtype=tf.int32)
+def random_prefix_split(lengths: tf.Tensor, noise_density: float, seed: tf.Tensor) -> tf.Tensor:
+    """Split index per row, uniform in [round((1-2r)(L-1)), L-1], as T5's random prefix noise mask."""
+    lengths = tf.cast(lengths, tf.int32)
+    low = tf.cast(tf.round((1.0 - 2.0 * noise_density) * tf.cast(lengths - 1, tf.float32)), tf.int32)
+    low = tf.clip_by_value(low, 0, lengths - 1)
+    uniform = tf.random.stateless_uniform(tf.shape(lengths), seed=seed)
+    return low + tf.minimum(tf.cast(uniform * tf.cast(lengths - low, tf.float32), tf.int32), lengths - low - 1)
 
 
 def denoiser_preprocessor(denoiser: Denoiser):
@@ -377,8 +576,9 @@ def translate(
         with tf.control_dependencies([check]):
             tag = tf.identity(tag)
         source_tokens = tf.cast(vocabulary.encode_tf(text), tf.int32)
-        inputs = tf.concat([tf.reshape(tag, [1]), source_tokens], axis=0)
-        return {"inputs": _prepend(inputs, mode_id), "targets": tf.cast(vocabulary.encode_tf(target_text), tf.int32)}
+        prefix = [tf.reshape(tag, [1])] if mode_id is None else [tf.constant([mode_id], tf.int32), tf.reshape(tag, [1])]
+        inputs = tf.concat([*prefix, source_tokens], axis=0)
+        return {"inputs": inputs, "targets": tf.cast(vocabulary.encode_tf(target_text), tf.int32)}
 
     def forward(ex):
         return one_way(ex["src_text"], ex["tgt_text"], ex["tgt_lang"])

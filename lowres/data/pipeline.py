@@ -11,6 +11,9 @@ import seqio
 import tensorflow as tf
 
 
+DECODER_ATTENTION = ("prefix", "causal")
+
+
 @gin.configurable
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
@@ -28,17 +31,47 @@ class DataConfig:
     # batch, so small corpora with many tasks start much faster with a few hundred.
     shuffle_buffer_size: int = 1000
     seed: int = 0
+    # Decoder-only models: "prefix" attends bidirectionally over each example's inputs (UL2's prefix
+    # LM); "causal" trains a fully causal model on the same sequences, for comparison. Loss stays on
+    # the targets in both. Encoder-decoder models ignore it.
+    decoder_attention: str = "prefix"
+
+    def __post_init__(self):
+        if self.decoder_attention not in DECODER_ATTENTION:
+            raise ValueError(
+                f"DataConfig.decoder_attention={self.decoder_attention!r}; choose one of {', '.join(DECODER_ATTENTION)}"
+            )
 
 
-def feature_converter(architecture: str, pack: bool = True) -> seqio.FeatureConverter:
+class CausalDecoderFeatureConverter(seqio.PrefixLMFeatureConverter):
+    """seqio's PrefixLM features minus `decoder_causal_attention`: every position attends causally."""
+
+    MODEL_FEATURES = {
+        k: v for k, v in seqio.PrefixLMFeatureConverter.MODEL_FEATURES.items() if k != "decoder_causal_attention"
+    }
+
+    def _convert_features(self, ds, task_feature_lengths):
+        ds = super()._convert_features(ds, task_feature_lengths)
+        return ds.map(_drop_causal_attention, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def _drop_causal_attention(example):
+    return {k: v for k, v in example.items() if k != "decoder_causal_attention"}
+
+
+def feature_converter(
+    architecture: str, pack: bool = True, decoder_attention: str = "prefix"
+) -> seqio.FeatureConverter:
     """The seqio converter that turns (inputs, targets) examples into a model's features.
 
     Encoder-decoder: inputs to the encoder, targets to the decoder. Decoder-only: one sequence,
-    inputs + targets, with bidirectional attention over the inputs (`decoder_causal_attention`)
-    and loss on the targets only.
+    inputs + targets, with bidirectional attention over the inputs (`decoder_causal_attention`,
+    or none with `decoder_attention="causal"`) and loss on the targets only.
     """
     if architecture == "encoder_decoder":
         return seqio.EncDecFeatureConverter(pack=pack)
+    if architecture == "decoder_only" and decoder_attention == "causal":
+        return CausalDecoderFeatureConverter(pack=pack, loss_on_targets_only=True)
     if architecture == "decoder_only":
         return seqio.PrefixLMFeatureConverter(pack=pack, loss_on_targets_only=True)
     raise ValueError(f"no feature converter for architecture {architecture!r}")
@@ -69,7 +102,7 @@ def training_batches(
         seed=config.seed,
         shard_info=shard_info,
         use_cached=False,
-        feature_converter=feature_converter(architecture, config.pack),
+        feature_converter=feature_converter(architecture, config.pack, config.decoder_attention),
     )
     dataset = dataset.batch(config.batch_size // shard_info.num_shards, drop_remainder=True)
     if start_step:
