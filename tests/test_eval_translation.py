@@ -88,3 +88,44 @@ def test_eval_reports_bits_per_byte_and_chrf_for_two_models(tmp_path):
         row = r["translation"]["eng_Latn-pan_Guru"]
         assert row["sentences"] == 2 and 0 <= row["chrf++"] <= 100 and "version" in row["bleu_signature"]
     assert reports[0]["languages"]["eng_Latn"]["bits_per_byte"] != reports[1]["languages"]["eng_Latn"]["bits_per_byte"]
+
+
+def test_seqio_task_metrics_use_the_tasks_postprocessor_and_metric_fns():
+    import numpy as np
+    import seqio
+    import tensorflow as tf
+
+    from lowres.evaluation.seqio_metrics import chrf_bleu, evaluate_task
+
+    pairs = [("un chat", "a cat"), ("deux chiens", "two dogs"), ("bonjour", "hello there")]
+    vocabulary = seqio.ByteVocabulary()
+
+    def dataset_fn(split, shuffle_files, seed=None):
+        return tf.data.Dataset.from_tensor_slices(
+            {"inputs": [s for s, _ in pairs], "targets": [t for _, t in pairs]})
+
+    def mean_score(targets, scores):
+        return {"mean_log_likelihood": float(np.mean(scores))}
+
+    name = "test_eval_translation.fr_en"
+    seqio.TaskRegistry.remove(name)
+    task = seqio.TaskRegistry.add(
+        name, source=seqio.FunctionDataSource(dataset_fn, splits=["validation"]),
+        preprocessors=[seqio.preprocessors.tokenize, seqio.preprocessors.append_eos],
+        output_features={k: seqio.Feature(vocabulary, add_eos=True) for k in ("inputs", "targets")},
+        postprocess_fn=lambda text, **kwargs: text.strip().lower(), metric_fns=[chrf_bleu, mean_score],
+    )
+    by_input = {tuple(vocabulary.encode(s)): t for s, t in pairs}
+
+    def shouting_predictor(batch):  # right words, wrong case: only the postprocessor makes them match
+        return [vocabulary.encode(" " + by_input[tuple(x[:-1])].upper()) for x in batch]
+
+    def length_scorer(examples):
+        return np.asarray([-float(len(targets)) for _, targets in examples])
+
+    metrics = evaluate_task(task, shouting_predictor, length_scorer, batch_size=2)
+    assert metrics["chrf++"] == pytest.approx(100.0)  # postprocessed predictions equal the targets
+    same = [t for _, t in pairs]
+    assert metrics["bleu"] == pytest.approx(sacrebleu.corpus_bleu(same, [same]).score)
+    assert metrics["mean_log_likelihood"] == pytest.approx(-np.mean([len(t) + 1 for _, t in pairs]))
+    seqio.TaskRegistry.remove(name)
