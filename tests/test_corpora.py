@@ -164,6 +164,19 @@ def test_gin_declaration(flores_dir):
     assert corpora.languages(spec) == ["pan_Guru", "hin_Deva"]
 
 
+def test_unimax_by_characters_and_temperature_by_tokens(flores_dir, small_vocab):
+    from lowres.data.mixtures import MixingConfig, temperature_rates, unimax_rates
+
+    unimax = MixingConfig(method="unimax", size_unit="chars", budget=2_000, max_epochs=1)
+    spec = CorpusSpec("uni", f"flores:{flores_dir}", objective="causal_lm", mixing=unimax)
+    chars = {lang: sum(len(t) for t in TEXTS[lang[:3]]) + 30 for lang in LANGS}
+    assert corpora.corpus_stats(spec).chars == chars
+    assert corpora.register_corpus(spec, small_vocab).rates == pytest.approx(unimax_rates(chars, 2_000, 1))
+    by_tokens = dataclasses.replace(spec, mixing=MixingConfig(size_unit="tokens"))
+    tokens = corpora.corpus_stats(by_tokens, vocabulary=small_vocab).tokens
+    assert corpora.register_corpus(by_tokens, small_vocab).rates == pytest.approx(temperature_rates(tokens, 0.3))
+
+
 def test_translation_share_mixes_denoising_and_translation(flores_dir, small_vocab):
     spec = CorpusSpec("shared", f"flores:{flores_dir}", objective="causal_lm", pairs=[("eng", "pan")],
                       translation_share=0.25)

@@ -283,6 +283,7 @@ class CorpusStats:
     cleaning: dict[str, CleaningReport]
     read: readers.ReadStats
     exact_bytes: bool = True  # False for TFDS (serialized record size from the dataset info)
+    chars: dict[str, int] | None = None  # Unicode code points (UniMax budgets are in characters)
 
 
 def corpus_stats(spec: CorpusSpec, split: str = "train", vocabulary=None, progress: bool = False) -> CorpusStats:
@@ -313,27 +314,29 @@ def _vocab_key(vocabulary) -> str | None:
 def _count(spec: CorpusSpec, split: str, langs: list[str], vocabulary, progress: bool) -> CorpusStats:
     from tqdm import tqdm
 
-    documents, sizes, tokens, reports = {}, {}, ({} if vocabulary is not None else None), {}
+    documents, sizes, chars, tokens, reports = {}, {}, {}, ({} if vocabulary is not None else None), {}
     read = readers.ReadStats()
     for lang in tqdm(langs, desc=f"counting {spec.name}", unit="lang", disable=not progress):
         reports[lang] = CleaningReport()
-        n_docs = n_bytes = n_tokens = 0
+        n_docs = n_bytes = n_chars = n_tokens = 0
         for doc in _documents(spec, lang, split, 0, 1, reports[lang], read):
             n_docs += 1
             n_bytes += len(doc.text.encode("utf-8"))
+            n_chars += len(doc.text)
             if vocabulary is not None:
                 n_tokens += len(vocabulary.encode(doc.text))
-        documents[lang], sizes[lang] = n_docs, n_bytes
+        documents[lang], sizes[lang], chars[lang] = n_docs, n_bytes, n_chars
         if tokens is not None:
             tokens[lang] = n_tokens
-    return CorpusStats(documents, sizes, tokens, reports if spec.cleaning is not None else {}, read)
+    return CorpusStats(documents, sizes, tokens, reports if spec.cleaning is not None else {}, read, True, chars)
 
 
 def language_rates(spec: CorpusSpec, stats: CorpusStats) -> dict[str, float]:
     """Mixing rate per language under spec.mixing (sizes in bytes, or tokens when counted)."""
-    sizes = stats.tokens if spec.mixing.size_unit == "tokens" else stats.bytes
+    sizes = {"tokens": stats.tokens, "chars": stats.chars, "bytes": stats.bytes}[spec.mixing.size_unit]
     if sizes is None:
-        raise ValueError(f"corpus {spec.name!r} mixes by tokens; count it with a vocabulary")
+        raise ValueError(f"corpus {spec.name!r} mixes by {spec.mixing.size_unit}, which this source does not "
+                         "count" + (" without a vocabulary" if spec.mixing.size_unit == "tokens" else ""))
     empty = sorted(lang for lang, size in sizes.items() if size == 0)
     if empty:
         raise SourceError(f"corpus {spec.name!r}: no text left for {empty} (after cleaning, if on)")
@@ -427,7 +430,7 @@ def register_corpus(
 
     if spec.kind != "parallel":
         langs = tuple(languages(spec))
-        stats = stats or corpus_stats(spec, "train")
+        stats = stats or corpus_stats(spec, "train", vocabulary if spec.mixing.size_unit == "tokens" else None)
         lang_rates = language_rates(spec, stats)
         denoisers = objectives.objective(spec.objective)
         denoiser_total = sum(rate for _, rate in denoisers)

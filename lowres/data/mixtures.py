@@ -114,7 +114,7 @@ def cap_epochs(
 @gin.configurable
 @dataclasses.dataclass(frozen=True)
 class MixingConfig:
-    """How languages are weighted: `method` is temperature, unimax or fixed; sizes in bytes or tokens.
+    """How languages are weighted: `method` is temperature, unimax or fixed; sizes in bytes, chars or tokens.
 
     `budget` (UniMax) and `total` (epoch caps) are training amounts in `size_unit`; `max_epochs`
     caps UniMax's allocation and, with `total`, any method's rates.
@@ -133,8 +133,8 @@ class MixingConfig:
             object.__setattr__(self, "weights", tuple(sorted(self.weights.items())))
         if self.method not in ("temperature", "unimax", "fixed"):
             raise ValueError(f"MixingConfig.method must be temperature, unimax or fixed, got {self.method!r}")
-        if self.size_unit not in ("bytes", "tokens"):
-            raise ValueError(f"MixingConfig.size_unit must be 'bytes' or 'tokens', got {self.size_unit!r}")
+        if self.size_unit not in ("bytes", "chars", "tokens"):
+            raise ValueError(f"MixingConfig.size_unit must be 'bytes', 'chars' or 'tokens', got {self.size_unit!r}")
         if self.method == "unimax" and self.budget is None:
             raise ValueError("MixingConfig(method='unimax') needs budget= (training amount in size_unit)")
         if self.method == "fixed" and not self.weights:
