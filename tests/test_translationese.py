@@ -302,3 +302,42 @@ def test_cli_build_then_filter(source, tmp_path):
     assert "kept 3 of 7" in result.stdout and len(records(tmp_path / "kept")) == 3
     result = subprocess.run(command[:-1], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2 and "exactly one of --keep_percent" in result.stderr
+
+
+def test_lowres_checkpoint_translator_decodes_in_order():
+    from flax import nnx
+
+    from lowres.data.byte_vocab import ReservedByteVocabulary
+    from lowres.models.factory import ModelConfig, build_model
+    from lowres.translationese.translators import LowresTranslator
+
+    vocabulary = ReservedByteVocabulary(reserved_tokens=["<2pan_Guru>"], num_sentinels=0)
+    model_config = ModelConfig(architecture="encoder_decoder", preset="tiny").resolve(vocabulary.vocab_size)
+    graphdef, params, rest = nnx.split(build_model(model_config, 0), nnx.Param, ...)
+    loaded = {"config": model_config, "vocabulary": vocabulary, "graphdef": graphdef, "params": nnx.to_pure_dict(params),
+              "rest": rest, "info": {"inputs_length": 16, "targets_length": 4}}  # fmt: skip
+    translator = LowresTranslator(loaded, beam=1, batch_size=2)
+    sentences = ["Hello there.", "One line only", "Zeta eta."]
+    outputs = translator.translate(sentences, "eng_Latn", "pan_Guru")
+    assert len(outputs) == 3 and outputs == translator.translate(sentences[::-1], "eng_Latn", "pan_Guru")[::-1]
+    assert translator.describe()["beam"] == 1 and translator.count_tokens(["ab"]) == 2
+    with pytest.raises(ValueError, match="cannot translate"):
+        translator.translate(["x"], "eng_Latn", "hin_Deva")
+
+
+def test_tinylm_gin_config_binds_a_causal_decoder():
+    import gin
+
+    import lowres.training.trainer  # noqa: F401  (registers the configurables)
+    from lowres.data.pipeline import DataConfig
+    from lowres.models.factory import ModelConfig
+
+    gin.clear_config()
+    try:
+        gin.parse_config_files_and_bindings([str(ROOT / "gin_configs/translationese/tinylm.gin")], [])
+        model, data = ModelConfig(), DataConfig()
+        assert (model.architecture, model.preset) == ("decoder_only", "translationese-28m")
+        assert data.objective == "causal_lm"
+        assert model.resolve(56_000).num_non_embedding_params() == pytest.approx(28.3e6, rel=0.01)
+    finally:
+        gin.clear_config()
