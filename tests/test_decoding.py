@@ -181,3 +181,44 @@ def test_cached_decoding_matches_full_recomputation(architecture):
     np.testing.assert_array_equal(outputs[True].tokens, outputs[False].tokens)
     np.testing.assert_allclose(outputs[True].scores, outputs[False].scores, rtol=1e-4)
     assert (outputs[True].lengths == 8).sum() >= 2  # random weights rarely stop: most steps were compared
+
+
+SHARDED_SCRIPT = """
+import json, types
+import jax, numpy as np
+from flax import nnx
+from lowres.inference.decoding import DecodeConfig
+from lowres.inference.generate import Generator
+from lowres.models.factory import ModelConfig, build_model
+from lowres.training import partitioning
+
+config = ModelConfig(architecture="encoder_decoder", preset="tiny").resolve(64)
+graphdef, params, rest = nnx.split(build_model(config, 0), nnx.Param, ...)
+loaded = {"config": config, "vocabulary": types.SimpleNamespace(eos_id=1), "graphdef": graphdef,
+          "params": nnx.to_pure_dict(params), "rest": rest}
+inputs = [list(np.random.default_rng(i).integers(3, 64, size=3 + i)) + [1] for i in range(8)]
+out = {}
+for name, mesh_config, devices in [("one", partitioning.MeshConfig(), jax.devices()[:1]),
+                                   ("mesh", partitioning.MeshConfig(data=2, fsdp=2, tensor=2), jax.devices())]:
+    mesh = partitioning.create_mesh(mesh_config, devices)
+    gen = Generator(loaded, DecodeConfig("beam", max_length=6, beam_size=2), batch_size=8, mesh=mesh)
+    out[name] = gen.generate(inputs)
+    if name == "mesh":
+        out["param_sharded"] = any(len(a.sharding.device_set) > 1 and not a.sharding.is_fully_replicated
+                                   for a in jax.tree.leaves(gen.params))
+print(json.dumps(out))
+"""
+
+
+def test_sharded_decoding_over_a_mesh_matches_one_device():
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", TF_CPP_MIN_LOG_LEVEL="3")
+    done = subprocess.run([sys.executable, "-c", SHARDED_SCRIPT], capture_output=True, text=True, env=env,
+                          timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.strip().splitlines()[-1])
+    assert out["mesh"] == out["one"] and out["param_sharded"]
