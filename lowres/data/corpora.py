@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -31,8 +30,15 @@ __all__ = [
     "corpus_stats",
     "declare_corpus",
     "declared_corpora",
+    "documents",
+    "language_rates",
+    "languages",
+    "pair_records",
+    "pair_task_name",
+    "pairs",
     "register_corpus",
     "spec_for_source",
+    "split_map",
 ]
 
 KINDS = ("monolingual", "parallel", "translationese")
@@ -510,9 +516,3 @@ def _pair_bytes(source: FileSource, src: str, tgt: str, split: str, stats: Corpu
     if stats is not None and src in stats.bytes and tgt in stats.bytes and stats.exact_bytes:
         return stats.bytes[src] + stats.bytes[tgt]
     return sum(len(pair.src.encode("utf-8")) + len(pair.tgt.encode("utf-8")) for pair in source.pairs(src, tgt, split))
-
-
-def describe_spec(spec: CorpusSpec) -> str:
-    """The spec as one JSON line (for logs and `lowres data describe`)."""
-    fields = {f.name: getattr(spec, f.name) for f in dataclasses.fields(spec)}
-    return json.dumps(fields, default=str, ensure_ascii=False)
