@@ -286,7 +286,7 @@ def test_translator_specs_and_language_codes():
         FunctionTranslator(lambda s, a, b: [], "broken").translate(["x"], "eng", "pan")
 
 
-def test_cli_build_then_filter(source, tmp_path):
+def test_cli_build_then_filter(source, tmp_path, capsys):
     out = tmp_path / "out"
     command = [sys.executable, "-m", "lowres.cli", "translationese", "build", f"--source={source}", "--src=eng",
                "--tgt=pan", "--translator=py:tests.test_translationese:reverse_words", f"--output={out}",
@@ -295,13 +295,12 @@ def test_cli_build_then_filter(source, tmp_path):
     assert result.returncode == 0, result.stderr
     assert "7 documents" in result.stdout and [r["text"] for r in records(out)] == [expected_text(d) for d in DOCS]
     write_scores(out, [30.0, 2.0, 50.0, 4.0, 8.0, 1.5, 100.0])
-    command = [sys.executable, "-m", "lowres.cli", "translationese", "filter", f"--input={out}",
-               f"--output={tmp_path / 'kept'}", "--keep_percent=43"]  # fmt: skip
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    assert "kept 3 of 7" in result.stdout and len(records(tmp_path / "kept")) == 3
-    result = subprocess.run(command[:-1], cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 2 and "exactly one of --keep_percent" in result.stderr
+    from lowres.cli import main  # in-process: the same entry point without a second interpreter start
+
+    command = ["translationese", "filter", f"--input={out}", f"--output={tmp_path / 'kept'}", "--keep_percent=43"]
+    assert main(command) == 0
+    assert "kept 3 of 7" in capsys.readouterr().out and len(records(tmp_path / "kept")) == 3
+    assert main(command[:-1]) == 2 and "exactly one of --keep_percent" in capsys.readouterr().err
 
 
 def test_lowres_checkpoint_translator_decodes_in_order():
