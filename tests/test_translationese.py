@@ -278,8 +278,10 @@ def test_hf_adapter_with_a_tiny_random_marian_model(tmp_path):
 def test_translator_specs_and_language_codes():
     translator = translator_from_spec("py:tests.test_translationese:reverse_words")
     assert translator.translate(["a b c"], "eng_Latn", "pan_Guru") == ["c b a"]
-    assert (hf_language_code("pan", "nllb"), hf_language_code("pan", "m2m"), hf_language_code("eng", "none")) == (
-        "pan_Guru", "pa", None)
+    codes = [hf_language_code("pan", style) for style in ("nllb", "m2m", "indictrans", "none")]
+    assert codes == ["pan_Guru", "pa", "pan_Guru", None]
+    with pytest.raises(ValueError, match="unknown Hugging Face"):
+        hf_language_code("pan", "marian")
     with pytest.raises(ValueError, match="lowres:MODEL_DIR"):
         translator_from_spec("nllb")
     with pytest.raises(ValueError, match="returned 0 translations"):

@@ -24,7 +24,8 @@ from lowres.translationese.score import scores_path
 @gin.configurable
 @dataclasses.dataclass(frozen=True)
 class FilterConfig:
-    """Exactly one rule: keep the lowest `keep_percent`% by perplexity, or those with perplexity <= `max_perplexity`."""
+    """Exactly one rule: keep the lowest `keep_percent`% by perplexity (rounded to the nearest document), or
+    those with perplexity <= `max_perplexity`."""
 
     keep_percent: float | None = None
     max_perplexity: float | None = None

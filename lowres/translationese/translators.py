@@ -102,14 +102,15 @@ class LowresTranslator:
         return sum(len(self.vocabulary.encode(s)) for s in sentences)
 
 
-# Hugging Face language-code conventions: NLLB uses FLORES codes (our own), M2M-100 ISO 639-1.
-HF_CODE_STYLES = ("nllb", "m2m", "none")
+# Hugging Face language-code conventions: NLLB uses FLORES codes (our own) as forced BOS tokens,
+# M2M-100 ISO 639-1, IndicTrans2 FLORES codes as "src tgt" tags in front of the text, Marian none.
+HF_CODE_STYLES = ("nllb", "m2m", "indictrans", "none")
 
 
 def hf_language_code(lang: str, style: str) -> str | None:
     """The code a Hugging Face model family uses for `lang` (None: the model has no language tokens)."""
     lang = normalize_language(lang)
-    if style == "nllb":
+    if style in ("nllb", "indictrans"):
         return lang
     if style == "m2m":
         import pycountry
@@ -143,6 +144,8 @@ class HuggingFaceTranslator:
         self.name = f"hf:{Path(self.model_dir).name}"
 
     def _guess_style(self) -> str:
+        if str(getattr(self.model.config, "model_type", "")).lower().startswith("indictrans"):
+            return "indictrans"
         codes = getattr(self.tokenizer, "lang_code_to_id", None) or {}
         additional = set(getattr(self.tokenizer, "additional_special_tokens", None) or [])
         if "eng_Latn" in codes or "eng_Latn" in additional:
@@ -154,6 +157,9 @@ class HuggingFaceTranslator:
     def translate(self, sentences, src, tgt):
         src_code, tgt_code = hf_language_code(src, self.code_style), hf_language_code(tgt, self.code_style)
         options: dict[str, Any] = {"num_beams": self.beam, "max_new_tokens": self.max_length}
+        texts = list(sentences)
+        if self.code_style == "indictrans":  # IndicTrans2 reads its language tags from the text itself
+            texts, src_code, tgt_code = [f"{src_code} {tgt_code} {s}" for s in texts], None, None
         if src_code is not None:
             self.tokenizer.src_lang = src_code
         if tgt_code is not None:
@@ -161,7 +167,7 @@ class HuggingFaceTranslator:
                 options["forced_bos_token_id"] = self.tokenizer.get_lang_id(tgt_code)
             else:
                 options["forced_bos_token_id"] = self.tokenizer.convert_tokens_to_ids(tgt_code)
-        batch = self.tokenizer(list(sentences), return_tensors="pt", padding=True, truncation=True)
+        batch = self.tokenizer(texts, return_tensors="pt", padding=True, truncation=True)
         with self.torch.no_grad():
             generated = self.model.generate(**{k: v.to(self.device) for k, v in batch.items()}, **options)
         outputs = self.tokenizer.batch_decode(generated, skip_special_tokens=True)
