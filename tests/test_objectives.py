@@ -1,5 +1,9 @@
 """Span corruption and prefix LM: statistics, exact reconstruction and lengths."""
 
+import dataclasses
+from pathlib import Path
+
+import gin
 import numpy as np
 import pytest
 import seqio
@@ -7,6 +11,7 @@ import tensorflow as tf
 
 from lowres.data import objectives
 from lowres.data import vocab as vocab_lib
+from lowres.data.pipeline import DataConfig
 from lowres.data.tasks import output_features
 
 
@@ -286,3 +291,104 @@ def test_normal_span_lengths_are_less_spread_than_uniform():
     assert uniform.sum() == normal.sum() == 500
     assert len(run_lengths(uniform)) == len(run_lengths(normal)) == 62
     assert run_lengths(normal).std() < 0.5 * run_lengths(uniform).std()
+
+
+# ---------------------------------------------------------------------------------------------
+# Presets, gin files, mode tokens, lengths
+
+GIN_DIR = Path(__file__).resolve().parents[1] / "gin_configs" / "objectives"
+
+
+@pytest.fixture
+def clean_gin():
+    gin.clear_config()
+    yield
+    gin.clear_config()
+
+
+@pytest.mark.parametrize("name", ["ul2", "ul2r", "t5_span_corruption", "causal_lm", "prefix_lm", "custom"])
+def test_each_objective_gin_file_selects_its_objective(name, clean_gin):
+    gin.parse_config_files_and_bindings([str(GIN_DIR / f"{name}.gin")], [])
+    config = DataConfig()
+    assert config.objective == name
+    entries = objectives.objective(config.objective)
+    if name == "custom":
+        (r, r_rate), (x, x_rate), (s, s_rate) = entries
+        assert (r.mean_span_length, r.noise_density, r.mode_token, r_rate) == (3.0, 0.15, "[NLU]", 0.4)
+        assert (x.num_spans, x.span_length_distribution, x.noise_density, x_rate) == (4, "normal", 0.5, 0.2)
+        assert isinstance(s, objectives.PrefixLM) and (s.noise_density, s.mode_token) == (0.25, "[S2S]")
+    else:
+        assert entries == objectives.OBJECTIVES[name]
+
+
+def test_custom_objective_without_entries_names_the_binding(clean_gin):
+    gin.parse_config("DataConfig.objective = 'custom'")
+    with pytest.raises(ValueError, match="custom_objective.entries"):
+        objectives.objective(DataConfig().objective)
+
+
+def test_one_gin_binding_switches_mode_tokens_off_and_task_names_stay_unique(clean_gin):
+    for name in ("ul2", "ul2r"):
+        assert all(d.mode_token for d, _ in objectives.objective(name))
+    gin.parse_config("objective.mode_tokens = False")
+    for name in ("ul2", "ul2r"):
+        entries = objectives.objective(name)
+        assert all(d.mode_token is None for d, _ in entries)
+        assert len({d.name for d, _ in entries}) == len(entries)
+    clash = ((objectives.SpanCorruption(3, 0.15, "[NLU]"), 0.5), (objectives.SpanCorruption(3, 0.15, "[NLG]"), 0.5))
+    with pytest.raises(ValueError, match="appear twice"):
+        objectives._validated("clash", tuple((dataclasses.replace(d, mode_token=None), r) for d, r in clash))
+
+
+def test_mode_token_is_a_reserved_id_exactly_once_even_when_the_text_spells_it(vocabulary):
+    text = "[NLU] [NLG] [S2S] " * 40
+    tokens = tf.constant(vocabulary.encode(text), tf.int32)
+    reserved = {vocab_lib.reserved_id(vocabulary, m) for m in vocab_lib.MODE_TOKENS}
+    assert not reserved & set(tokens.numpy().tolist()), "plain text never encodes to a mode token"
+    raw = tf.data.Dataset.from_tensors({"targets": tokens}).repeat(5)
+    for denoiser in (objectives.SpanCorruption(8.0, 0.5, "[NLG]"),):  # every preset: tests/test_pipeline.py
+        out = objectives.denoise(raw, {"inputs": 64, "targets": 64}, output_features(vocabulary), denoiser=denoiser)
+        mode_id = vocab_lib.reserved_id(vocabulary, denoiser.mode_token)
+        for ex in out.as_numpy_iterator():
+            assert ex["inputs"][0] == mode_id
+            assert sum(int(t in reserved) for t in ex["inputs"]) == 1 and not reserved & set(ex["targets"].tolist())
+
+
+def test_t5_preset_and_length_helper_match_t5():
+    ((denoiser, rate),) = objectives.objective("t5_span_corruption")
+    assert (denoiser.mean_span_length, denoiser.noise_density, denoiser.mode_token, rate) == (3.0, 0.15, None, 1.0)
+    assert denoiser.span_length_distribution == "uniform" and denoiser.num_spans is None
+    # T5's random_spans_helper at inputs_length 512: 568 raw tokens, targets of 114.
+    assert objectives.span_corruption_lengths(512, 0.15, 3.0) == (568, 114)
+    assert objectives.check_targets_length(denoiser, 512, 114) == 114
+    with pytest.raises(ValueError, match=r"DataConfig.targets_length=113; set DataConfig.targets_length >= 114"):
+        objectives.check_targets_length(denoiser, 512, 113)
+    with pytest.raises(ValueError, match="DataConfig.inputs_length=2 is too short"):
+        objectives.span_corruption_lengths(2, 0.15, 3.0)
+    # A fixed span count changes the targets needed: 5 sentinels instead of round(85 / 3) = 28.
+    raw, targets = objectives.span_corruption_lengths(512, 0.15, 3.0, num_spans=5)
+    assert targets == round(raw * 0.15) + 5 + 1 and raw - round(raw * 0.15) + 5 + 1 <= 512
+
+
+def test_prefix_lm_statistics_over_10k_examples():
+    denoiser = objectives.PrefixLM(0.25, "[S2S]")
+    length = 200
+    tokens = tf.random.stateless_uniform([NUM_EXAMPLES, length], [0, 1], 10, V - EXTRA, tf.int32)
+    splits = objectives.random_prefix_split(tf.fill([NUM_EXAMPLES], length), denoiser.noise_density, [3, 4]).numpy()
+    low = round((1 - 2 * 0.25) * (length - 1))
+    assert splits.min() >= low and splits.max() <= length - 1
+    assert abs(np.mean(length - splits) / length - 0.25) < 0.01
+    chunks = tf.data.Dataset.from_tensor_slices({"targets": tokens})
+    with seqio.utils.map_seed_manager(5):
+        out = objectives._prefix_split(chunks, denoiser, MODE)
+    batch = next(out.padded_batch(NUM_EXAMPLES).as_numpy_iterator())
+    input_lengths = (batch["inputs"] > 0).sum(1)
+    assert (batch["inputs"][:, 0] == MODE).all()
+    assert abs(np.mean((batch["targets"] > 0).sum(1)) / length - 0.25) < 0.01
+    np.testing.assert_array_equal(input_lengths - 1 + (batch["targets"] > 0).sum(1), length)
+    rebuilt = np.where(np.arange(length)[None] < (input_lengths - 1)[:, None],
+                       np.pad(batch["inputs"][:, 1:], [(0, 0), (0, length)])[:, :length],
+                       np.take_along_axis(np.pad(batch["targets"], [(0, 0), (0, length)]),
+                                          np.clip(np.arange(length)[None] - (input_lengths - 1)[:, None], 0, None),
+                                          axis=1))
+    np.testing.assert_array_equal(rebuilt, tokens.numpy())

@@ -43,35 +43,20 @@ class DataConfig:
             )
 
 
-class CausalDecoderFeatureConverter(seqio.PrefixLMFeatureConverter):
-    """seqio's PrefixLM features minus `decoder_causal_attention`: every position attends causally."""
-
-    MODEL_FEATURES = {
-        k: v for k, v in seqio.PrefixLMFeatureConverter.MODEL_FEATURES.items() if k != "decoder_causal_attention"
-    }
-
-    def _convert_features(self, ds, task_feature_lengths):
-        ds = super()._convert_features(ds, task_feature_lengths)
-        return ds.map(_drop_causal_attention, num_parallel_calls=tf.data.AUTOTUNE)
-
-
 def _drop_causal_attention(example):
+    """Without `decoder_causal_attention` the decoder-only model attends causally everywhere."""
     return {k: v for k, v in example.items() if k != "decoder_causal_attention"}
 
 
-def feature_converter(
-    architecture: str, pack: bool = True, decoder_attention: str = "prefix"
-) -> seqio.FeatureConverter:
+def feature_converter(architecture: str, pack: bool = True) -> seqio.FeatureConverter:
     """The seqio converter that turns (inputs, targets) examples into a model's features.
 
     Encoder-decoder: inputs to the encoder, targets to the decoder. Decoder-only: one sequence,
-    inputs + targets, with bidirectional attention over the inputs (`decoder_causal_attention`,
-    or none with `decoder_attention="causal"`) and loss on the targets only.
+    inputs + targets, with bidirectional attention over the inputs (`decoder_causal_attention`)
+    and loss on the targets only.
     """
     if architecture == "encoder_decoder":
         return seqio.EncDecFeatureConverter(pack=pack)
-    if architecture == "decoder_only" and decoder_attention == "causal":
-        return CausalDecoderFeatureConverter(pack=pack, loss_on_targets_only=True)
     if architecture == "decoder_only":
         return seqio.PrefixLMFeatureConverter(pack=pack, loss_on_targets_only=True)
     raise ValueError(f"no feature converter for architecture {architecture!r}")
@@ -102,8 +87,10 @@ def training_batches(
         seed=config.seed,
         shard_info=shard_info,
         use_cached=False,
-        feature_converter=feature_converter(architecture, config.pack, config.decoder_attention),
+        feature_converter=feature_converter(architecture, config.pack),
     )
+    if architecture == "decoder_only" and config.decoder_attention == "causal":
+        dataset = dataset.map(_drop_causal_attention, num_parallel_calls=tf.data.AUTOTUNE)
     dataset = dataset.batch(config.batch_size // shard_info.num_shards, drop_remainder=True)
     if start_step:
         dataset = dataset.skip(start_step)
