@@ -105,6 +105,13 @@ def _parser() -> argparse.ArgumentParser:
 
     _add_translationese_parser(commands)
 
+    plot = commands.add_parser(
+        "plot", help="redraw a run's PNG plots",
+        description="Redraw DIR/plots/*.png from DIR/metrics.jsonl: loss curves, the learning-rate schedule and "
+        "mixing rates (when logged).",
+    )
+    plot.add_argument("model_dir", metavar="DIR")
+
     models = commands.add_parser("models", help="model presets", description="Model presets.")
     model_commands = models.add_subparsers(dest="models_command", metavar="ACTION")
     model_commands.required = True
@@ -428,6 +435,14 @@ def _cmd_translationese(args) -> int:
     return 0
 
 
+def _cmd_plot(args) -> int:
+    from lowres.training.plots import plot_run
+
+    for path in plot_run(Path(args.model_dir)):
+        print(f"wrote {path}")
+    return 0
+
+
 def _cmd_models(args) -> int:
     from lowres.models.flops import model_summary_rows
 
@@ -571,6 +586,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_translate(args)
         if args.command == "generate":
             return _cmd_generate(args)
+        if args.command == "plot":
+            return _cmd_plot(args)
         if args.command == "models":
             return _cmd_models(args)
         if args.command == "translationese":

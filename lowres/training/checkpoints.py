@@ -12,14 +12,59 @@ from typing import Any
 
 import gin
 import orbax.checkpoint as ocp
+from orbax.checkpoint import checkpoint_managers as policies
 
 
 @gin.configurable
 @dataclasses.dataclass(frozen=True)
 class CheckpointConfig:
+    """When to save and what to keep.
+
+    A save happens every `save_interval_steps` steps and/or once `save_interval_minutes` have
+    passed since the last one (0 disables either). Kept: the latest `max_to_keep`, plus every
+    multiple of `keep_every_steps`, plus the `keep_best` best by the logged metric `best_metric`
+    (`best_mode` "min" or "max").
+    """
+
     save_interval_steps: int = 100
+    save_interval_minutes: float = 0.0
     max_to_keep: int = 3
+    keep_every_steps: int = 0
+    best_metric: str | None = None
+    best_mode: str = "min"
+    keep_best: int = 1
     async_save: bool = True
+
+    def __post_init__(self):
+        if self.save_interval_steps <= 0 and self.save_interval_minutes <= 0:
+            raise ValueError("CheckpointConfig: set save_interval_steps and/or save_interval_minutes above 0")
+        if self.best_mode not in ("min", "max"):
+            raise ValueError(f"CheckpointConfig.best_mode={self.best_mode!r}; use 'min' or 'max'")
+
+
+def _save_policy(config: CheckpointConfig):
+    chosen = []
+    if config.save_interval_steps > 0:
+        chosen.append(policies.FixedIntervalPolicy(config.save_interval_steps))
+    if config.save_interval_minutes > 0:
+        chosen.append(policies.ContinuousCheckpointingPolicy(
+            minimum_interval_secs=int(round(config.save_interval_minutes * 60))))
+    return chosen[0] if len(chosen) == 1 else policies.AnySavePolicy(chosen)
+
+
+def _preservation_policy(config: CheckpointConfig):
+    chosen = [policies.LatestN(n=config.max_to_keep)]
+    if config.keep_every_steps > 0:
+        chosen.append(policies.EveryNSteps(interval_steps=config.keep_every_steps))
+    if config.best_metric:
+        metric = config.best_metric
+        chosen.append(policies.BestN(
+            get_metric_fn=lambda metrics: metrics[metric],
+            reverse=config.best_mode == "min",
+            n=config.keep_best,
+            keep_checkpoints_without_metrics=False,
+        ))
+    return policies.AnyPreservationPolicy(chosen)
 
 
 class CheckpointStore:
@@ -29,9 +74,10 @@ class CheckpointStore:
 
     def __init__(self, directory: str | Path, config: CheckpointConfig = CheckpointConfig(), read_only: bool = False):
         self.directory = Path(directory).absolute()
+        self.config = config
         options = ocp.CheckpointManagerOptions(
-            save_interval_steps=config.save_interval_steps,
-            max_to_keep=config.max_to_keep,
+            save_decision_policy=_save_policy(config),
+            preservation_policy=_preservation_policy(config),
             enable_async_checkpointing=config.async_save and not read_only,
             create=not read_only,
             read_only=read_only,
@@ -41,8 +87,25 @@ class CheckpointStore:
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
 
-    def save(self, step: int, params: Any, opt_state: Any, metadata: dict, force: bool = False) -> bool:
-        """Saves when the interval says so (or `force`); returns whether a save started."""
+    def all_steps(self) -> list[int]:
+        return sorted(self.manager.all_steps())
+
+    def should_save(self, step: int) -> bool:
+        return self.manager.should_save(step)
+
+    def save(
+        self, step: int, params: Any, opt_state: Any, metadata: dict, force: bool = False,
+        metrics: dict[str, float] | None = None,
+    ) -> bool:
+        """Saves when the policy says so (or `force`); returns whether a save started.
+
+        `metrics` (e.g. {"loss": ...}) rank checkpoints for `best_metric`.
+        """
+        if self.config.best_metric and metrics is not None and self.config.best_metric not in metrics:
+            raise ValueError(
+                f"CheckpointConfig.best_metric={self.config.best_metric!r} is not among the logged metrics "
+                f"({', '.join(sorted(metrics))})"
+            )
         return self.manager.save(
             step,
             args=ocp.args.Composite(
@@ -50,6 +113,7 @@ class CheckpointStore:
                 opt_state=ocp.args.StandardSave(opt_state),
                 metadata=ocp.args.JsonSave(metadata),
             ),
+            metrics=metrics if self.config.best_metric else None,
             force=force,
         )
 
@@ -71,10 +135,16 @@ class CheckpointStore:
         restored = self.manager.restore(step, args=ocp.args.Composite(**items))
         return {"step": step, **{k: restored[k] for k in items}}
 
+    def metadata(self, step: int | None = None) -> dict:
+        """Only the metadata item of a step (default: the latest)."""
+        step = self.latest_step() if step is None else step
+        if step is None:
+            raise FileNotFoundError(f"no checkpoint found under {self.directory}")
+        return self.manager.restore(step, args=ocp.args.Composite(metadata=ocp.args.JsonRestore()))["metadata"]
+
     def wait(self) -> None:
         self.manager.wait_until_finished()
 
     def close(self) -> None:
         self.manager.wait_until_finished()
         self.manager.close()
-

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -43,10 +44,12 @@ class IntervalMeans:
     """Collects per-step metric scalars (still on device, no sync) and averages them at log time.
 
     Averaging over the logging interval, as t5x's summaries do, keeps the logged loss from
-    depending on which single batch happened to land on the log step.
+    depending on which single batch happened to land on the log step. The pending steps travel
+    with each checkpoint (`pending`/`restore`), so a resumed run logs the same averages.
     """
 
     SUMMED = ("num_tokens",)
+    HOST_ONLY = ("grad_finite",)  # per-leaf vectors, read only when something is not finite
 
     def __init__(self):
         self._pending: list[dict[str, Any]] = []
@@ -54,19 +57,63 @@ class IntervalMeans:
     def add(self, metrics: dict[str, Any]) -> None:
         self._pending.append(metrics)
 
+    def __len__(self) -> int:
+        return len(self._pending)
+
+    def fetch(self) -> list[dict[str, Any]]:
+        """The pending per-step values on the host (one sync); keeps them pending."""
+        self._pending = jax.device_get(self._pending)
+        return self._pending
+
+    def pending(self) -> list[dict[str, float]]:
+        """Pending per-step scalars as JSON-able floats (for a checkpoint's metadata)."""
+        return [{k: float(v) for k, v in m.items() if k not in self.HOST_ONLY} for m in self.fetch()]
+
+    def restore(self, pending: list[dict[str, float]]) -> None:
+        self._pending = [dict(m) for m in pending]
+
     def summarize(self) -> dict[str, float]:
-        values = jax.device_get(self._pending)
+        values = self.fetch()
         self._pending = []
         out = {}
         for key in values[0]:
+            if key in self.HOST_ONLY:
+                continue
             column = [float(v[key]) for v in values]
             out[key] = sum(column) if key in self.SUMMED else sum(column) / len(column)
         out["learning_rate"] = float(values[-1]["learning_rate"])
+        out["step_losses"] = [float(v["loss"]) for v in values]
         return out
+
+
+@dataclasses.dataclass
+class LossSpikes:
+    """Counts steps whose loss exceeds `factor` times the running mean (EMA) of earlier losses."""
+
+    factor: float = 1.5
+    decay: float = 0.9
+    ema: float | None = None
+    count: int = 0
+
+    def update(self, losses: list[float]) -> None:
+        for loss in losses:
+            if not math.isfinite(loss):
+                continue
+            if self.ema is not None and self.factor > 0 and loss > self.factor * self.ema:
+                self.count += 1
+            self.ema = loss if self.ema is None else self.decay * self.ema + (1 - self.decay) * loss
+
+    def state(self) -> dict[str, Any]:
+        return {"ema": self.ema, "count": self.count}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        self.ema, self.count = state.get("ema"), int(state.get("count", 0))
 
 
 def console_line(record: dict[str, Any]) -> str:
     return (
         f"step {record['step']:>6d} | loss {record['loss']:.4f} | lr {record['learning_rate']:.2e} | "
         f"{record['tokens_per_sec']:,.0f} tok/s | {record['step_time_s'] * 1000:.0f} ms/step"
+        + (f" | {record['tflops_per_device']:.3g} TFLOP/s/device" if "tflops_per_device" in record else "")
+        + (f" | MFU {record['mfu']:.1%}" if "mfu" in record else "")
     )

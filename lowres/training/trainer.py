@@ -9,8 +9,10 @@ import itertools
 import json
 import math
 import os
+import signal
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ from typing import Any
 import gin
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 import seqio
 from flax import nnx
@@ -35,11 +38,13 @@ from lowres.models.factory import (
     config_to_dict,
     non_param_state,
 )
-from lowres.training import partitioning
+from lowres.training import partitioning, resume
 from lowres.training.checkpoints import CheckpointConfig, CheckpointStore
-from lowres.training.metrics import IntervalMeans, MetricsWriter, console_line
+from lowres.training.initialization import InitConfig, initialize_from
+from lowres.training.metrics import IntervalMeans, LossSpikes, MetricsWriter, console_line
 from lowres.training.optimizer import OptimizerConfig, make_optimizer
-from lowres.training.step import TrainState, train_step
+from lowres.training.plots import plot_run
+from lowres.training.step import LossOptions, TrainState, leaf_names, train_step
 
 RUN_FILE = "lowres.json"  # what evaluation needs to rebuild the model: config, vocabulary, lengths
 CONFIG_FILE = "config.gin"
@@ -47,15 +52,43 @@ METRICS_FILE = "metrics.jsonl"
 CHECKPOINT_DIR = "checkpoints"
 
 
+NONFINITE_POLICIES = ("stop", "skip")
+
+
 @gin.configurable
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
+    """The loop: length, logging, loss options, microbatching and what to do with non-finite steps.
+
+    nonfinite: "stop" raises (naming the step and the non-finite gradient tensors) before any
+    checkpoint of the broken state is written; "skip" keeps the previous parameters and optimiser
+    state for that step and counts it. A loss above `loss_spike_factor` x its running mean counts
+    as a spike in the metrics.
+    """
+
     num_steps: int = 1000
     log_every: int = 10
     z_loss: float = 1e-4
+    label_smoothing: float = 0.0
+    loss_normalization: str = "tokens"
     # > 0: unembed and compute the loss in sequence chunks of this length (large vocabularies).
     loss_chunk_length: int = 0
+    microbatches: int = 1
+    nonfinite: str = "stop"
+    loss_spike_factor: float = 1.5
+    # MFU against the datasheet peak of the accelerator (CPU: a measured float32 matmul).
+    report_mfu: bool = True
     seed: int = 0
+
+    def __post_init__(self):
+        if self.nonfinite not in NONFINITE_POLICIES:
+            raise ValueError(f"TrainConfig.nonfinite={self.nonfinite!r}; use 'stop' or 'skip'")
+        if self.microbatches < 1:
+            raise ValueError(f"TrainConfig.microbatches={self.microbatches}; use 1 or more")
+        self.loss_options()  # validates normalization and label smoothing
+
+    def loss_options(self) -> LossOptions:
+        return LossOptions(self.z_loss, self.label_smoothing, self.loss_normalization)
 
 
 @dataclasses.dataclass
@@ -98,9 +131,15 @@ def create_sharded_state(
 
 
 def compile_train_step(
-    sharded: ShardedState, optimizer, schedule, z_loss: float, mesh: Mesh, rules, loss_chunk_length: int = 0
+    sharded: ShardedState, optimizer, schedule, z_loss: float, mesh: Mesh, rules, loss_chunk_length: int = 0,
+    *, loss_options: LossOptions | None = None, microbatches: int = 1, skip_nonfinite: bool = False,
 ):
     """The jitted step with explicit in/out shardings; the old state's buffers are donated."""
+    batch_axes = partitioning.batch_sharding(mesh, rules).spec[0]
+
+    def microbatch_sharding(ndim: int) -> NamedSharding:
+        return NamedSharding(mesh, jax.sharding.PartitionSpec(None, batch_axes, *[None] * (ndim - 2)))
+
     step = functools.partial(
         train_step,
         graphdef=sharded.graphdef,
@@ -110,6 +149,10 @@ def compile_train_step(
         z_loss=z_loss,
         dropout_seed=sharded.dropout_seed,
         loss_chunk_length=loss_chunk_length,
+        loss_options=loss_options,
+        microbatches=microbatches,
+        skip_nonfinite=skip_nonfinite,
+        microbatch_sharding=microbatch_sharding,
     )
     return jax.jit(
         step,
@@ -152,6 +195,85 @@ def _check_resumable(model_dir: Path, run_info: dict[str, Any]) -> None:
         )
 
 
+class _Preemption:
+    """Turns SIGTERM into a flag the loop checks after each step (then saves and exits)."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        self.requested = True
+
+    def agreed(self) -> bool:
+        """Whether any host was asked to stop (all hosts must stop at the same step)."""
+        if jax.process_count() == 1:
+            return self.requested
+        from jax.experimental import multihost_utils
+
+        return bool(np.any(multihost_utils.process_allgather(np.int32(self.requested))))
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+
+
+def _nonfinite_message(pending: list[dict[str, Any]], first_step: int, names: list[str]) -> tuple[int, str] | None:
+    """The first non-finite step among `pending` (steps first_step+1, ...) and what was not finite."""
+    for offset, metrics in enumerate(pending):
+        if not bool(metrics["finite"]):
+            bad = [n for n, ok in zip(names, np.asarray(metrics["grad_finite"]).tolist()) if not ok]
+            loss = float(metrics["loss"])
+            what = f"loss {loss}" if not math.isfinite(loss) else f"loss {loss:.4f} (finite)"
+            shown = ", ".join(bad[:8]) + (f" and {len(bad) - 8} more" if len(bad) > 8 else "")
+            return first_step + offset + 1, f"{what}; non-finite gradients: {shown or 'none'}"
+    return None
+
+
+def _truncate_metrics(path: Path, last_step: int) -> None:
+    """Drops records logged after `last_step` by a run that was killed before its next checkpoint."""
+    if not path.exists():
+        return
+    lines = path.read_text(encoding="utf-8").splitlines()
+    kept = [line for line in lines if line.strip() and json.loads(line).get("step", 0) <= last_step]
+    if len(kept) != len(lines):
+        write_atomic(path, "".join(line + "\n" for line in kept))
+
+
+def _agreed_seed(seed: int) -> int:
+    """The data seed every host uses: process 0's, checked to be the same everywhere."""
+    if jax.process_count() == 1:
+        return seed
+    from jax.experimental import multihost_utils
+
+    seeds = np.asarray(multihost_utils.process_allgather(np.int64(seed))).ravel()
+    if len(set(seeds.tolist())) != 1:
+        raise ValueError(f"DataConfig.seed differs between hosts ({seeds.tolist()}); give every host the same config")
+    return int(seeds[0])
+
+
+def _throughput_basis(arch, data_config: DataConfig, train_config: TrainConfig, mesh: Mesh):
+    """Model FLOPs of one step per device (lowres.models.flops) and the peak MFU is measured against."""
+    from lowres.models.flops import is_decoder_only, training_flops_per_step
+
+    if is_decoder_only(arch):
+        flops = training_flops_per_step(arch, data_config.batch_size, data_config.inputs_length + data_config.targets_length)
+    else:
+        flops = training_flops_per_step(arch, data_config.batch_size, data_config.inputs_length,
+                                        targets_len=data_config.targets_length)
+    peak = None
+    if train_config.report_mfu:
+        from lowres.bench.peak import device_peak_flops
+
+        peak = device_peak_flops(mesh.devices.flat[0], "float32", size=1024)
+    return flops / mesh.devices.size, peak
+
+
 def train(
     model_dir: str | Path,
     *,
@@ -162,9 +284,13 @@ def train(
     checkpoint_config: CheckpointConfig | None = None,
     mesh_config: partitioning.MeshConfig | None = None,
     vocab_config: vocab_lib.VocabularyConfig | None = None,
+    init_config: InitConfig | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Trains (or resumes) in `model_dir`; configs default to their gin-bound values."""
+    """Trains (or resumes) in `model_dir`; configs default to their gin-bound values.
+
+    A new run (no checkpoint in `model_dir`) starts from `init_config.checkpoint` when set.
+    """
     train_config = train_config or TrainConfig()
     data_config = data_config or DataConfig()
     model_config = model_config or ModelConfig()
@@ -172,16 +298,19 @@ def train(
     checkpoint_config = checkpoint_config or CheckpointConfig()
     mesh_config = mesh_config or partitioning.MeshConfig()
     vocab_config = vocab_config or vocab_lib.VocabularyConfig()
+    init_config = init_config or InitConfig()
 
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
     is_main = jax.process_index() == 0
+    data_config = dataclasses.replace(data_config, seed=_agreed_seed(data_config.seed))
 
     data = prepare_data(model_dir, data_config, vocab_config, progress=progress and is_main)
     arch = model_config.resolve(data.vocabulary.vocab_size)
+    vocab_file = vocab_lib.vocabulary_file(vocab_config) if hasattr(vocab_lib, "vocabulary_file") else VOCAB_FILE
     run_info = {
         "model": config_to_dict(arch),
-        "vocabulary": VOCAB_FILE,
+        "vocabulary": vocab_file,
         "num_sentinels": vocab_config.num_sentinels,
         "inputs_length": data_config.inputs_length,
         "targets_length": data_config.targets_length,
@@ -192,22 +321,41 @@ def train(
     _check_resumable(model_dir, run_info)
     if is_main:
         write_atomic(model_dir / RUN_FILE, json.dumps(run_info, indent=2, ensure_ascii=False) + "\n")
+    vocabulary_sha256 = resume.file_fingerprint(model_dir / vocab_file)
+    data_identity = resume.data_identity(data_config, data.mixture, jax.process_count())
 
     mesh = partitioning.create_mesh(mesh_config)
     rules = mesh_config.rules
     store = CheckpointStore(model_dir / CHECKPOINT_DIR, checkpoint_config)
     start_step = store.latest_step() or 0
+    saved_meta = store.metadata(start_step) if start_step else {}
+    if start_step:
+        resume.check_resume(saved_meta, vocabulary_sha256=vocabulary_sha256, data=data_identity,
+                            where=f"{store.directory}/{start_step}")
+    position = saved_meta.get("data_position", {})
+    expected = position.get("fingerprints", [None] * jax.process_count())[jax.process_index()] if position else None
     # Building the seqio pipeline (graph construction, shuffle buffers) overlaps model compilation.
+    # A resumed stream restarts one batch early so the checkpoint's last batch can be verified.
     shard_info = seqio.ShardInfo(jax.process_index(), jax.process_count())
+    replay_from = start_step - 1 if start_step else 0
     loader = concurrent.futures.ThreadPoolExecutor(max_workers=1)
-    first_batches = loader.submit(
-        lambda: _peek(
-            training_batches(data.mixture, data_config, shard_info, start_step, model_config.architecture)
-        )
-    )
+
+    def open_stream():
+        stream = training_batches(data.mixture, data_config, shard_info, replay_from, model_config.architecture)
+        if start_step:
+            return resume.replay_to(stream, expected, start_step, f"{store.directory}/{start_step}")
+        return _peek(stream)
+
+    first_batches = loader.submit(open_stream)
     optimizer, schedule = make_optimizer(optimizer_config, train_config.num_steps)
     sharded = create_sharded_state(arch, optimizer, mesh, rules, train_config.seed)
     state = sharded.state
+    if not start_step and init_config.checkpoint:
+        state, report = initialize_from(init_config, state)
+        if is_main:
+            fresh = f"; freshly initialised: {', '.join(report['fresh'])}" if report["fresh"] else ""
+            print(f"initialised {report['loaded']} parameters from {report['checkpoint']} step {report['step']}"
+                  f"{' with its optimiser state' if report['optimizer_state'] else ''}{fresh}")
     if start_step:
         restored = store.restore(start_step, sharded.abstract.params, sharded.abstract.opt_state)
         state = TrainState(
@@ -215,18 +363,80 @@ def train(
         )
         if is_main:
             print(f"resumed from {store.directory}/{start_step}")
+    gin_config = gin.operative_config_str()
     if is_main:
-        write_atomic(model_dir / CONFIG_FILE, gin.operative_config_str())
+        write_atomic(model_dir / CONFIG_FILE, gin_config)
+        _truncate_metrics(model_dir / METRICS_FILE, start_step)
 
     step_fn = compile_train_step(
-        sharded, optimizer, schedule, train_config.z_loss, mesh, rules, train_config.loss_chunk_length
+        sharded, optimizer, schedule, train_config.z_loss, mesh, rules, train_config.loss_chunk_length,
+        loss_options=train_config.loss_options(), microbatches=train_config.microbatches,
+        skip_nonfinite=train_config.nonfinite == "skip",
     )
     batch_sharding = partitioning.batch_sharding(mesh, rules)
     batches = first_batches.result()
     loader.shutdown()
     tokens_per_step = data_config.batch_size * (data_config.inputs_length + data_config.targets_length)
+    flops_per_device, peak = _throughput_basis(arch, data_config, train_config, mesh)
+    if is_main and peak:
+        print(f"MFU against {peak[0] / 1e12:.3g} TFLOP/s per device ({peak[1]})")
     writer = MetricsWriter(model_dir / METRICS_FILE)
-    metadata = {"run": run_info, "data_seed": data_config.seed}
+    names = leaf_names(state.params)
+
+    interval = IntervalMeans()
+    interval.restore(saved_meta.get("pending_metrics", []))
+    spikes = LossSpikes(factor=train_config.loss_spike_factor)
+    spikes.restore(saved_meta.get("loss_spikes", {}))
+    skipped = int(saved_meta.get("skipped_steps", 0))
+    last_logged = saved_meta.get("last_logged", {})
+
+    def check_finite(done: int) -> None:
+        """Reads the pending steps' finiteness; stops (policy "stop") or counts skipped steps."""
+        nonlocal skipped
+        pending = interval.fetch()
+        first = done - len(pending)
+        found = _nonfinite_message(pending, first, names)
+        if found is None:
+            return
+        bad_step, what = found
+        if train_config.nonfinite == "stop":
+            raise FloatingPointError(
+                f"non-finite values at step {bad_step}: {what}; stopped (TrainConfig.nonfinite='stop') "
+                f"without saving it; the last checkpoint ({store.latest_step()}) is intact"
+            )
+        count = sum(1 for m in pending if not bool(m["finite"]))
+        skipped += count
+        if is_main:
+            print(f"skipped {count} non-finite update(s) in steps {first + 1}..{done}, first at step {bad_step}: {what}")
+
+    def metadata(done: int, fingerprint: str) -> dict[str, Any]:
+        return {
+            "run": run_info,
+            "data_seed": data_config.seed,
+            "data": data_identity,
+            "data_position": {
+                "step": done,
+                "batches_per_host": done,
+                "host_batch_size": data_config.batch_size // jax.process_count(),
+                "fingerprints": resume.gather_fingerprints(fingerprint),
+            },
+            "vocabulary_file": vocab_file,
+            "vocabulary_sha256": vocabulary_sha256,
+            "gin_config": gin_config,
+            "pending_metrics": interval.pending(),
+            "loss_spikes": spikes.state(),
+            "skipped_steps": skipped,
+            "last_logged": last_logged,
+        }
+
+    def save(done: int, fingerprint: str, force: bool = False) -> None:
+        if not force and not store.should_save(done):
+            return
+        if len(interval):
+            check_finite(done)
+        ranking = {k: v for k, v in last_logged.items() if isinstance(v, (int, float))} or None
+        store.save(done, state.params, state.opt_state, metadata(done, fingerprint), force=True,
+                   metrics=ranking if checkpoint_config.best_metric else None)
 
     history: list[dict[str, Any]] = []
     bar = tqdm(
@@ -234,11 +444,12 @@ def train(
         dynamic_ncols=True,
     )
     last_time, last_step, compile_time = time.perf_counter(), start_step, None
-    interval = IntervalMeans()
+    final_step, preempted, fingerprint = start_step, False, expected or ""
     try:
-        with jax.set_mesh(mesh), nnx.logical_axis_rules(rules):
+        with _Preemption() as preemption, jax.set_mesh(mesh), nnx.logical_axis_rules(rules):
             for step in range(start_step, train_config.num_steps):
                 local = next(batches)
+                fingerprint = resume.batch_fingerprint(local)
                 batch = {
                     k: jax.make_array_from_process_local_data(batch_sharding, v) for k, v in local.items()
                 }
@@ -250,7 +461,9 @@ def train(
                     compile_time = time.perf_counter() - last_time
                     last_time, last_step = time.perf_counter(), done
                 if done % train_config.log_every == 0 or done == train_config.num_steps:
+                    check_finite(done)
                     values = interval.summarize()
+                    spikes.update(values["step_losses"])
                     now = time.perf_counter()
                     step_time = (now - last_time) / max(done - last_step, 1) if done > last_step else compile_time
                     last_time, last_step = now, done
@@ -261,14 +474,15 @@ def train(
                         "learning_rate": values["learning_rate"],
                         "grad_norm": values["grad_norm"],
                         "target_tokens": int(values["num_tokens"]),
+                        "loss_spikes": spikes.count,
+                        "skipped_steps": skipped,
                         "tokens_per_sec": tokens_per_step / step_time,
                         "step_time_s": step_time,
+                        "tflops_per_device": flops_per_device / step_time / 1e12,
                     }
-                    if not math.isfinite(record["loss"]):
-                        raise FloatingPointError(
-                            f"non-finite loss at step {done}; the last checkpoint "
-                            f"({store.latest_step()}) is intact"
-                        )
+                    if peak:
+                        record["mfu"] = flops_per_device / step_time / peak[0]
+                    last_logged = {"step": done, "loss": record["loss"], "nll": record["nll"]}
                     history.append(record)
                     writer.write(record)
                     if is_main:
@@ -276,18 +490,28 @@ def train(
                         sys.stdout.flush()
                     bar.set_postfix(loss=f"{record['loss']:.3f}")
                 bar.update(1)
-                store.save(done, state.params, state.opt_state, metadata)
-            final_step = int(jax.device_get(state.step))
-            if store.latest_step() != final_step:
-                store.save(final_step, state.params, state.opt_state, metadata, force=True)
+                final_step = done
+                if preemption.agreed():
+                    save(done, fingerprint, force=True)
+                    store.wait()
+                    preempted = True
+                    if is_main:
+                        print(f"preempted (SIGTERM): saved step {done} in {store.directory}; rerun to resume")
+                    break
+                save(done, fingerprint)
+            if not preempted and store.latest_step() != final_step:
+                save(final_step, fingerprint, force=True)
     finally:
         bar.close()
         writer.close()
         store.close()
+    if is_main and history:
+        plot_run(model_dir)
     return {
         "model_dir": str(model_dir),
         "start_step": start_step,
         "final_step": final_step,
+        "preempted": preempted,
         "compile_time_s": compile_time,
         "history": history,
     }

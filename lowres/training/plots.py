@@ -1,0 +1,85 @@
+"""PNG plots of a run from its metrics.jsonl: loss curves (per language when logged), the
+learning-rate schedule and mixing rates over time. `lowres plot MODEL_DIR` redraws them."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+PLOTS_DIR = "plots"
+
+
+def read_metrics(model_dir: str | Path) -> list[dict]:
+    path = Path(model_dir) / "metrics.jsonl"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: {model_dir} holds no training metrics (run `lowres train` first)")
+    records = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if line.strip():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as error:
+                raise ValueError(f"{path}:{number}: not JSON ({error.msg})") from error
+    return records
+
+
+def _series(records: list[dict], key: str) -> tuple[list[int], list[float]]:
+    rows = [(r["step"], r[key]) for r in records if isinstance(r.get(key), (int, float))]
+    return [s for s, _ in rows], [float(v) for _, v in rows]
+
+
+def _save(figure, path: Path) -> None:
+    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".png", delete=False) as tmp:
+        figure.savefig(tmp.name, dpi=120, bbox_inches="tight")
+    os.replace(tmp.name, path)
+
+
+def plot_run(model_dir: str | Path) -> list[Path]:
+    """Writes MODEL_DIR/plots/{loss,learning_rate[,mixing_rates]}.png; returns the paths written."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    records = read_metrics(model_dir)
+    out = Path(model_dir) / PLOTS_DIR
+    out.mkdir(parents=True, exist_ok=True)
+    keys = sorted({k for r in records for k in r})
+    written = []
+
+    figure, axis = plt.subplots(figsize=(7, 4))
+    for key in ["loss", "nll", *[k for k in keys if k.startswith("eval/") and k.endswith("/loss")]]:
+        steps, values = _series(records, key)
+        if steps:
+            axis.plot(steps, values, label=key.removeprefix("eval/").removesuffix("/loss"))
+    axis.set_xlabel("step")
+    axis.set_ylabel("loss (nats/token)")
+    axis.legend(fontsize=7)
+    axis.set_title(f"{Path(model_dir).name}: training loss")
+    _save(figure, out / "loss.png")
+    written.append(out / "loss.png")
+    plt.close(figure)
+
+    steps, values = _series(records, "learning_rate")
+    figure, axis = plt.subplots(figsize=(7, 3))
+    axis.plot(steps, values)
+    axis.set_xlabel("step")
+    axis.set_ylabel("learning rate")
+    _save(figure, out / "learning_rate.png")
+    written.append(out / "learning_rate.png")
+    plt.close(figure)
+
+    rate_keys = [k for k in keys if k.startswith("mixing_rate/")]
+    if rate_keys:
+        figure, axis = plt.subplots(figsize=(7, 4))
+        for key in rate_keys:
+            axis.plot(*_series(records, key), label=key.removeprefix("mixing_rate/"))
+        axis.set_xlabel("step")
+        axis.set_ylabel("mixing rate")
+        axis.legend(fontsize=7)
+        _save(figure, out / "mixing_rates.png")
+        written.append(out / "mixing_rates.png")
+        plt.close(figure)
+    return written
