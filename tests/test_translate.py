@@ -147,3 +147,21 @@ def test_translate_cli_resumes_after_sigkill(tmp_path):
     translate_file(generator, loaded["vocabulary"], source, reference, "pan_Guru", 32, progress=False)
     assert output.read_text(encoding="utf-8") == reference.read_text(encoding="utf-8")
     assert len(reference.read_text(encoding="utf-8").splitlines()) == len(lines)
+
+
+def test_cli_errors_name_the_option(tmp_path, capsys):
+    from lowres import cli
+
+    source = tmp_path / "in.txt"
+    source.write_text("hello\n")
+    assert cli.main(["translate", f"--model_dir={tmp_path}", "--src=eng", "--tgt=pan", f"--input={source}",
+                     f"--output={tmp_path / 'out.txt'}"]) == 2
+    assert "--model_dir" in capsys.readouterr().err
+    model_dir = tmp_path / "m"
+    model_dir.mkdir()
+    (model_dir / "lowres.json").write_text("{}")
+    assert cli.main(["eval", f"--model_dir={model_dir}", "--data=builtin", "--translate=eng-pan",
+                     f"--output={tmp_path / 'e.json'}"]) == 2
+    assert "--translate needs --data=flores:DIR" in capsys.readouterr().err
+    assert cli.main(["translate", f"--model_dir={model_dir}", "--src=eng", "--tgt=xx-not-a-language",
+                     f"--input={source}", f"--output={tmp_path / 'out.txt'}"]) == 2
