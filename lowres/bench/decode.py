@@ -25,7 +25,10 @@ from lowres.bench import report
 
 ROW_COLUMNS = ("architecture", "batch", "cache", "lowres_tokens_per_sec", "lowres_latency_s", "hf_tokens_per_sec",
                  "hf_latency_s", "speedup_vs_hf")
-SHAPES = {"quickstart": dict(preset="mini", vocab_size=4000, prompt_length=64, new_tokens=32)}
+SHAPES = {
+    "quickstart": dict(preset="mini", vocab_size=4000, prompt_length=64, new_tokens=32),
+    "tiny": dict(preset="tiny", vocab_size=64, prompt_length=8, new_tokens=4),  # tests
+}
 HF_PYTHON = os.environ.get("LOWRES_HF_PYTHON", "/tmp/hfvenv/bin/python")
 
 
