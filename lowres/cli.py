@@ -140,15 +140,19 @@ def _parser() -> argparse.ArgumentParser:
     describe.add_argument("--lang", default=None, metavar="CODE", help="language of a single-language text:FILE")
     sample = data_commands.add_parser(
         "sample", help="decoded examples of each denoiser of an objective",
-        description="Register the builtin tasks of an objective with a trained model's vocabulary and print "
-        "decoded examples: the mode token, the inputs with sentinels, the targets.",
+        description="Register the builtin tasks of an objective and print decoded examples of a task or of every "
+        "task of a mixture: the mode token, the inputs with sentinels, the targets. NAME is an objective preset "
+        "(ul2, t5_span_corruption, ...), a mixture builtin.<objective> or a task builtin.<lang>.<denoiser>.",
     )
-    sample.add_argument("--model_dir", required=True, metavar="DIR", help="a trained run (its vocabulary is used)")
+    sample.add_argument("name", nargs="?", default=None, metavar="NAME", help="task, mixture or objective (default: --objective)")
+    sample.add_argument("--model_dir", default=None, metavar="DIR",
+                        help="a trained run whose vocabulary is used (default: a vocabulary trained once on the builtin "
+                        "corpus and cached)")
     sample.add_argument("--objective", default="ul2", help="objective preset (ul2, ul2r, r_and_s, ...)")
     sample.add_argument("--lang", default="eng", metavar="CODE", help="language of the builtin corpus")
     sample.add_argument("-n", type=int, default=3, help="examples per denoiser")
-    sample.add_argument("--inputs_length", type=int, default=None, help="default: the run's")
-    sample.add_argument("--targets_length", type=int, default=None, help="default: the run's")
+    sample.add_argument("--inputs_length", type=int, default=None, help="default: the run's, else 128")
+    sample.add_argument("--targets_length", type=int, default=None, help="default: the run's, else 128")
 
     vocab = commands.add_parser("vocab", help="inspect vocabularies", description="Inspect vocabularies.")
     vocab_commands = vocab.add_subparsers(dest="vocab_command", metavar="ACTION")
@@ -239,6 +243,7 @@ def _parse_gin(files: Sequence[str], bindings: Sequence[str]) -> None:
 
     import lowres.training.trainer  # noqa: F401  (registers the configurables gin binds)
 
+    gin.add_config_file_search_path(str(GIN_CONFIG_DIR))  # `include "models/..."` inside gin files
     try:
         gin.parse_config_files_and_bindings([_resolve_gin_file(f) for f in files], bindings)
     except (ValueError, KeyError, SyntaxError) as error:
@@ -457,22 +462,18 @@ def _cmd_models(args) -> int:
 
 
 def _cmd_data_sample(args) -> int:
-    from lowres.data.builtin_corpus import build_builtin_corpus
-    from lowres.data.languages import normalize_language
-    from lowres.data.samples import sample_task
-    from lowres.data.vocab import load_vocabulary
-    from lowres.training.trainer import read_run_info
-    from tasks.builtin import register_builtin_mixture
-
-    info = read_run_info(Path(args.model_dir))
-    vocabulary = load_vocabulary(Path(args.model_dir) / info["vocabulary"], info["num_sentinels"])
-    lang = normalize_language(args.lang)
-    mixture = register_builtin_mixture(build_builtin_corpus(progress=False), vocabulary, args.objective, languages=[lang])
-    lengths = {"inputs": args.inputs_length or info["inputs_length"],
-               "targets": args.targets_length or info["targets_length"]}
     import seqio
 
-    for task in seqio.get_mixture_or_task(mixture).tasks:
+    from lowres.data.builtin_corpus import build_builtin_corpus
+    from lowres.data.samples import resolve_sample_name, sample_task, sample_vocabulary
+
+    corpus = build_builtin_corpus(progress=False)
+    vocabulary, info = sample_vocabulary(corpus, Path(args.model_dir) if args.model_dir else None)
+    name = resolve_sample_name(args.name or args.objective, corpus, vocabulary, args.lang)
+    lengths = {"inputs": args.inputs_length or info.get("inputs_length", 128),
+               "targets": args.targets_length or info.get("targets_length", 128)}
+    provider = seqio.get_mixture_or_task(name)
+    for task in provider.tasks if isinstance(provider, seqio.Mixture) else [provider]:
         print(f"== {task.name}")
         for i, row in enumerate(sample_task(task.name, args.n, lengths), 1):
             print(f"[{i}] mode:    {row['mode']}\n    inputs:  {row['inputs']}\n    targets: {row['targets']}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import seqio
 
 from lowres.data.vocab import MODE_TOKENS
@@ -25,3 +27,50 @@ def sample_task(task_name: str, num_examples: int, lengths: dict[str, int], spli
     vocabulary = task.output_features["targets"].vocabulary
     dataset = task.get_dataset(lengths, split, shuffle=False, seed=seed).take(num_examples)
     return [describe_example(ex, vocabulary) for ex in dataset.as_numpy_iterator()]
+
+
+def sample_vocabulary(corpus, model_dir: Path | None) -> tuple[seqio.Vocabulary, dict]:
+    """A trained run's vocabulary and run info, or (no run) a default vocabulary trained once and cached."""
+    from lowres.data import vocab as vocab_lib
+    from lowres.data.builtin_corpus import default_cache_dir
+
+    if model_dir is not None:
+        from lowres.training.trainer import read_run_info
+
+        info = read_run_info(model_dir)
+        return vocab_lib.load_vocabulary(model_dir / info["vocabulary"], info["num_sentinels"]), info
+    texts = {lang: _lines(corpus, lang) for lang in corpus.languages}
+    config = vocab_lib.VocabularyConfig()
+    vocabulary = vocab_lib.prepare_vocabulary(default_cache_dir() / "sample-vocab", config, texts, corpus.languages)
+    return vocabulary, {}
+
+
+def _lines(corpus, lang: str):
+    yield from corpus.mono_path(lang, "train").read_text(encoding="utf-8").splitlines()
+
+
+def resolve_sample_name(name: str, corpus, vocabulary, lang: str) -> str:
+    """Registers the builtin tasks `name` needs and returns the seqio task or mixture name to sample.
+
+    `name` is an objective preset (its mixture over `lang`), `builtin.<objective>` or a task
+    `builtin.<lang>.<denoiser>`.
+    """
+    from lowres.data import objectives
+    from lowres.data.languages import normalize_language
+    from tasks.builtin import CORPUS, register_builtin_mixture
+
+    presets = [*objectives.OBJECTIVES, "custom"]
+    parts = name.split(".")
+    if name in presets or (len(parts) == 2 and parts[0] == CORPUS and parts[1] in presets):
+        return register_builtin_mixture(corpus, vocabulary, parts[-1], languages=[normalize_language(lang)])
+    if len(parts) == 3 and parts[0] == CORPUS:
+        for preset in objectives.OBJECTIVES:
+            register_builtin_mixture(corpus, vocabulary, preset, languages=[normalize_language(parts[1])])
+        if name in seqio.TaskRegistry.names():
+            return name
+    if name in seqio.TaskRegistry.names() or name in seqio.MixtureRegistry.names():
+        return name
+    raise ValueError(
+        f"unknown task or mixture {name!r}: give an objective ({', '.join(presets)}), {CORPUS}.<objective> or "
+        f"{CORPUS}.<lang>.<denoiser>, e.g. {CORPUS}.yor_Latn.span_3_0p15_nlu"
+    )
