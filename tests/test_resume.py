@@ -66,6 +66,7 @@ def final_params(model_dir):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # five CLI launches; on a loaded 2-core machine each takes minutes
 def test_killed_and_preempted_run_resumes_bitwise(tmp_path, cache_dir):
     # The persistent compilation cache saves the restarts' compile time (same executable, same bits).
     env = dict(os.environ, LOWRES_CACHE_DIR=str(cache_dir), JAX_PLATFORMS="cpu",

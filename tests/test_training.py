@@ -103,17 +103,21 @@ SHARDED_SCRIPT = textwrap.dedent(
 
     assert jax.device_count() == 8
     results = {}
-    for name, architecture, devices, cfg in [
-        (f"{a}/{m}", a, d, c)
+    runs = [
+        (f"{a}/{m}", a, d, c, 1)
         for a in ("encoder_decoder", "decoder_only")
         for m, d, c in [("single", jax.devices()[:1], partitioning.MeshConfig()),
                         ("mesh", jax.devices(), partitioning.MeshConfig(data=2, fsdp=2, tensor=2))]
-    ]:
+    ]
+    # 4 strided microbatches of 2 rows over a data*fsdp = 4-way batch split
+    runs.append(("encoder_decoder/microbatched", "encoder_decoder", jax.devices(),
+                 partitioning.MeshConfig(data=2, fsdp=2, tensor=2), 4))
+    for name, architecture, devices, cfg, microbatches in runs:
         arch = ModelConfig(architecture=architecture, preset="tiny").resolve(vocab_size=64)
         optimizer, schedule = make_optimizer(OptimizerConfig(learning_rate=1e-2, warmup_steps=0), 10)
         mesh = partitioning.create_mesh(cfg, devices)
         sharded = create_sharded_state(arch, optimizer, mesh, cfg.rules, seed=0)
-        step = compile_train_step(sharded, optimizer, schedule, 1e-4, mesh, cfg.rules)
+        step = compile_train_step(sharded, optimizer, schedule, 1e-4, mesh, cfg.rules, microbatches=microbatches)
         state, losses = sharded.state, []
         for i in range(3):
             batch = fixed_batch(batch_size=8, seed=i)
@@ -133,7 +137,7 @@ def test_sharded_step_equals_single_device_step():
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     out = subprocess.run([sys.executable, "-c", SHARDED_SCRIPT], env=env, cwd=root, capture_output=True,
-                         text=True, timeout=600)
+                         text=True, timeout=1500)
     assert out.returncode == 0, out.stderr[-3000:]
     line = next(l for l in out.stdout.splitlines() if l.startswith("RESULT"))
     results = json.loads(line[len("RESULT"):])
@@ -145,6 +149,22 @@ def test_sharded_step_equals_single_device_step():
         # up to ~1e-4 of the lr=1e-2 step size; anything structural would differ by O(lr).
         for a, b in zip(mesh["params"], single["params"]):
             np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=2e-4)
+    # Gradient accumulation over strided microbatches equals the full batch.
+    micro, full = results["encoder_decoder/microbatched"], results["encoder_decoder/single"]
+    np.testing.assert_allclose(micro["losses"], full["losses"], rtol=1e-5, atol=1e-6)
+    for a, b in zip(micro["params"], full["params"]):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=2e-4)
+
+
+def test_microbatches_are_strided_rows():
+    from lowres.training.step import split_microbatches
+
+    batch = {"x": np.arange(8)[:, None] * np.ones((1, 3), np.int32)}
+    split = np.asarray(split_microbatches(batch, 4)["x"])
+    assert split.shape == (4, 2, 3)
+    assert split[:, :, 0].tolist() == [[0, 4], [1, 5], [2, 6], [3, 7]]
+    with pytest.raises(ValueError, match="not divisible by 3 microbatches"):
+        split_microbatches(batch, 3)
 
 
 @pytest.mark.parametrize("architecture,norm,dropout", [("decoder_only", "pre", 0.0), ("encoder_decoder", "mix", 0.1),
@@ -201,3 +221,24 @@ def test_chunked_loss_equals_full_loss_and_gradients(architecture):
     np.testing.assert_allclose(float(loss_a), float(loss_b), rtol=1e-6)
     for a, b in zip(jax.tree.leaves(grads_a), jax.tree.leaves(grads_b)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("name", ["runs/tpu_v4_8_pretrain.gin", "runs/multihost_gpu.gin", "models/t5_1_1_small.gin",
+                                  "models/gpt2_small.gin", "quickstart.gin", "smoke.gin"])
+def test_example_gin_configs_parse_and_build_their_configs(name):
+    import gin
+
+    from lowres import cli
+    from lowres.data.pipeline import DataConfig
+    from lowres.training.checkpoints import CheckpointConfig
+    from lowres.training.optimizer import OptimizerConfig
+    from lowres.training.trainer import TrainConfig
+
+    gin.clear_config()
+    try:
+        cli._parse_gin([name], [])  # includes resolve against gin_configs/ from any directory
+        for configurable in (TrainConfig, DataConfig, OptimizerConfig, CheckpointConfig, ModelConfig,
+                             partitioning.MeshConfig):
+            configurable()  # every binding names a real field and passes validation
+    finally:
+        gin.clear_config()
