@@ -73,8 +73,9 @@ def run_case(case: str, options: Options, log: Callable[[str], None]) -> tuple[d
 
         kwargs = {k: v for k, v in (("shape", options.shape), ("steps", options.steps)) if v is not None}
         record = decode.run(**kwargs, log=log)
-        columns = getattr(decode, "TABLE_COLUMNS", None)
-        return record, report.table([record], columns) if columns else report.field_table(record)
+        if callable(getattr(decode, "table", None)) and "rows" in record:
+            return record, decode.table(record["rows"])
+        return record, report.field_table(record)
     if case == "all":
         return run_all(options, log)
     raise ValueError(f"unknown bench case {case!r}; choose one of {CASES}")
