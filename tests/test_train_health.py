@@ -69,6 +69,12 @@ def test_trainer_skips_nonfinite_updates_and_counts_them(tmp_path, cache_dir, ca
     assert [r["skipped_steps"] for r in records] == [0, 1, 2, 3] and summary["final_step"] == 4
     meta = CheckpointStore(tmp_path / "skip" / "checkpoints", read_only=True).metadata(4)
     assert meta["skipped_steps"] == 3 and meta["data_position"]["batches_per_host"] == 4
+    import tensorflow as tf
+
+    events = list((tmp_path / "skip" / "tensorboard").glob("events.out.tfevents.*"))
+    assert events, "no TensorBoard event file"
+    tags = {v.tag for e in tf.compat.v1.train.summary_iterator(str(events[0])) for v in e.summary.value}
+    assert {"loss", "learning_rate", "skipped_steps", "tokens_per_sec"} <= tags
 
 
 def test_loss_spikes_are_counted_against_the_running_mean():

@@ -12,12 +12,19 @@ import jax
 
 
 class MetricsWriter:
-    """Appends one JSON object per call to `path`; flushes each line so a kill loses nothing logged."""
+    """Appends one JSON object per call to `path` (flushed, so a kill loses nothing logged) and,
+    with `tensorboard_dir`, writes the numeric values as TensorBoard scalars; process 0 only."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, tensorboard_dir: str | Path | None = None):
         self.path = Path(path)
         self._enabled = jax.process_index() == 0
         self._file = self.path.open("a", encoding="utf-8") if self._enabled else None
+        self._summary = None
+        if self._enabled and tensorboard_dir is not None:
+            import tensorflow as tf
+
+            self._summary = tf.summary.create_file_writer(str(tensorboard_dir))
+            self._metadata = _scalar_metadata()
 
     def write(self, record: dict[str, Any]) -> None:
         if self._file is None:
@@ -25,11 +32,32 @@ class MetricsWriter:
         clean = {k: _jsonable(v) for k, v in record.items()}
         self._file.write(json.dumps(clean, ensure_ascii=False) + "\n")
         self._file.flush()
+        if self._summary is not None:
+            import tensorflow as tf
+
+            with self._summary.as_default(step=int(record["step"])):
+                for key, value in clean.items():
+                    if key != "step" and isinstance(value, (int, float)) and not isinstance(value, bool):
+                        # tf.summary.write with the scalars plugin's metadata: what tf.summary.scalar
+                        # writes, without needing the tensorboard package installed.
+                        tf.summary.write(key, tf.constant(float(value), tf.float32), metadata=self._metadata)
+            self._summary.flush()
 
     def close(self) -> None:
         if self._file is not None:
             self._file.close()
             self._file = None
+        if self._summary is not None:
+            self._summary.close()
+            self._summary = None
+
+
+def _scalar_metadata() -> bytes:
+    from tensorflow.core.framework import summary_pb2
+
+    metadata = summary_pb2.SummaryMetadata()
+    metadata.plugin_data.plugin_name = "scalars"
+    return metadata.SerializeToString()
 
 
 def _jsonable(value: Any) -> Any:

@@ -49,6 +49,7 @@ from lowres.training.step import LossOptions, TrainState, leaf_names, train_step
 RUN_FILE = "lowres.json"  # what evaluation needs to rebuild the model: config, vocabulary, lengths
 CONFIG_FILE = "config.gin"
 METRICS_FILE = "metrics.jsonl"
+TENSORBOARD_DIR = "tensorboard"
 CHECKPOINT_DIR = "checkpoints"
 
 
@@ -380,7 +381,7 @@ def train(
     flops_per_device, peak = _throughput_basis(arch, data_config, train_config, mesh)
     if is_main and peak:
         print(f"MFU against {peak[0] / 1e12:.3g} TFLOP/s per device ({peak[1]})")
-    writer = MetricsWriter(model_dir / METRICS_FILE)
+    writer = MetricsWriter(model_dir / METRICS_FILE, model_dir / TENSORBOARD_DIR)
     names = leaf_names(state.params)
 
     interval = IntervalMeans()
