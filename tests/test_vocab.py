@@ -161,6 +161,14 @@ def test_low_temperature_gives_the_small_language_its_own_pieces(tmp_path):
     assert lengths[0.0] < lengths[1.0], lengths
 
 
+def test_training_twice_gives_byte_identical_files(tmp_path):
+    """Same text and settings, same file: run directories stay comparable and resumable by fingerprint."""
+    texts = {"pan_Guru": flores_like("pan_Guru", 30, seed=0), "eng_Latn": flores_like("pol_Latn", 30, seed=1)}
+    config = vocab_lib.VocabularyConfig(vocab_size=400)
+    paths = [vocab_lib.train_vocabulary(texts, tmp_path / f"run{i}" / "spm.model", config) for i in range(2)]
+    assert paths[0].read_bytes() == paths[1].read_bytes()
+
+
 def test_bad_vocabulary_settings_give_clear_errors(tmp_path):
     texts = {"pan_Guru": flores_like("pan_Guru", 10, seed=0)}
     with pytest.raises(ValueError, match="vocab_size=260 must also hold 256 byte pieces"):

@@ -159,8 +159,18 @@ def train_sentencepiece(
     with tempfile.TemporaryDirectory() as scratch:
         normalization = _normalization_options(config.normalization_rule_name, Path(scratch))
         _train(texts, model, config, reserved, normalization)
-    write_atomic(output_path, model.getvalue())
+    write_atomic(output_path, _without_scratch_paths(model.getvalue()))
     return output_path
+
+
+def _without_scratch_paths(serialized: bytes) -> bytes:
+    """Drops the rule file's temporary path from the model (its rules are compiled in), so equal
+    training gives byte-identical files and fingerprints."""
+    from sentencepiece import sentencepiece_model_pb2
+
+    proto = sentencepiece_model_pb2.ModelProto.FromString(serialized)
+    proto.normalizer_spec.ClearField("normalization_rule_tsv")
+    return proto.SerializeToString()
 
 
 def write_atomic(path: str | os.PathLike, data: bytes) -> None:
