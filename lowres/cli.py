@@ -189,7 +189,7 @@ def _parser() -> argparse.ArgumentParser:
                        help="train: maxtext-ref (default), t5-ref, quickstart; checkpoint: a decoder preset "
                        "(default gpt2-small); scale: comma-separated presets")
     bench.add_argument("--steps", type=int, default=None, metavar="N",
-                       help="train: timed steps after compile (default 20); data: batches (40); checkpoint: repeats (3)")
+                       help="train: timed steps after compile (default 20); data: timed batches after 60 warm-up batches (200); checkpoint: repeats (3)")
     bench.add_argument("--synthetic", action="store_true", help="train on random batches instead of the UL2 mixture")
     bench.add_argument("--json", action="store_true", help="print the result as one JSON object on the last line")
     bench.add_argument("--output", default=None, metavar="FILE.json", help="also write the JSON result here")

@@ -50,7 +50,7 @@ def run_case(case: str, options: Options, log: Callable[[str], None]) -> tuple[d
 
         if options.shape not in (None, "quickstart"):
             raise ValueError(f"bench data measures the quickstart shape only, not --shape={options.shape}")
-        record = data.run(options.steps or 40, trainer_tokens_per_sec=options.trainer_tokens_per_sec, log=log)
+        record = data.run(options.steps or 200, trainer_tokens_per_sec=options.trainer_tokens_per_sec, log=log)
         lines = [report.table(record["rows"], data.TABLE_COLUMNS),
                  f"trainer consumption (quickstart): {record['trainer_tokens_per_sec']:,.0f} tokens/s "
                  f"({record['trainer_source']}); worst ratio {record['ratio_min']:.1f} (target >= {data.TARGET_RATIO:g})"]
