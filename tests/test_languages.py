@@ -111,7 +111,8 @@ def test_repeated_lookups_are_served_from_the_cache():
     assert normalize_language.cache_info().hits - before == 100
 
 
-_FLORES_DEV = __import__("pathlib").Path("/work/shared/data/flores200/dev")
+# The shared data sit beside the repository (`../shared/data`, as in gin_configs/corpora/flores.gin).
+_FLORES_DEV = __import__("pathlib").Path(__file__).resolve().parents[2] / "shared" / "data" / "flores200" / "dev"
 
 
 @pytest.mark.skipif(not _FLORES_DEV.is_dir(), reason="shared FLORES-200 dev not present")
