@@ -120,3 +120,19 @@ def test_results_writers_from_a_fake_results_dict(tmp_path):
     assert "| clean | clean | 300 | 10 | 1,234 | 300 | 2.500 |" in markdown
     assert "- ਸਿੰਥੈਟਿਕ ਪਾਠ" in markdown and "kept 20 of 40" in markdown and "cannot show" in markdown and "within run-to-run" in markdown
     assert paths[2].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("name", ["mt.gin", "tinylm.gin", "lm.gin"])
+def test_recipe_gin_files_bind_existing_configurables(name):
+    import gin
+
+    import lowres.training.trainer  # noqa: F401  (registers what the files bind)
+
+    gin.clear_config()
+    gin.add_config_file_search_path(str(ROOT))
+    try:
+        gin.parse_config_files_and_bindings([str(ROOT / "experiments/translationese" / name)], [])
+        config = gin.config_str()
+        assert "ModelConfig.overrides" in config and "TrainConfig.report_mfu = False" in config
+    finally:
+        gin.clear_config()
