@@ -189,13 +189,17 @@ def _parser() -> argparse.ArgumentParser:
                        help="train: maxtext-ref (default), t5-ref, quickstart; checkpoint: a decoder preset "
                        "(default gpt2-small); scale: comma-separated presets")
     bench.add_argument("--steps", type=int, default=None, metavar="N",
-                       help="train: timed steps after compile (default 20); data: timed batches after 60 warm-up batches (200); checkpoint: repeats (3)")
+                       help="train: timed steps after compile (default 20); data: timed batches after 60 warm-up "
+                       "batches (200); checkpoint: repeats (3); scale: timed steps (1); decode: repeats (3)")
     bench.add_argument("--synthetic", action="store_true", help="train on random batches instead of the UL2 mixture")
     bench.add_argument("--json", action="store_true", help="print the result as one JSON object on the last line")
     bench.add_argument("--output", default=None, metavar="FILE.json", help="also write the JSON result here")
     bench.add_argument("--peak_size", type=int, default=2048, metavar="N",
                        help="side of the float32 matmul that measures this machine's peak (CPU; default 2048)")
     bench.add_argument("--trainer_tokens_per_sec", type=float, default=None, help=argparse.SUPPRESS)
+    bench.add_argument("--time_limit_s", type=float, default=None, metavar="S",
+                       help="scale: seconds for all candidates together (default 600); all: seconds for the "
+                       "whole suite, shared among the cases in fixed proportions (default 600)")
     return parser
 
 
@@ -551,7 +555,8 @@ def _cmd_bench(args) -> int:
 
     if args.steps is not None and args.steps < 1:
         raise UsageError(f"--steps must be at least 1, got {args.steps}")
-    options = suite.Options(args.shape, args.steps, args.synthetic, args.trainer_tokens_per_sec, args.peak_size)
+    options = suite.Options(args.shape, args.steps, args.synthetic, args.trainer_tokens_per_sec, args.peak_size,
+                            args.time_limit_s)
     record, table = suite.run_case(args.case, options, log=lambda line: print(line, flush=True))
     print(table)
     if args.output:

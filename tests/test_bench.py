@@ -26,18 +26,19 @@ def test_datasheet_peaks_match_device_kinds():
 
 def test_cpu_peak_is_measured_and_cached(monkeypatch):
     calls = []
-    real = peak.measure_matmul_peak
+    real = peak.matmul_rates
 
     def counting(size, repeats=7, dtype=None):
         calls.append(size)
         return real(size, repeats=2, dtype=dtype)
 
-    monkeypatch.setattr(peak, "measure_matmul_peak", counting)
+    monkeypatch.setattr(peak, "matmul_rates", counting)
     peak._measured.cache_clear()
     flops, source = peak.device_peak_flops(dtype="float32", size=64)
     again = peak.device_peak_flops(dtype="float32", size=64)
-    assert flops > 0 and source == "measured: 64x64 float32 matmul"
-    assert again == (flops, source) and calls == [64]
+    per_cpu = peak.matmul_flops_per_cpu_second("float32", size=64)
+    assert flops > 0 and per_cpu > 0 and source == "measured: 64x64 float32 matmul"
+    assert again == (flops, source) and calls == [64]  # one measurement serves both rates
     peak._measured.cache_clear()
 
 
@@ -108,13 +109,14 @@ def test_throughput_and_step_statistics():
         report.step_stats([])
 
 
-def test_scale_candidates_start_at_gpt2_small_and_grow():
+def test_scale_candidates_run_largest_first_down_to_gpt2_small():
     names = scale.candidates()
-    assert names[0] == "gpt2-small" and "tiny" not in names
+    assert names[-1] == "gpt2-small" and names[0] == "gpt2-medium" and "tiny" not in names
     from lowres.models.config import decoder_only_config
 
     sizes = [decoder_only_config(n, 32000).num_params() for n in names]
-    assert sizes == sorted(sizes) and sizes[0] >= 124e6
+    assert sizes == sorted(sizes, reverse=True) and sizes[-1] >= 124e6
+    assert scale.train_state_gib(2**28) == 4.0  # parameters, gradients, two moments, 4 bytes each
 
 
 # --- JSON schema on tiny synthetic runs (never timings) ----------------------------------------------
@@ -148,6 +150,9 @@ def test_bench_train_cli_prints_json_last_with_right_accounting(tmp_path, capsys
     assert record["mfu"] == pytest.approx(record["flops_per_step"] / step / (record["peak_gflops"] * 1e9))
     assert record["peak_source"] == "measured: 128x128 float32 matmul"
     assert record["xla_flops_per_step"] > 0 and record["peak_rss_mb"] > 0
+    per_cpu = record["flops_per_step"] / record["step_cpu_time_median_s"]
+    assert record["gflops_per_cpu_second"] == pytest.approx(per_cpu / 1e9)
+    assert record["mfu_per_cpu_second"] == pytest.approx(per_cpu / (record["matmul_gflops_per_cpu_second"] * 1e9))
 
 
 def test_bench_cli_rejects_bad_options(capsys):
@@ -163,8 +168,24 @@ def test_checkpoint_case_schema_and_round_trip(tmp_path):
     record = checkpoint.run("tiny", vocab_size=256, repeats=1, directory=tmp_path, log=lambda _: None)
     _check_common_schema(record, "checkpoint")
     assert record["checkpoint_mb"] > 0 and record["restore_mb_per_s"] > 0 and record["copy_mb_per_s"] > 0
+    mb = record["checkpoint_mb"]
+    assert record["restore_mb_per_s"] == pytest.approx(mb / record["restore_s"])
+    assert record["restore_cold_mb_per_s"] == pytest.approx(mb / record["restore_cold_s"])
     assert record["restore_fraction_of_copy"] == pytest.approx(record["restore_mb_per_s"] / record["copy_mb_per_s"])
+    assert record["restore_cold_fraction_of_copy"] == pytest.approx(
+        record["restore_cold_mb_per_s"] / record["copy_cold_mb_per_s"])
+    assert record["meets_target"] == (record["restore_fraction_of_copy"] >= 0.5) and record["compress"] is False
+    # uncompressed: the arrays' bytes plus a little metadata
+    assert record["array_mb"] <= mb < record["array_mb"] * 1.2 + 0.5
     assert list(tmp_path.iterdir()) == []  # scratch files cleaned up
+
+
+def test_drop_from_page_cache_keeps_the_bytes(tmp_path):
+    (tmp_path / "d").mkdir()
+    (tmp_path / "d" / "x.bin").write_bytes(b"abc" * 1000)
+    checkpoint.drop_from_page_cache(tmp_path / "d")
+    checkpoint.drop_from_page_cache(tmp_path / "d" / "x.bin")
+    assert (tmp_path / "d" / "x.bin").read_bytes() == b"abc" * 1000
 
 
 def test_decode_case_is_offered_only_when_present():
@@ -172,3 +193,69 @@ def test_decode_case_is_offered_only_when_present():
         pytest.skip("lowres/bench/decode.py is present; its own tests cover it")
     with pytest.raises(ValueError, match="decode.py"):
         suite.run_case("decode", suite.Options(), log=lambda _: None)
+
+
+def test_data_case_accounting_without_building_pipelines(monkeypatch):
+    """The data record's ratios and worst case, from rows the pipeline would report (pipelines themselves
+    take minutes to build; `lowres bench data` runs them)."""
+    from lowres.bench import data
+
+    def fake(shape, num_batches, warmup_batches=data.WARMUP_BATCHES):
+        per_core = {"ul2": 20_000.0, "r_and_s": 100_000.0}[shape.objective] * (2 if shape.architecture ==
+                                                                                 "encoder_decoder" else 1)
+        return {"objective": shape.objective, "architecture": shape.architecture, "batches": num_batches,
+                "tokens": num_batches * shape.tokens_per_step(), "tokens_per_sec_per_core": per_core,
+                "tokens_per_sec": per_core, "startup_s": 1.0}
+
+    monkeypatch.setattr(data, "measure_pipeline", fake)
+    record = data.run(5, trainer_tokens_per_sec=2000.0, log=lambda _: None)
+    _check_common_schema(record, "data")
+    assert len(record["rows"]) == 4 and record["trainer_source"] == "given"
+    assert record["tokens_per_sec"] == record["tokens_per_sec_per_core_min"] == 20_000.0
+    assert record["ratio_min"] == 10.0 and record["meets_target"]
+    assert {r["ratio_to_trainer"] for r in record["rows"]} == {10.0, 20.0, 50.0, 100.0}
+
+
+def test_scale_limit_that_runs_out_tries_nothing():
+    record = scale.run(["tiny"], timeout_s=0.5, log=lambda _: None)
+    _check_common_schema(record, "scale")
+    assert record["largest_preset"] is None and not record["meets_target"]
+    assert record["rows"][0]["ok"] is False and "limit ran out" in record["rows"][0]["error"]
+
+
+def test_all_plan_fits_ten_minutes_and_covers_every_case():
+    plan = suite.all_plan(suite.Options())
+    assert sum(step.timeout_s for step in plan) <= suite.ALL_BUDGET_S <= 600
+    cases = [step.argv[0] for step in plan]
+    assert set(cases) == set(suite.CASES) - {"all"} - ({"decode"} if not suite.decode_available() else set())
+    shapes = [step.argv[step.argv.index("--shape") + 1] for step in plan if step.argv[0] == "train"]
+    assert shapes == ["maxtext-ref", "t5-ref", "quickstart"]
+    assert all("--synthetic" in step.argv for step in plan if step.argv[0] == "train")
+    longer = suite.all_plan(suite.Options(time_limit_s=3 * suite.ALL_BUDGET_S))
+    assert [s.timeout_s for s in longer] == [3 * s.timeout_s for s in plan]
+    assert longer[cases.index("scale")].argv[-1] == str(int(3 * float(plan[cases.index("scale")].argv[-1])))
+
+
+def test_all_runs_each_case_in_a_subprocess_and_records_scale(tmp_path):
+    """`all` on tiny shapes: the scale case (its own subprocess per candidate) with FLOP accounting, and
+    a case over its time limit recorded as an error instead of stopping the suite."""
+    lines = []
+    plan = [suite.Step(("scale", "--shape", "tiny", "--steps", "1", "--peak_size", "64"), 300),
+            suite.Step(("train", "--shape", "tiny", "--synthetic"), 0.05)]
+    record, table = suite.run_all(suite.Options(), lines.append, plan=plan)
+    _check_common_schema(record, "all")
+    scaled, late = record["results"]
+    json.dumps(record)
+    assert late["case"] == "train" and late["error"].startswith("timed out after 0s")
+    _check_common_schema(scaled, "scale")
+    (row,) = scaled["rows"]
+    assert row["ok"] and scaled["largest_preset"] == "tiny" and scaled["largest_params"] == row["params"]
+    shape = scale.shape_for("tiny")
+    assert row["params"] == shape.model_config().num_params()
+    assert row["tokens_per_step"] == 256 and row["flops_per_step"] == flops.training_flops_per_step(
+        shape.model_config(), 1, 256)
+    assert scaled["tokens_per_sec"] == pytest.approx(256 / scaled["step_time_median_s"])
+    assert row["train_state_gib"] == pytest.approx(16 * row["params"] / 2**30)
+    assert scaled["peak_rss_mb"] > 0 and record["peak_rss_mb"] >= scaled["peak_rss_mb"]
+    assert "| scale | tiny |" in table and "timed out" in table and record["wall_s"] > 0
+    assert scaled["cpu_s"] > 0 and record["cpu_s"] == pytest.approx(scaled["cpu_s"] + late["cpu_s"])

@@ -72,3 +72,27 @@ def test_shape_mismatches_are_named(source):
         initialize_from(InitConfig(checkpoint=str(directory)), wider)
     with pytest.raises(FileNotFoundError, match="no such directory"):
         initialize_from(InitConfig(checkpoint=str(directory / "missing")), wider)
+
+
+def _dir_bytes(path):
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def test_checkpoints_are_uncompressed_by_default_and_compressed_ones_still_restore(tmp_path):
+    """zstd (Orbax's default) costs most of save and restore time on CPU; the store writes raw chunks
+    unless `compress`, and reads either kind through the same abstract trees."""
+    import jax.numpy as jnp
+
+    tree = {"w": jnp.zeros((256, 1024), jnp.float32)}  # 1 MiB of zeros: zstd shrinks it to almost nothing
+    abstract = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), tree)
+    sizes = {}
+    for compress in (False, True):
+        directory = tmp_path / f"compress-{compress}"
+        store = CheckpointStore(directory, CheckpointConfig(save_interval_steps=1, async_save=False, compress=compress))
+        store.save(1, tree, tree, {"compress": compress}, force=True)
+        store.close()
+        sizes[compress] = _dir_bytes(directory)
+        restored = CheckpointStore(directory, read_only=True).restore(None, abstract, abstract)
+        assert restored["metadata"] == {"compress": compress}
+        np.testing.assert_array_equal(np.asarray(restored["params"]["w"]), np.zeros((256, 1024), np.float32))
+    assert sizes[False] > 2 * 2**20 > 20 * sizes[True]

@@ -2,7 +2,10 @@
 
 The checkpoint is the trainer's (CheckpointStore: parameters, AdamW state and metadata, written
 synchronously here so the save time is the whole write). The baseline writes the same number of
-bytes to one file and copies it with `shutil.copyfile`, in the same run and directory.
+bytes to one file and copies it with `shutil.copyfile`, in the same run and directory; a second
+baseline reads those bytes into memory (what a restore must do at least). Restore and baselines are
+timed warm (files in the page cache, as right after a save) and cold (pages dropped with
+`posix_fadvise(DONTNEED)` after an fsync, as after a reboot or for a checkpoint written elsewhere).
 """
 
 from __future__ import annotations
@@ -27,8 +30,20 @@ def _dir_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
-def _copy_rate(num_bytes: int, directory: Path, repeats: int) -> tuple[float, list[float]]:
-    """MB/s of shutil.copyfile on a `num_bytes` file (median of `repeats`)."""
+def drop_from_page_cache(path: Path) -> None:
+    """Writes back and evicts the pages of every file under `path` (no root needed), so the next
+    read comes from the disk."""
+    for f in [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]:
+        fd = os.open(f, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+
+
+def _baselines(num_bytes: int, directory: Path, repeats: int) -> dict[str, list[float]]:
+    """Seconds to `shutil.copyfile` a `num_bytes` file and to read it into memory, warm and cold."""
     source = directory / "copy-source.bin"
     chunk = np.random.default_rng(0).integers(0, 256, 1 << 24, dtype=np.uint8).tobytes()
     with open(source, "wb") as f:
@@ -36,15 +51,25 @@ def _copy_rate(num_bytes: int, directory: Path, repeats: int) -> tuple[float, li
         while left > 0:
             f.write(chunk[: min(left, len(chunk))])
             left -= len(chunk)
-    times = []
+    times: dict[str, list[float]] = {"copy": [], "copy_cold": [], "read": [], "read_cold": []}
     for i in range(repeats):
-        target = directory / f"copy-{i}.bin"
-        start = time.perf_counter()
-        shutil.copyfile(source, target)
-        times.append(time.perf_counter() - start)
-        target.unlink()
+        for cold in (False, True):
+            suffix = "_cold" if cold else ""
+            target = directory / f"copy-{i}.bin"
+            if cold:
+                drop_from_page_cache(source)
+            start = time.perf_counter()
+            shutil.copyfile(source, target)
+            times["copy" + suffix].append(time.perf_counter() - start)
+            target.unlink()
+            if cold:
+                drop_from_page_cache(source)
+            start = time.perf_counter()
+            data = np.fromfile(source, dtype=np.uint8)
+            times["read" + suffix].append(time.perf_counter() - start)
+            del data
     source.unlink()
-    return num_bytes / 1e6 / statistics.median(times), times
+    return times
 
 
 def _randomized(state):
@@ -63,8 +88,23 @@ def _randomized(state):
     return jax.tree.unflatten(treedef, noisy)
 
 
+def _timed_restore(directory: Path, abstract) -> tuple[float, Any]:
+    import jax
+
+    from lowres.training.checkpoints import CheckpointStore
+
+    reader = CheckpointStore(directory, read_only=True)
+    start = time.perf_counter()
+    restored = reader.restore(1, abstract.params, abstract.opt_state)
+    jax.block_until_ready((restored["params"], restored["opt_state"]))
+    seconds = time.perf_counter() - start
+    reader.close()
+    return seconds, restored
+
+
 def run(preset: str = "gpt2-small", architecture: str = "decoder_only", vocab_size: int = 32000, repeats: int = 3,
-        directory: str | Path | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
+        directory: str | Path | None = None, compress: bool = False,
+        log: Callable[[str], None] = print) -> dict[str, Any]:
     """Saves and restores the train state of `preset` `repeats` times; compares with a file copy."""
     import jax
 
@@ -85,30 +125,32 @@ def run(preset: str = "gpt2-small", architecture: str = "decoder_only", vocab_si
     parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="lowres-bench-ckpt-", dir=parent) as scratch:
         scratch = Path(scratch)
-        save_times, restore_times, disk_bytes = [], [], 0
+        save_times, restore_times, cold_times, disk_bytes = [], [], [], 0
         for i in range(repeats):
-            store = CheckpointStore(scratch / f"run{i}", CheckpointConfig(save_interval_steps=1, async_save=False))
+            config = CheckpointConfig(save_interval_steps=1, async_save=False, compress=compress)
+            store = CheckpointStore(scratch / f"run{i}", config)
             start = time.perf_counter()
             store.save(1, state.params, state.opt_state, {"bench": True}, force=True)
             store.wait()
             save_times.append(time.perf_counter() - start)
             store.close()
             disk_bytes = _dir_bytes(scratch / f"run{i}")
-            reader = CheckpointStore(scratch / f"run{i}", read_only=True)
-            start = time.perf_counter()
-            restored = reader.restore(1, sharded.abstract.params, sharded.abstract.opt_state)
-            jax.block_until_ready((restored["params"], restored["opt_state"]))
-            restore_times.append(time.perf_counter() - start)
-            reader.close()
+            seconds, restored = _timed_restore(scratch / f"run{i}", sharded.abstract)
+            restore_times.append(seconds)
+            del restored
+            drop_from_page_cache(scratch / f"run{i}")
+            seconds, restored = _timed_restore(scratch / f"run{i}", sharded.abstract)
+            cold_times.append(seconds)
             same = jax.tree.map(lambda a, b: bool((np.asarray(a) == np.asarray(b)).all()), restored["params"], state.params)
             if not all(jax.tree.leaves(same)):
                 raise AssertionError("restored parameters differ from the saved ones")
             shutil.rmtree(scratch / f"run{i}")
-            log(f"[checkpoint {preset}] save {save_times[-1]:.2f}s, restore {restore_times[-1]:.2f}s "
-                f"({disk_bytes / 1e6:,.0f} MB)")
-        copy_mb_s, copy_times = _copy_rate(disk_bytes, scratch, repeats)
-    save_s, restore_s = statistics.median(save_times), statistics.median(restore_times)
+            log(f"[checkpoint {preset}] save {save_times[-1]:.2f}s, restore {restore_times[-1]:.2f}s warm, "
+                f"{cold_times[-1]:.2f}s cold ({disk_bytes / 1e6:,.0f} MB) [{i + 1}/{repeats}]")
+        base = {k: statistics.median(v) for k, v in _baselines(disk_bytes, scratch, repeats).items()}
+    save_s, restore_s, cold_s = (statistics.median(t) for t in (save_times, restore_times, cold_times))
     mb = disk_bytes / 1e6
+    rate = {k: mb / v for k, v in base.items()}
     return report.result(
         "checkpoint",
         peak_rss_mb=report.peak_rss_mb(),
@@ -120,18 +162,27 @@ def run(preset: str = "gpt2-small", architecture: str = "decoder_only", vocab_si
         checkpoint_mb=mb,
         save_s=save_s,
         restore_s=restore_s,
+        restore_cold_s=cold_s,
         save_mb_per_s=mb / save_s,
         restore_mb_per_s=mb / restore_s,
-        copy_mb_per_s=copy_mb_s,
-        copy_s=statistics.median(copy_times),
-        restore_fraction_of_copy=(mb / restore_s) / copy_mb_s,
-        save_fraction_of_copy=(mb / save_s) / copy_mb_s,
+        restore_cold_mb_per_s=mb / cold_s,
+        copy_mb_per_s=rate["copy"],
+        copy_s=base["copy"],
+        copy_cold_mb_per_s=rate["copy_cold"],
+        read_mb_per_s=rate["read"],
+        read_cold_mb_per_s=rate["read_cold"],
+        restore_fraction_of_copy=(mb / restore_s) / rate["copy"],
+        restore_cold_fraction_of_copy=(mb / cold_s) / rate["copy_cold"],
+        restore_fraction_of_read=(mb / restore_s) / rate["read"],
+        save_fraction_of_copy=(mb / save_s) / rate["copy"],
         target_restore_fraction=TARGET_RESTORE_FRACTION,
-        meets_target=(mb / restore_s) / copy_mb_s >= TARGET_RESTORE_FRACTION,
+        meets_target=(mb / restore_s) / rate["copy"] >= TARGET_RESTORE_FRACTION,
+        compress=compress,
         repeats=repeats,
         filesystem_dir=str(parent),
     )
 
 
-TABLE_COLUMNS = ("shape", "checkpoint_mb", "save_s", "save_mb_per_s", "restore_s", "restore_mb_per_s",
-                 "copy_mb_per_s", "restore_fraction_of_copy")
+TABLE_COLUMNS = ("shape", "checkpoint_mb", "save_mb_per_s", "restore_mb_per_s", "copy_mb_per_s",
+                 "restore_fraction_of_copy", "restore_cold_mb_per_s", "copy_cold_mb_per_s",
+                 "restore_cold_fraction_of_copy", "read_mb_per_s")

@@ -2,7 +2,7 @@
 and 32, with and without the KV cache, beside Hugging Face transformers' `generate` (T5 / Llama of the
 same size, random weights) when a Python with torch + transformers is available.
 
-The HF side runs in its own interpreter (`LOWRES_HF_PYTHON`, default /tmp/hfvenv/bin/python) so torch never
+The HF side runs in its own interpreter (`LOWRES_HF_PYTHON`; unset: lowres rows only) so torch never
 enters lowres' environment. Every row generates exactly `new_tokens` tokens per sequence (no EOS).
 """
 
@@ -29,7 +29,7 @@ SHAPES = {
     "quickstart": dict(preset="mini", vocab_size=4000, prompt_length=64, new_tokens=32),
     "tiny": dict(preset="tiny", vocab_size=64, prompt_length=8, new_tokens=4),  # tests
 }
-HF_PYTHON = os.environ.get("LOWRES_HF_PYTHON", "/tmp/hfvenv/bin/python")
+HF_PYTHON = os.environ.get("LOWRES_HF_PYTHON", "")  # unset: lowres rows only
 
 
 def _loaded(architecture: str, preset: str, vocab_size: int) -> dict[str, Any]:
@@ -72,9 +72,13 @@ def lowres_row(loaded, batch: int, use_cache: bool, prompt_length: int, new_toke
             "lowres_compile_s": compile_s}
 
 
+def _hf_available() -> bool:
+    return bool(HF_PYTHON) and Path(HF_PYTHON).is_file()
+
+
 def hf_row(config, batch: int, use_cache: bool, prompt_length: int, new_tokens: int, repeats: int) -> dict:
     """The same generation through transformers in HF_PYTHON; empty when that interpreter is missing."""
-    if not Path(HF_PYTHON).exists():
+    if not _hf_available():
         return {}
     import dataclasses
 
@@ -121,7 +125,7 @@ def run(shape: str = "quickstart", steps: int | None = None, log: Callable[[str]
         tokens_per_sec=min(r["lowres_tokens_per_sec"] for r in best),
         min_speedup_vs_hf_at_largest_batch=min((r["speedup_vs_hf"] for r in best if "speedup_vs_hf" in r),
                                                default=None),
-        hf_python=HF_PYTHON if Path(HF_PYTHON).exists() else None, rows=rows, peak_rss_mb=report.peak_rss_mb(),
+        hf_python=HF_PYTHON if _hf_available() else None, rows=rows, peak_rss_mb=report.peak_rss_mb(),
         **report.machine_fields(),
     )
 

@@ -67,8 +67,9 @@ def datasheet_peak(device_kind: str, dtype: object = "float32") -> tuple[float, 
     return None
 
 
-def measure_matmul_peak(size: int = 2048, repeats: int = 7, dtype: object = jnp.float32) -> float:
-    """FLOP/s of a jitted `size`×`size` matmul on the default backend: median of `repeats` timed runs."""
+def matmul_rates(size: int = 2048, repeats: int = 7, dtype: object = jnp.float32) -> tuple[float, float]:
+    """(FLOP/s, FLOP per CPU-second of this process) of a jitted `size`×`size` matmul: medians of
+    `repeats` timed runs. The second is steadier than the first on a machine shared with other jobs."""
     if size <= 0 or repeats <= 0:
         raise ValueError(f"size and repeats must be positive, got size={size} repeats={repeats}")
     ka, kb = jax.random.split(jax.random.key(0))
@@ -76,17 +77,30 @@ def measure_matmul_peak(size: int = 2048, repeats: int = 7, dtype: object = jnp.
     b = jax.random.normal(kb, (size, size), dtype)
     matmul = jax.jit(jnp.matmul)
     matmul(a, b).block_until_ready()  # compile and warm up
-    times = []
+    times, cpu_times = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         matmul(a, b).block_until_ready()
         times.append(time.perf_counter() - start)
-    return 2.0 * size**3 / statistics.median(times)
+        cpu_times.append(time.process_time() - cpu_start)
+    flops = 2.0 * size**3
+    return flops / statistics.median(times), flops / max(statistics.median(cpu_times), 1e-9)
+
+
+def measure_matmul_peak(size: int = 2048, repeats: int = 7, dtype: object = jnp.float32) -> float:
+    """FLOP/s of a jitted `size`×`size` matmul on the default backend: median of `repeats` timed runs."""
+    return matmul_rates(size, repeats, dtype)[0]
 
 
 @functools.lru_cache(maxsize=None)
-def _measured(size: int, dtype_name: str) -> float:
-    return measure_matmul_peak(size, dtype=jnp.dtype(dtype_name))
+def _measured(size: int, dtype_name: str) -> tuple[float, float]:
+    return matmul_rates(size, dtype=jnp.dtype(dtype_name))
+
+
+def matmul_flops_per_cpu_second(dtype: object = "float32", *, size: int = 2048) -> float:
+    """The measured matmul's FLOP per CPU-second (same cached measurement as the CPU peak)."""
+    wanted = _canonical_dtype(dtype)
+    return _measured(size, "float32" if wanted == "tf32" else wanted)[1]
 
 
 def device_peak_flops(device: jax.Device | None = None, dtype: object = "float32", *,
@@ -102,4 +116,4 @@ def device_peak_flops(device: jax.Device | None = None, dtype: object = "float32
         if found is not None:
             return found
     measure_dtype = "float32" if wanted == "tf32" else wanted
-    return _measured(size, measure_dtype), f"measured: {size}x{size} {measure_dtype} matmul"
+    return _measured(size, measure_dtype)[0], f"measured: {size}x{size} {measure_dtype} matmul"

@@ -6,6 +6,7 @@ import dataclasses
 import importlib.util
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -15,9 +16,8 @@ from typing import Any
 from lowres.bench import report
 
 CASES = ("train", "data", "checkpoint", "scale", "decode", "all")
-ALL_TRAIN_SHAPES = ("maxtext-ref", "t5-ref", "quickstart")
-SUMMARY_COLUMNS = ("case", "shape", "tokens_per_sec", "mfu", "tflops_per_device", "step_time_median_s",
-                   "peak_rss_mb", "note")
+SUMMARY_COLUMNS = ("case", "shape", "tokens_per_sec", "mfu", "mfu_per_cpu_second", "tflops_per_device",
+                   "step_time_median_s", "peak_rss_mb", "wall_s", "cpu_s", "note")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,6 +29,7 @@ class Options:
     synthetic: bool = False
     trainer_tokens_per_sec: float | None = None
     peak_size: int = 2048
+    time_limit_s: float | None = None
 
 
 def decode_available() -> bool:
@@ -64,7 +65,8 @@ def run_case(case: str, options: Options, log: Callable[[str], None]) -> tuple[d
         from lowres.bench import scale
 
         presets = options.shape.split(",") if options.shape else None
-        record = scale.run(presets, steps=options.steps or 2, log=log)
+        record = scale.run(presets, steps=options.steps or 1, timeout_s=options.time_limit_s or 600,
+                           peak_size=options.peak_size, log=log)
         return record, report.table(record["rows"], scale.TABLE_COLUMNS)
     if case == "decode":
         if not decode_available():
@@ -81,12 +83,61 @@ def run_case(case: str, options: Options, log: Callable[[str], None]) -> tuple[d
     raise ValueError(f"unknown bench case {case!r}; choose one of {CASES}")
 
 
-def _subprocess_case(argv: list[str], log: Callable[[str], None]) -> dict[str, Any]:
+@dataclasses.dataclass(frozen=True)
+class Step:
+    """One case of `all`: its `lowres bench` arguments and the wall-clock seconds it may take."""
+
+    argv: tuple[str, ...]
+    timeout_s: float
+
+
+# Per-case limits for `all` on 2 idle CPU cores; they sum to under 10 minutes. Training shapes run on
+# synthetic batches (the data case measures the pipeline separately); scale trains 1 warm-up + 1 step.
+ALL_BUDGET_S = 600.0
+
+
+def all_plan(options: Options) -> list[Step]:
+    """The cases `lowres bench all` runs, in order, with their time limits: `options.time_limit_s`
+    (default ALL_BUDGET_S) shared in fixed proportions, so a loaded machine can be given longer."""
+    stretch = (options.time_limit_s or ALL_BUDGET_S) / ALL_BUDGET_S
+    steps = ["--steps", str(options.steps)] if options.steps else []
+    plan = [
+        Step(("train", "--shape", "maxtext-ref", "--synthetic", *steps), 80),
+        Step(("train", "--shape", "t5-ref", "--synthetic", *steps), 70),
+        Step(("train", "--shape", "quickstart", "--synthetic", *steps), 40),
+        Step(("data", "--steps", "40"), 100),
+        Step(("checkpoint", "--shape", "maxtext-ref", "--steps", "2"), 45),
+        Step(("scale", "--steps", "1", "--time_limit_s", f"{150 * stretch:.0f}"), 160),
+    ]
+    if decode_available():
+        plan.append(Step(("decode", "--steps", "1"), 90))
+    return [dataclasses.replace(step, timeout_s=step.timeout_s * stretch) for step in plan]
+
+
+def _children_cpu_s() -> float:
+    """CPU-seconds (user + system) of finished child processes: a case's cost, steadier than its wall
+    time when other jobs share the cores."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _subprocess_case(argv: list[str], log: Callable[[str], None], timeout_s: float | None = None) -> dict[str, Any]:
     """Runs `lowres bench ... --json` in a child process; returns its JSON record (or an error record)."""
     command = [sys.executable, "-m", "lowres.cli", "bench", *argv, "--json"]
-    log(f"[all] {' '.join(['lowres', 'bench', *argv])}")
-    start = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    log(f"[all] {' '.join(['lowres', 'bench', *argv])}" + (f" (limit {timeout_s:.0f}s)" if timeout_s else ""))
+    start, cpu_start = time.perf_counter(), _children_cpu_s()
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s,
+                              env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    except subprocess.TimeoutExpired as expired:
+        out = expired.stdout.decode() if isinstance(expired.stdout, bytes) else (expired.stdout or "")
+        for line in out.splitlines():
+            if line.startswith("["):
+                log("    " + line)
+        error = f"timed out after {timeout_s:.0f}s (load average {os.getloadavg()[0]:.1f})"
+        log(f"[all] {' '.join(argv)}: {error}")
+        return report.result(argv[0], error=error, wall_s=time.perf_counter() - start,
+                             cpu_s=_children_cpu_s() - cpu_start, argv=list(argv))
     for line in done.stdout.splitlines()[:-1]:
         if line.startswith("["):
             log("    " + line)
@@ -94,36 +145,45 @@ def _subprocess_case(argv: list[str], log: Callable[[str], None]) -> dict[str, A
     if done.returncode != 0 or not last.startswith("{"):
         error = (done.stderr.strip().splitlines() or ["no output"])[-1]
         log(f"[all] {' '.join(argv)} failed: {error}")
-        return report.result(argv[0], error=error, wall_s=time.perf_counter() - start)
+        return report.result(argv[0], error=error, wall_s=time.perf_counter() - start,
+                             cpu_s=_children_cpu_s() - cpu_start, argv=list(argv))
     record = json.loads(last)
     record["wall_s"] = time.perf_counter() - start
+    record["cpu_s"] = _children_cpu_s() - cpu_start
+    record["argv"] = list(argv)
     return record
 
 
-def run_all(options: Options, log: Callable[[str], None]) -> tuple[dict[str, Any], str]:
-    """Every case, each in its own process; the data case reuses the quickstart trainer rate."""
+def _note(r: dict[str, Any]) -> str:
+    if r.get("error"):
+        return r["error"]
+    if r["case"] == "data":
+        return f"ratio to trainer {r.get('ratio_min', 0):.1f}"
+    if r["case"] == "checkpoint":
+        return (f"restore {r.get('restore_mb_per_s', 0):,.0f} MB/s = {r.get('restore_fraction_of_copy', 0):.0%} of copy"
+                f" (cold {r.get('restore_cold_fraction_of_copy', 0):.0%})")
+    if r["case"] == "scale":
+        return f"largest: {r.get('largest_preset')} ({(r.get('largest_params') or 0) / 1e6:.0f}M params)"
+    return ""
+
+
+def run_all(options: Options, log: Callable[[str], None], plan: list[Step] | None = None) -> tuple[dict[str, Any], str]:
+    """Every case of `plan` (default `all_plan`), each in its own process; the data case is given the
+    quickstart trainer's rate when that ran first."""
     start = time.perf_counter()
-    extra = ["--synthetic"] if options.synthetic else []
-    steps = ["--steps", str(options.steps)] if options.steps else []
-    results = [_subprocess_case(["train", "--shape", name, *steps, *extra], log) for name in ALL_TRAIN_SHAPES]
-    quickstart = results[-1].get("tokens_per_sec")
-    data_args = ["data"] + (["--trainer_tokens_per_sec", str(quickstart)] if quickstart else [])
-    results.append(_subprocess_case(data_args, log))
-    results.append(_subprocess_case(["checkpoint", "--steps", "2"], log))
-    results.append(_subprocess_case(["scale"], log))
-    if decode_available():
-        results.append(_subprocess_case(["decode"], log))
-    rows = []
-    for r in results:
-        note = r.get("error") or {
-            "data": lambda: f"ratio to trainer {r.get('ratio_min', 0):.1f}",
-            "checkpoint": lambda: f"restore {r.get('restore_mb_per_s', 0):,.0f} MB/s = "
-            f"{r.get('restore_fraction_of_copy', 0):.0%} of copy",
-            "scale": lambda: f"largest: {r.get('largest_preset')}",
-        }.get(r["case"], lambda: "")()
-        rows.append({**{c: r.get(c) for c in SUMMARY_COLUMNS}, "shape": r.get("shape") or r.get("largest_preset"),
-                     "note": note})
+    results = []
+    plan = all_plan(options) if plan is None else plan
+    for step in plan:
+        argv = list(step.argv)
+        quickstart = next((r.get("tokens_per_sec") for r in results if r.get("shape") == "quickstart"), None)
+        if argv[0] == "data" and quickstart:
+            argv += ["--trainer_tokens_per_sec", str(quickstart)]
+        results.append(_subprocess_case(argv, log, step.timeout_s))
+    rows = [{**{c: r.get(c) for c in SUMMARY_COLUMNS}, "shape": r.get("shape") or r.get("largest_preset"),
+             "note": _note(r)} for r in results]
     record = report.result("all", **report.machine_fields(), peak_rss_mb=max(
         (r["peak_rss_mb"] for r in results if r.get("peak_rss_mb")), default=None),
-        wall_s=time.perf_counter() - start, results=results)
-    return record, report.table(rows, SUMMARY_COLUMNS)
+        wall_s=time.perf_counter() - start, cpu_s=sum(r["cpu_s"] for r in results),
+        time_limit_s=sum(step.timeout_s for step in plan), results=results)
+    return record, (report.table(rows, SUMMARY_COLUMNS) + f"\nwall time {record['wall_s']:.0f}s, "
+                    f"{record['cpu_s']:.0f} CPU-seconds, load average {record['load_average']}")

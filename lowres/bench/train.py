@@ -237,6 +237,14 @@ def run(shape: Shape, steps: int = 20, *, synthetic: bool = False, warmup_steps:
     tokens = flops.tokens_per_step(arch, shape.batch_size, seq_len, targets_len=targets_len)
     flops_per_step = flops.training_flops_per_step(arch, shape.batch_size, seq_len, targets_len=targets_len)
     machine = report.machine_fields()
+    cpu_fields = {}
+    if jax.devices()[0].platform == "cpu":
+        # Per CPU-second of this process: stable when other jobs share the cores, unlike wall time.
+        matmul_rate = peak.matmul_flops_per_cpu_second(arch.dtype, size=peak_size)
+        step_cpu = float(np.median(cpu_times))
+        cpu_fields = {"gflops_per_cpu_second": flops_per_step / step_cpu / 1e9,
+                      "matmul_gflops_per_cpu_second": matmul_rate / 1e9,
+                      "mfu_per_cpu_second": flops_per_step / step_cpu / matmul_rate}
     return report.result(
         "train",
         **report.throughput(tokens, flops_per_step, stats["step_time_median_s"], machine["num_devices"], peak_flops),
@@ -261,10 +269,11 @@ def run(shape: Shape, steps: int = 20, *, synthetic: bool = False, warmup_steps:
         data_wait_median_s=float(np.median(waits)),
         # CPU-seconds per step over all threads: less sensitive than wall time to a shared machine.
         step_cpu_time_median_s=float(np.median(cpu_times)),
+        **cpu_fields,
         loss_first=losses[0],
         loss_last=losses[-1],
     )
 
 
-TABLE_COLUMNS = ("shape", "tokens_per_sec", "tflops_per_device", "mfu", "step_time_median_s", "step_time_spread",
-                 "compile_time_s", "peak_rss_mb", "load_average")
+TABLE_COLUMNS = ("shape", "tokens_per_sec", "tflops_per_device", "mfu", "mfu_per_cpu_second", "step_time_median_s",
+                 "step_time_spread", "compile_time_s", "peak_rss_mb", "load_average")

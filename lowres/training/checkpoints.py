@@ -2,6 +2,9 @@
 
 Separate items let evaluation restore only `params`. Orbax writes each step to a temporary
 directory and renames it when complete, so a kill mid-save leaves the previous step usable.
+Arrays are written uncompressed by default (`CheckpointConfig.compress`): Orbax's zstd took 8x
+the save time and 2.5x the restore time on 2 CPU cores for 8% less disk, since trained float32
+weights and Adam moments barely compress.
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ class CheckpointConfig:
     A save happens every `save_interval_steps` steps and/or once `save_interval_minutes` have
     passed since the last one (0 disables either). Kept: the latest `max_to_keep`, plus every
     multiple of `keep_every_steps`, plus the `keep_best` best by the logged metric `best_metric`
-    (`best_mode` "min" or "max").
+    (`best_mode` "min" or "max"). `compress` writes zstd-compressed chunks (smaller, much slower on
+    CPU); restore reads either kind.
     """
 
     save_interval_steps: int = 100
@@ -34,6 +38,7 @@ class CheckpointConfig:
     best_mode: str = "min"
     keep_best: int = 1
     async_save: bool = True
+    compress: bool = False
 
     def __post_init__(self):
         if self.save_interval_steps <= 0 and self.save_interval_minutes <= 0:
@@ -67,6 +72,14 @@ def _preservation_policy(config: CheckpointConfig):
     return policies.AnyPreservationPolicy(chosen)
 
 
+def _array_tree_handler(compress: bool) -> ocp.StandardCheckpointHandler:
+    """Orbax's standard array-tree handler with zstd switchable (it offers no option; its PyTree
+    implementation does). Same class, so checkpoints stay readable with plain `StandardRestore`."""
+    handler = ocp.StandardCheckpointHandler()
+    handler._impl = ocp.PyTreeCheckpointHandler(use_compression=compress)
+    return handler
+
+
 class CheckpointStore:
     """A thin owner of an Orbax CheckpointManager with lowres' item layout."""
 
@@ -82,7 +95,9 @@ class CheckpointStore:
             create=not read_only,
             read_only=read_only,
         )
-        self.manager = ocp.CheckpointManager(self.directory, options=options, item_names=self.ITEMS)
+        handlers = {name: _array_tree_handler(config.compress) for name in ("params", "opt_state")}
+        handlers["metadata"] = ocp.JsonCheckpointHandler()
+        self.manager = ocp.CheckpointManager(self.directory, options=options, item_handlers=handlers)
 
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
