@@ -1,4 +1,5 @@
-"""SeqIO registrations over the built-in corpus: one task per (language, denoiser), one mixture."""
+"""SeqIO registrations over the built-in corpus: one task per (language, denoiser), translation tasks
+over its English-aligned pairs in both directions, and one training mixture."""
 
 from __future__ import annotations
 
@@ -6,13 +7,17 @@ from collections.abc import Sequence
 
 import seqio
 
-from lowres.data import objectives
+from lowres.data import objectives, readers
 from lowres.data.builtin_corpus import BuiltinCorpus
+from lowres.data.corpora import pair_task_name
 from lowres.data.languages import normalize_language
-from lowres.data.tasks import TextSplitFiles, register_language_mixture
+from lowres.data.mixtures import register_mixture, temperature_rates
+from lowres.data.sources import TsvSource
+from lowres.data.tasks import TextSplitFiles, output_features, register_language_mixture
 
 CORPUS = "builtin"
 SPLITS = ("train", "validation")
+ENGLISH = "eng_Latn"
 
 
 def builtin_sources(corpus: BuiltinCorpus, languages: Sequence[str] | None = None) -> list[TextSplitFiles]:
@@ -31,6 +36,55 @@ def builtin_sources(corpus: BuiltinCorpus, languages: Sequence[str] | None = Non
     return sources
 
 
+def translation_languages(corpus: BuiltinCorpus, languages: Sequence[str] | None = None) -> list[str]:
+    """The non-English languages whose English-aligned pairs become translation tasks."""
+    langs = [normalize_language(code) for code in languages] if languages else list(corpus.languages)
+    return [lang for lang in langs if lang != ENGLISH]
+
+
+def register_builtin_translation_tasks(
+    corpus: BuiltinCorpus,
+    vocabulary: seqio.Vocabulary,
+    languages: Sequence[str] | None = None,
+    shuffle_buffer_size: int = seqio.SHUFFLE_BUFFER_SIZE,
+) -> dict[str, float]:
+    """Registers `builtin.eng_Latn_to_<lang>.translate` and `builtin.<lang>_to_eng_Latn.translate` for each
+    non-English language over `parallel/eng_Latn-<lang>.<split>.tsv`; returns task name -> pair bytes.
+
+    Inputs are `<2tgt> source`, with no mode token, the layout `lowres translate` feeds the model.
+    """
+    features = output_features(vocabulary)
+    sizes = {}
+    for lang in translation_languages(corpus, languages):
+        pattern = str(corpus.parallel_path(lang, "train")).replace(".train.tsv", ".{split}.tsv")
+        source = TsvSource(pattern, ENGLISH, lang)
+
+        def records(split, index, count, source=source, lang=lang):
+            return source.pairs(ENGLISH, lang, split, index, count)
+
+        data_source = readers.document_source(
+            records, SPLITS, "parallel", CORPUS, lambda split, source=source: source.files(ENGLISH, split)
+        )
+        num_bytes = corpus.parallel_path(lang, "train").stat().st_size
+        for src, tgt, direction in ((ENGLISH, lang, "forward"), (lang, ENGLISH, "backward")):
+            translation = objectives.Translation(direction=direction)
+            name = pair_task_name(CORPUS, src, tgt, "translate")
+            seqio.TaskRegistry.remove(name)
+            seqio.TaskRegistry.add(
+                name,
+                source=data_source,
+                preprocessors=[objectives.translation_preprocessor(translation),
+                               seqio.preprocessors.append_eos_after_trim],
+                output_features=features,
+                metric_fns=[],
+                shuffle_buffer_size=shuffle_buffer_size,
+            )
+            sizes[name] = num_bytes
+    if not sizes:
+        raise ValueError("translation over the built-in corpus needs a non-English language in DataConfig.languages")
+    return sizes
+
+
 def register_builtin_mixture(
     corpus: BuiltinCorpus,
     vocabulary: seqio.Vocabulary,
@@ -38,10 +92,18 @@ def register_builtin_mixture(
     alpha: float = 0.3,
     languages: Sequence[str] | None = None,
     shuffle_buffer_size: int = seqio.SHUFFLE_BUFFER_SIZE,
+    translation_rate: float = 0.0,
 ) -> str:
-    """Registers `builtin.<lang>.<denoiser>` tasks and the mixture `builtin.<objective>`; returns its name."""
+    """Registers `builtin.<lang>.<denoiser>` tasks and the mixture `builtin.<objective>`; returns its name.
+
+    With `translation_rate` > 0 the returned mixture is `builtin.<objective>.mixed`: that fraction of
+    its examples come from the translation tasks (split over directions by temperature `alpha` on
+    pair bytes), the rest from the denoising mixture with its rates unchanged relative to each other.
+    """
+    if not 0.0 <= translation_rate < 1.0:
+        raise ValueError(f"translation_rate must lie in [0, 1), got {translation_rate}")
     name = f"{CORPUS}.{objective}"
-    register_language_mixture(
+    mono = register_language_mixture(
         name,
         CORPUS,
         builtin_sources(corpus, languages),
@@ -50,4 +112,15 @@ def register_builtin_mixture(
         alpha,
         shuffle_buffer_size,
     )
-    return name
+    if translation_rate == 0.0:
+        return name
+    pair_rates = temperature_rates(
+        register_builtin_translation_tasks(corpus, vocabulary, languages, shuffle_buffer_size), alpha
+    )
+    mixed = f"{name}.mixed"
+    register_mixture(
+        mixed,
+        [(task.name, (1.0 - translation_rate) * mono.get_rate(task) / mono.total_rate) for task in mono.tasks]
+        + [(task, translation_rate * rate) for task, rate in pair_rates.items()],
+    )
+    return mixed

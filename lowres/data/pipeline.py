@@ -35,8 +35,21 @@ class DataConfig:
     # LM); "causal" trains a fully causal model on the same sequences, for comparison. Loss stays on
     # the targets in both. Encoder-decoder models ignore it.
     decoder_attention: str = "prefix"
+    # Fraction of training examples drawn from translation tasks (source `builtin` only: its
+    # English-aligned pairs, both directions, split over pairs by temperature like the languages).
+    translation_rate: float = 0.0
 
     def __post_init__(self):
+        if not 0.0 <= self.translation_rate < 1.0:
+            raise ValueError(
+                f"DataConfig.translation_rate={self.translation_rate!r} must lie in [0, 1): it is the fraction of "
+                "training examples drawn from translation tasks (0 = none)"
+            )
+        if self.translation_rate and self.source != "builtin":
+            raise ValueError(
+                f"DataConfig.translation_rate applies to source='builtin' only, got source={self.source!r}; a declared "
+                "corpus sets its share with CorpusSpec(pairs=..., translation_share=...)"
+            )
         if self.decoder_attention not in DECODER_ATTENTION:
             raise ValueError(
                 f"DataConfig.decoder_attention={self.decoder_attention!r}; choose one of {', '.join(DECODER_ATTENTION)}"

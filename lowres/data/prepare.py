@@ -11,13 +11,13 @@ from pathlib import Path
 
 import seqio
 
-from lowres.data import corpora
+from lowres.data import corpora, objectives
 from lowres.data import vocab as vocab_lib
 from lowres.data.builtin_corpus import BuiltinCorpus, build_builtin_corpus
 from lowres.data.languages import normalize_language
 from lowres.data.mixtures import MixingConfig
 from lowres.data.pipeline import DataConfig
-from tasks.builtin import register_builtin_mixture
+from tasks.builtin import ENGLISH, register_builtin_mixture
 
 VOCAB_FILE = "vocab/spm.model"
 
@@ -28,6 +28,7 @@ class PreparedData:
     vocabulary: seqio.Vocabulary
     mixture: str
     languages: tuple[str, ...]
+    mode_tokens: bool = True  # whether the denoisers prepend UL2 mode tokens ([NLU], [NLG], [S2S])
 
 
 def prepare_data(
@@ -37,14 +38,22 @@ def prepare_data(
     if config.source != "builtin":
         return _prepare_corpus(model_dir, config, vocab_config)
     languages = tuple(normalize_language(code) for code in config.languages) if config.languages else None
-    corpus = build_builtin_corpus(languages=languages, progress=progress)
-    languages = languages or corpus.languages
-    texts = {lang: _train_lines(corpus, lang) for lang in languages}
+    seen = languages
+    if config.translation_rate and languages and ENGLISH not in languages:
+        seen = (*languages, ENGLISH)  # the pairs are English-aligned: the vocabulary needs English and <2eng_Latn>
+    corpus = build_builtin_corpus(languages=seen, progress=progress)
+    texts = {lang: _train_lines(corpus, lang) for lang in corpus.languages}
     vocabulary = vocab_lib.prepare_vocabulary(model_dir, vocab_config, texts, tag_languages=corpus.languages)
     mixture = register_builtin_mixture(
-        corpus, vocabulary, config.objective, config.temperature_alpha, languages, config.shuffle_buffer_size
+        corpus, vocabulary, config.objective, config.temperature_alpha, languages, config.shuffle_buffer_size,
+        config.translation_rate,
     )
-    return PreparedData(corpus, vocabulary, mixture, tuple(languages))
+    return PreparedData(corpus, vocabulary, mixture, corpus.languages, _uses_mode_tokens(config.objective))
+
+
+def _uses_mode_tokens(objective: str) -> bool:
+    """Whether the run's denoisers prepend UL2 mode tokens (bits-per-byte scoring must do the same)."""
+    return any(denoiser.mode_token for denoiser, _ in objectives.objective(objective))
 
 
 def _train_lines(corpus: BuiltinCorpus, lang: str):
@@ -69,7 +78,8 @@ def _prepare_corpus(model_dir: Path, config: DataConfig, vocab_config: vocab_lib
     texts = {lang: _corpus_lines(spec, lang, pairs) for lang in tag_languages}
     vocabulary = vocab_lib.prepare_vocabulary(model_dir, vocab_config, texts, tag_languages=tag_languages)
     registered = corpora.register_corpus(spec, vocabulary, config.shuffle_buffer_size)
-    return PreparedData(spec, vocabulary, registered.training_mixture, tuple(tag_languages))
+    mode_tokens = _uses_mode_tokens(spec.objective) if spec.kind != "parallel" else False
+    return PreparedData(spec, vocabulary, registered.training_mixture, tuple(tag_languages), mode_tokens)
 
 
 def _corpus_lines(spec: corpora.CorpusSpec, lang: str, pairs):

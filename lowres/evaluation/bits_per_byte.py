@@ -3,7 +3,9 @@
 bits/byte = total NLL of the document tokens (plus one EOS per document) in bits, divided by the
 UTF-8 bytes of the documents plus one per document (the EOS stands for the line break). Text is
 scored in UL2's S2S mode: each window of target tokens is predicted with the preceding tokens of
-the same document as the prefix (the encoder input, or the bidirectional prefix of a decoder).
+the same document as the prefix (the encoder input, or the prefix of a decoder: bidirectional, or
+causal for runs trained with causal decoder attention), after the [S2S] mode token when the run's
+objective used mode tokens (`scoring_settings` reads both from the run's lowres.json).
 Windows go through the same seqio feature converter, with packing, as training batches.
 """
 
@@ -22,6 +24,17 @@ from lowres.data import vocab as vocab_lib
 from lowres.data.pipeline import feature_converter
 
 LN2 = math.log(2.0)
+
+
+def scoring_settings(info: dict) -> dict[str, str | None]:
+    """The mode token and decoder attention a run was trained with, from its lowres.json.
+
+    Runs recorded before these keys existed trained with mode tokens and prefix attention.
+    """
+    return {
+        "mode_token": "[S2S]" if info.get("mode_tokens", True) else None,
+        "decoder_attention": info.get("decoder_attention", "prefix"),
+    }
 
 
 def document_bytes(documents: Sequence[str]) -> int:
@@ -49,8 +62,10 @@ def feature_batches(
     inputs_length: int,
     targets_length: int,
     batch_size: int,
+    decoder_attention: str = "prefix",
 ) -> Iterable[dict[str, np.ndarray]]:
-    """Packed model features for the windows, via the architecture's seqio converter."""
+    """Packed model features for the windows, via the architecture's seqio converter (without the
+    bidirectional-prefix mask when a decoder-only run trained with causal attention)."""
     dataset = tf.data.Dataset.from_generator(
         lambda: ({"inputs": np.asarray(i, np.int32), "targets": np.asarray(t, np.int32)} for i, t in examples),
         output_signature={
@@ -60,6 +75,8 @@ def feature_batches(
     )
     converter = feature_converter(architecture, pack=True)
     features = converter(dataset, {"inputs": inputs_length, "targets": targets_length})
+    if architecture == "decoder_only" and decoder_attention == "causal":
+        features = features.map(lambda ex: {k: v for k, v in ex.items() if k != "decoder_causal_attention"})
     return features.padded_batch(batch_size).as_numpy_iterator()
 
 
@@ -73,6 +90,7 @@ def model_bits_per_byte(
     batch_size: int = 32,
     mode_token: str | None = "[S2S]",
     progress: Callable[[Iterable], Iterable] = lambda x: x,
+    decoder_attention: str = "prefix",
 ) -> dict[str, dict[str, float]]:
     """Bits per byte, NLL per token and per whitespace word (nats; each document's EOS counts as a token
     and ends a word), tokens, bytes and words per language under `score_fn` (summed NLL per row, nats)."""
@@ -83,7 +101,8 @@ def model_bits_per_byte(
         token_docs = [vocabulary.encode(doc) for doc in docs]
         examples = scoring_examples(token_docs, inputs_length, targets_length, mode_id, vocabulary.eos_id)
         total_nll, scored_tokens = 0.0, 0
-        for batch in feature_batches(examples, architecture, inputs_length, targets_length, batch_size):
+        for batch in feature_batches(examples, architecture, inputs_length, targets_length, batch_size,
+                                     decoder_attention):
             rows = len(batch["decoder_target_tokens"])
             if rows < batch_size:  # keep one compiled shape: pad the last batch with empty rows
                 batch = {k: np.pad(v, [(0, batch_size - rows), (0, 0)]) for k, v in batch.items()}

@@ -25,11 +25,17 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from lowres.data.sources import Documents
-from lowres.evaluation.bits_per_byte import jitted_scorer, model_bits_per_byte, unigram_byte_bits_per_byte
+from lowres.evaluation.bits_per_byte import (
+    jitted_scorer,
+    model_bits_per_byte,
+    scoring_settings,
+    unigram_byte_bits_per_byte,
+)
 
 
 def evaluate(loaded: dict[str, Any], documents: Documents, batch_size: int = 32) -> dict[str, Any]:
-    """Scores every language of `documents` with a restored model (see trainer.load_params).
+    """Scores every language of `documents` with a restored model (see trainer.load_params), with the
+    mode token and decoder attention the run trained with.
 
     The unigram baseline is fitted on the source's training split when it has one (builtin), and
     otherwise on the evaluated text itself, which flatters the baseline; `baseline_fit` says which.
@@ -44,6 +50,7 @@ def evaluate(loaded: dict[str, Any], documents: Documents, batch_size: int = 32)
         architecture=info["model"].get("architecture", "encoder_decoder"),
         batch_size=batch_size,
         progress=lambda langs: tqdm(langs, desc="languages", unit="lang", leave=False),
+        **scoring_settings(info),
     )
     reference = documents.reference or documents.documents
     for lang, row in scores.items():
@@ -188,6 +195,29 @@ def translator(loaded: dict[str, Any], beam: int, batch_size: int, max_length: i
     return translate
 
 
+def _task_documents(data: str, split: str | None, langs: Sequence[str] | None, model_dir: Path):
+    """`task:NAME[:split]` documents (registering the first run's tasks if needed), `--langs` applied."""
+    import dataclasses
+
+    from lowres.data.languages import normalize_language
+    from lowres.data.sources import SourceError
+    from lowres.evaluation.task_documents import parse_task_source, task_documents
+
+    name, task_split = parse_task_source(data)
+    if split and task_split and split != task_split:
+        raise SourceError(f"--data={data} names split {task_split!r} but --split={split}; give one of them")
+    documents = task_documents(name, split or task_split, model_dir)
+    if not langs:
+        return documents
+    wanted = [normalize_language(code) for code in langs]
+    missing = sorted(set(wanted) - set(documents.documents))
+    if missing:
+        raise SourceError(f"task:{name} holds no text in {missing}; it has {sorted(documents.documents)}")
+    keep = lambda d: {k: v for k, v in d.items() if k in wanted}  # noqa: E731
+    return dataclasses.replace(documents, documents=keep(documents.documents),
+                               reference=keep(documents.reference) if documents.reference else None)
+
+
 def run_eval(
     model_dirs: Sequence[Path], data: str, split: str | None = None, langs: Sequence[str] | None = None,
     lang: str | None = None, step: int | None = None, batch_size: int = 32, translate: str | None = None,
@@ -202,7 +232,10 @@ def run_eval(
     kind, _, flores_dir = data.partition(":")
     if directions and kind != "flores":
         raise ValueError("--translate needs --data=flores:DIR (a FLORES-layout directory with both languages)")
-    documents = load_documents(data, split, langs, lang)
+    if kind == "task":
+        documents = _task_documents(data, split, langs, Path(model_dirs[0]))
+    else:
+        documents = load_documents(data, split, langs, lang)
     reports = []
     for model_dir in model_dirs:
         loaded = load_params(Path(model_dir), step)
