@@ -51,6 +51,20 @@ def test_packed_batches_carry_segments_and_loss_weights(mixture):
     np.testing.assert_array_equal(batch["decoder_loss_weights"] > 0, batch["decoder_target_tokens"] > 0)
 
 
+def test_languages_share_one_trace_per_denoiser_and_cache_their_tokens(mixture, vocabulary):
+    """Every language's task reuses one traced denoiser op (tracing per task made the 140-task UL2
+    mixture take minutes to build) and keeps its token ids in memory before seqio repeats them."""
+    from lowres.data import objectives
+
+    for lang in ("pan_Guru", "yor_Latn"):
+        seqio.get_mixture_or_task(f"builtin.{lang}.span_3_0p15_nlu").get_dataset(LENGTHS, "train", shuffle=False)
+    denoiser = objectives.objective("r_and_s")[0][0]
+    nlu = vocab_lib.reserved_id(vocabulary, "[NLU]")
+    assert objectives._shared_corrupt_spans(denoiser, nlu, vocabulary.vocab_size).experimental_get_tracing_count() == 1
+    mix = seqio.get_mixture_or_task(mixture)
+    assert all(task.supports_caching for task in mix.tasks)
+
+
 def test_mixture_rates_follow_temperature_sampling(mixture, corpus):
     mix = seqio.get_mixture_or_task(mixture)
     sizes = {row["lang"]: row["bytes"] for row in corpus.describe() if row["split"] == "train"}

@@ -8,6 +8,7 @@ mixture over all 20 built-in languages, packed, at the quickstart lengths and ba
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from collections.abc import Callable
 from typing import Any
@@ -29,10 +30,10 @@ def measure_pipeline(shape: train_bench.Shape, num_batches: int, warmup_batches:
     The first `warmup_batches` are not timed: each task fills its shuffle buffer the first time the
     mixture samples it, a one-off cost that would otherwise dominate a short measurement.
     """
-    start = time.perf_counter()
+    start, start_cpu = time.perf_counter(), time.process_time()
     batches = train_bench.real_batches(shape)
     first = next(batches)
-    startup = time.perf_counter() - start
+    startup, startup_cpu = time.perf_counter() - start, time.process_time() - start_cpu
     for _ in range(warmup_batches):
         next(batches)
     warmup = time.perf_counter() - start - startup
@@ -56,12 +57,14 @@ def measure_pipeline(shape: train_bench.Shape, num_batches: int, warmup_batches:
         "tokens": slots,
         "nonpad_fraction": real / slots,
         "startup_s": startup,
+        "startup_cpu_s": startup_cpu,
         "warmup_batches": warmup_batches,
         "warmup_s": warmup,
         "wall_s": wall,
         "cpu_s": cpu,
         "tokens_per_sec": slots / wall,
         "tokens_per_sec_per_core": slots / max(cpu, 1e-9),
+        "load_average": os.getloadavg()[0],  # the machine may be shared: wall rates depend on it
     }
 
 
@@ -79,7 +82,8 @@ def run(num_batches: int = 200, *, trainer_tokens_per_sec: float | None = None, 
             shape = dataclasses.replace(base, objective=objective, architecture=architecture)
             row = measure_pipeline(shape, num_batches)
             log(f"[data {objective}/{architecture}] {row['tokens_per_sec_per_core']:,.0f} tokens/s per core "
-                f"({row['tokens_per_sec']:,.0f}/s wall, start-up {row['startup_s']:.1f}s)")
+                f"({row['tokens_per_sec']:,.0f}/s wall, start-up {row['startup_s']:.1f}s, "
+                f"load average {row.get('load_average', 0):.1f})")
             rows.append(row)
     trainer_source = "given"
     if trainer_tokens_per_sec is None:
@@ -106,4 +110,4 @@ def run(num_batches: int = 200, *, trainer_tokens_per_sec: float | None = None, 
 
 
 TABLE_COLUMNS = ("objective", "architecture", "tokens_per_sec_per_core", "tokens_per_sec", "nonpad_fraction",
-                 "startup_s", "warmup_s", "ratio_to_trainer")
+                 "startup_s", "startup_cpu_s", "warmup_s", "load_average", "ratio_to_trainer")
