@@ -66,7 +66,8 @@ def _parser() -> argparse.ArgumentParser:
                           help="translate only the first N sentences of each direction")
     evaluate.add_argument("--beam", type=int, default=1, help="beam size for --translate (1 = greedy)")
     evaluate.add_argument("--data", default="builtin", metavar="SOURCE",
-                          help="builtin | flores:DIR (DIR/<code>.<split>) | text:FILE (with --lang)")
+                          help="builtin | flores:DIR (DIR/<code>.<split>) | text:FILE (with --lang) | "
+                          "task:NAME[:split] (a seqio task's raw text; the run's own tasks are registered)")
     evaluate.add_argument("--output", required=True, metavar="FILE.json", help="where to write the results")
     evaluate.add_argument("--langs", default=None, metavar="a,b,...", help="languages to evaluate (default: all)")
     evaluate.add_argument("--lang", default=None, metavar="CODE", help="language of a text:FILE source")
@@ -609,7 +610,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as error:  # noqa: BLE001 - every user-facing error ends here
         if debug:
             raise
-        if not isinstance(error, (UsageError, ValueError, FileNotFoundError, PermissionError)):
+        if not isinstance(error, (UsageError, ValueError, FileNotFoundError, PermissionError, FloatingPointError)):
             print(f"lowres: internal error: {type(error).__name__}: {error} (rerun with --debug for the traceback)",
                   file=sys.stderr)
             return 1

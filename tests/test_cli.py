@@ -109,6 +109,10 @@ def _main_error(capsys, *args):
         (["train", "--gin_file=smoke.gin", "--gin.TrainConfig.no_such_field=1", "--model_dir={tmp}/m"],
          "no_such_field"),
         (["train", "--gin_file=smoke.gin", "--gin.DataConfig.languages=['xx']", "--model_dir={tmp}/m"], "'xx'"),
+        (["train", "--gin_file=smoke.gin", "--gin.StreamConfig.kind='schedule'", "--model_dir={tmp}/m"],
+         "MixtureSchedule.phases is empty"),  # a required value left unset fails before any data or compile
+        (["train", "--gin_file=smoke.gin", "--gin.StreamConfig.kind='learned'", "--model_dir={tmp}/m"],
+         "StreamConfig.learned_tasks"),
         (["train", "--gin_file=smoke.gin", "--model_dir=/proc/lowres-cannot-write"], "not writable"),
         (["eval", "--model_dir={tmp}/none", "--output={tmp}/o.json"], "no trained model"),
         (["eval", "--model_dir={trained}", "--data=flores:{tmp}/missing", "--output={tmp}/o.json"], "not a directory"),

@@ -88,7 +88,7 @@ def test_deterministic_given_the_seed_and_resumable_from_state(tmp_path):
     assert restored.state_dict() == first.state_dict() == state
     tail, losses_end = run(restored, range(30, 60), losses)
     assert head + tail == full and losses_end == losses_full
-    assert restored.metrics()["mix_rate/mt"] == pytest.approx(restored.rates["mt"])
+    assert restored.metrics()["mixing_rate/mt"] == pytest.approx(restored.rates["mt"])
 
 
 def test_plot_and_bad_input(tmp_path):

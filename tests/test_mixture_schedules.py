@@ -102,6 +102,7 @@ def test_gin_schedules_parse(corpus, vocabulary):
     from pathlib import Path
 
     from lowres.data.learned_mixing import LearnedMixingConfig
+    from lowres.training.batch_sources import StreamConfig
 
     mixture = register_builtin_mixture(corpus, vocabulary, "r_and_s", 0.3, ["eng", "pan"], shuffle_buffer_size=16)
     paths = sorted(Path(__file__).parent.parent.glob("gin_configs/schedules/*.gin"))
@@ -114,8 +115,10 @@ def test_gin_schedules_parse(corpus, vocabulary):
                 schedule = MixtureSchedule()
                 assert len(schedule.phases) > 1 and all(p.mixture == mixture for p in schedule.phases), path
                 resolve_schedule(schedule)
+                assert StreamConfig().kind == "schedule", path
             else:
                 assert LearnedMixingConfig().measure_every == 10, path
+                assert StreamConfig().kind == "learned" and len(StreamConfig().learned_tasks) == 2, path
         gin.clear_config()
 
 

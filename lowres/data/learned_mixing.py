@@ -131,10 +131,10 @@ class LearnedMixingSampler:
         )
 
     def metrics(self) -> dict[str, float]:
-        """Flat scalars for the metrics log: `mix_rate/<task>` and `mix_reward/<task>`."""
+        """Flat scalars for the metrics log (and `lowres plot`): `mixing_rate/<task>`, `mixing_reward/<task>`."""
         rates = self.rates
-        out = {f"mix_rate/{t}": rates[t] for t in self.tasks}
-        out.update({f"mix_reward/{t}": self.rewards[t] for t in self.tasks})
+        out = {f"mixing_rate/{t}": rates[t] for t in self.tasks}
+        out.update({f"mixing_reward/{t}": self.rewards[t] for t in self.tasks})
         return out
 
     def state_dict(self) -> dict[str, Any]:

@@ -95,7 +95,8 @@ def _rate_name(x: float) -> str:
     return f"{x:g}".replace(".", "p").replace("-", "m")
 
 
-def _task_language(task_name: str) -> str:
+def task_language(task_name: str) -> str:
+    """The language (or `src_to_tgt` pair) of a `<corpus>.<lang>.<objective>` task name; "" otherwise."""
     parts = task_name.split(".")
     return parts[1] if len(parts) >= 3 else ""
 
@@ -108,11 +109,11 @@ def register_language_subset(mixture: str, languages: Sequence[str]) -> str:
     parent = seqio.get_mixture_or_task(mixture)
     tasks = parent.tasks if isinstance(parent, seqio.Mixture) else [parent]
     # Pairs (`eng_Latn-pan_Guru`) and clones (`eng_Latn_clone1_p0p5`) are matched as spelled.
-    present = {_task_language(t.name) for t in tasks}
+    present = {task_language(t.name) for t in tasks}
     wanted = [lang if lang in present or "-" in lang else normalize_language(lang) for lang in languages]
-    kept = [t for t in tasks if _task_language(t.name) in wanted]
+    kept = [t for t in tasks if task_language(t.name) in wanted]
     if not kept:
-        have = sorted({_task_language(t.name) for t in tasks})
+        have = sorted({task_language(t.name) for t in tasks})
         raise ValueError(f"mixture {mixture!r} has no tasks for languages {wanted}; it has {have}")
     name = f"{mixture}.only_{'_'.join(_name_part(lang) for lang in sorted(wanted))}"
     rate = parent.get_rate if isinstance(parent, seqio.Mixture) else (lambda task: 1.0)

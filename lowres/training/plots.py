@@ -37,7 +37,7 @@ def _save(figure, path: Path) -> None:
 
 
 def plot_run(model_dir: str | Path) -> list[Path]:
-    """Writes MODEL_DIR/plots/{loss,learning_rate[,mixing_rates]}.png; returns the paths written."""
+    """Writes MODEL_DIR/plots/{loss,learning_rate[,heldout_by_language][,mixing_rates]}.png; returns the paths."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -50,10 +50,10 @@ def plot_run(model_dir: str | Path) -> list[Path]:
     written = []
 
     figure, axis = plt.subplots(figsize=(7, 4))
-    for key in ["loss", "nll", *[k for k in keys if k.startswith("eval/") and k.endswith("/loss")]]:
+    for key, label in (("loss", "loss"), ("nll", "nll"), ("eval/loss", "held-out nll")):
         steps, values = _series(records, key)
         if steps:
-            axis.plot(steps, values, label=key.removeprefix("eval/").removesuffix("/loss"))
+            axis.plot(steps, values, label=label)
     axis.set_xlabel("step")
     axis.set_ylabel("loss (nats/token)")
     axis.legend(fontsize=7)
@@ -70,6 +70,21 @@ def plot_run(model_dir: str | Path) -> list[Path]:
     _save(figure, out / "learning_rate.png")
     written.append(out / "learning_rate.png")
     plt.close(figure)
+
+    per_language = [(metric, [k for k in keys if k.startswith("eval/") and k.count("/") == 2 and k.endswith(metric)])
+                    for metric in ("/loss", "/bits_per_byte")]
+    per_language = [(metric, found) for metric, found in per_language if found]
+    if per_language:
+        figure, axes = plt.subplots(1, len(per_language), figsize=(6 * len(per_language), 4), squeeze=False)
+        for axis, (metric, found) in zip(axes[0], per_language):
+            for key in found:
+                axis.plot(*_series(records, key), label=key.split("/")[1])
+            axis.set_xlabel("step")
+            axis.set_ylabel("held-out " + ("nll (nats/token)" if metric == "/loss" else "bits per byte"))
+        axes[0][-1].legend(fontsize=6, ncol=2)
+        _save(figure, out / "heldout_by_language.png")
+        written.append(out / "heldout_by_language.png")
+        plt.close(figure)
 
     rate_keys = [k for k in keys if k.startswith("mixing_rate/")]
     if rate_keys:

@@ -64,6 +64,9 @@ def check_resume(metadata: Mapping[str, Any], *, vocabulary_sha256: str, data: M
     problems = []
     if saved.get("mixture") != data["mixture"]:
         problems.append(f"mixture {saved.get('mixture')!r} -> {data['mixture']!r}")
+    if "stream" in saved and saved["stream"] != data.get("stream"):
+        problems.append(f"batch stream {saved['stream']} -> {data.get('stream')} (StreamConfig, MixtureSchedule, "
+                        "LearnedMixingConfig)")
     if saved.get("process_count") != data["process_count"]:
         problems.append(f"hosts {saved.get('process_count')} -> {data['process_count']}")
     for key, value in data["config"].items():

@@ -5,7 +5,6 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import functools
-import itertools
 import json
 import math
 import os
@@ -28,7 +27,10 @@ from jax.sharding import Mesh, NamedSharding
 from tqdm.auto import tqdm
 
 from lowres.data import vocab as vocab_lib
-from lowres.data.pipeline import DataConfig, training_batches
+from lowres.data.learned_mixing import LearnedMixingConfig
+from lowres.data.mixture_schedules import MixtureSchedule
+from lowres.data.pipeline import DataConfig
+from lowres.evaluation.bits_per_byte import scoring_settings
 from lowres.data.prepare import VOCAB_FILE, prepare_data
 from lowres.models.factory import (
     ModelConfig,
@@ -39,12 +41,14 @@ from lowres.models.factory import (
     non_param_state,
 )
 from lowres.training import partitioning, resume
+from lowres.training.batch_sources import StreamConfig, open_batch_source, stream_identity
 from lowres.training.checkpoints import CheckpointConfig, CheckpointStore
+from lowres.training.evaluation import EvalConfig, evaluate_heldout, heldout_documents, heldout_task_batches
 from lowres.training.initialization import InitConfig, initialize_from
 from lowres.training.metrics import IntervalMeans, LossSpikes, MetricsWriter, console_line
 from lowres.training.optimizer import OptimizerConfig, make_optimizer
 from lowres.training.plots import plot_run
-from lowres.training.step import LossOptions, TrainState, leaf_names, train_step
+from lowres.training.step import LossOptions, TrainState, leaf_names, score_batch, train_step
 
 RUN_FILE = "lowres.json"  # what evaluation needs to rebuild the model: config, vocabulary, lengths
 CONFIG_FILE = "config.gin"
@@ -163,10 +167,23 @@ def compile_train_step(
     )
 
 
-def _peek(iterator):
-    """Pulls the first item (paying the pipeline's start-up cost) and returns the whole stream."""
-    first = next(iterator)
-    return itertools.chain([first], iterator)
+def compile_scoring(sharded: ShardedState, mesh: Mesh, rules):
+    """Jitted forward-only scoring with the training parameters' shardings.
+
+    Returns `loss_sums(params, batch) -> (summed target NLL, target tokens)` for batches sharded
+    like training batches, and `row_nll(params, batch) -> per-row NLL` for replicated batches.
+    """
+    score = functools.partial(score_batch, graphdef=sharded.graphdef, rest=sharded.rest)
+
+    def sums(params, batch):
+        return score(params, batch).sum(), batch["decoder_loss_weights"].sum()
+
+    params_sharding = sharded.shardings.params
+    replicated = partitioning.replicated(mesh)
+    loss_sums = jax.jit(sums, in_shardings=(params_sharding, partitioning.batch_sharding(mesh, rules)),
+                        out_shardings=replicated)
+    row_nll = jax.jit(score, in_shardings=(params_sharding, replicated), out_shardings=replicated)
+    return loss_sums, row_nll
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -286,11 +303,17 @@ def train(
     mesh_config: partitioning.MeshConfig | None = None,
     vocab_config: vocab_lib.VocabularyConfig | None = None,
     init_config: InitConfig | None = None,
+    stream_config: StreamConfig | None = None,
+    eval_config: EvalConfig | None = None,
+    mixture_schedule: MixtureSchedule | None = None,
+    learned_mixing: LearnedMixingConfig | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Trains (or resumes) in `model_dir`; configs default to their gin-bound values.
 
     A new run (no checkpoint in `model_dir`) starts from `init_config.checkpoint` when set.
+    `stream_config.kind` picks where batches come from: DataConfig's mixture, `mixture_schedule`'s
+    phases, or the `learned_mixing` bandit; `eval_config` adds held-out evaluation every N steps.
     """
     train_config = train_config or TrainConfig()
     data_config = data_config or DataConfig()
@@ -300,6 +323,13 @@ def train(
     mesh_config = mesh_config or partitioning.MeshConfig()
     vocab_config = vocab_config or vocab_lib.VocabularyConfig()
     init_config = init_config or InitConfig()
+    stream_config = stream_config or StreamConfig()
+    eval_config = eval_config or EvalConfig()
+    # Every setting is built (and validated) here, before any data is read or anything compiled.
+    if stream_config.kind == "schedule":
+        mixture_schedule = mixture_schedule or MixtureSchedule()
+    if stream_config.kind == "learned":
+        learned_mixing = learned_mixing or LearnedMixingConfig()
 
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
@@ -318,12 +348,17 @@ def train(
         "objective": data_config.objective,
         "languages": list(data.languages),
         "data_source": data_config.source,
+        "decoder_attention": data_config.decoder_attention,
+        "mode_tokens": data.mode_tokens,
+        "translation_rate": data_config.translation_rate,
     }
     _check_resumable(model_dir, run_info)
     if is_main:
         write_atomic(model_dir / RUN_FILE, json.dumps(run_info, indent=2, ensure_ascii=False) + "\n")
     vocabulary_sha256 = resume.file_fingerprint(model_dir / vocab_file)
     data_identity = resume.data_identity(data_config, data.mixture, jax.process_count())
+    data_identity["stream"] = stream_identity(stream_config, mixture_schedule if stream_config.kind == "schedule"
+                                              else None, learned_mixing if stream_config.kind == "learned" else None)
 
     mesh = partitioning.create_mesh(mesh_config)
     rules = mesh_config.rules
@@ -338,16 +373,12 @@ def train(
     # Building the seqio pipeline (graph construction, shuffle buffers) overlaps model compilation.
     # A resumed stream restarts one batch early so the checkpoint's last batch can be verified.
     shard_info = seqio.ShardInfo(jax.process_index(), jax.process_count())
-    replay_from = start_step - 1 if start_step else 0
     loader = concurrent.futures.ThreadPoolExecutor(max_workers=1)
-
-    def open_stream():
-        stream = training_batches(data.mixture, data_config, shard_info, replay_from, model_config.architecture)
-        if start_step:
-            return resume.replay_to(stream, expected, start_step, f"{store.directory}/{start_step}")
-        return _peek(stream)
-
-    first_batches = loader.submit(open_stream)
+    opening = loader.submit(
+        open_batch_source, stream_config, data.mixture, data_config, shard_info, model_config.architecture,
+        start_step=start_step, expected_fingerprint=expected, saved_state=saved_meta.get("batch_source"),
+        where=f"{store.directory}/{start_step}", schedule=mixture_schedule, learned=learned_mixing,
+    )
     optimizer, schedule = make_optimizer(optimizer_config, train_config.num_steps)
     sharded = create_sharded_state(arch, optimizer, mesh, rules, train_config.seed)
     state = sharded.state
@@ -375,8 +406,47 @@ def train(
         skip_nonfinite=train_config.nonfinite == "skip",
     )
     batch_sharding = partitioning.batch_sharding(mesh, rules)
-    batches = first_batches.result()
+    source = opening.result()
     loader.shutdown()
+    loss_sums_fn, row_nll_fn = compile_scoring(sharded, mesh, rules)
+
+    replicated = partitioning.replicated(mesh)
+
+    def to_global(local: dict[str, np.ndarray], replicate: bool = False) -> dict[str, jax.Array]:
+        """Host-local rows -> one global batch (sharded like training, or the same rows on every device)."""
+        if replicate:
+            return {k: jax.make_array_from_process_local_data(replicated, v, v.shape) for k, v in local.items()}
+        return {k: jax.make_array_from_process_local_data(batch_sharding, v) for k, v in local.items()}
+
+    def loss_sums(local: dict[str, np.ndarray]) -> tuple[float, float]:
+        nll, tokens = loss_sums_fn(state.params, to_global(local))
+        return float(nll), float(tokens)
+
+    def mean_loss(local: dict[str, np.ndarray]) -> float:
+        nll, tokens = loss_sums(local)
+        return nll / max(tokens, 1.0)
+
+    def row_nll(local: dict[str, np.ndarray]) -> np.ndarray:
+        out = row_nll_fn(state.params, to_global(local, replicate=True))
+        return np.asarray(out.addressable_data(0))
+
+    heldout: dict[str, Any] = {}
+
+    def evaluate(done: int) -> dict[str, float]:
+        """Held-out metrics at step `done`; the held-out text is read at the first evaluation."""
+        if not heldout:
+            heldout["batches"], missing = heldout_task_batches(
+                data.mixture, data_config, eval_config, shard_info, model_config.architecture)
+            heldout["documents"] = heldout_documents(data.corpus, data.languages, eval_config.split,
+                                                     eval_config.max_documents) if eval_config.bits_per_byte else {}
+            if missing and is_main:
+                print(f"eval: {len(missing)} task(s) have no {eval_config.split!r} split and are not scored: "
+                      f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}")
+        return evaluate_heldout(
+            heldout["batches"], loss_sums, heldout["documents"], row_nll, vocabulary=data.vocabulary,
+            data_config=data_config, architecture=model_config.architecture, scoring=scoring_settings(run_info),
+        )
+
     tokens_per_step = data_config.batch_size * (data_config.inputs_length + data_config.targets_length)
     flops_per_device, peak = _throughput_basis(arch, data_config, train_config, mesh)
     if is_main and peak:
@@ -424,6 +494,7 @@ def train(
             "vocabulary_file": vocab_file,
             "vocabulary_sha256": vocabulary_sha256,
             "gin_config": gin_config,
+            "batch_source": source.state_dict(),
             "pending_metrics": interval.pending(),
             "loss_spikes": spikes.state(),
             "skipped_steps": skipped,
@@ -440,6 +511,7 @@ def train(
                    metrics=ranking if checkpoint_config.best_metric else None)
 
     history: list[dict[str, Any]] = []
+    eval_history: list[dict[str, Any]] = []
     bar = tqdm(
         total=train_config.num_steps, initial=start_step, disable=not (progress and is_main), unit="step",
         dynamic_ncols=True,
@@ -449,12 +521,13 @@ def train(
     try:
         with _Preemption() as preemption, jax.set_mesh(mesh), nnx.logical_axis_rules(rules):
             for step in range(start_step, train_config.num_steps):
-                local = next(batches)
+                local = source.next(step)
                 fingerprint = resume.batch_fingerprint(local)
-                batch = {
-                    k: jax.make_array_from_process_local_data(batch_sharding, v) for k, v in local.items()
-                }
-                state, metrics = step_fn(state, batch)
+                fresh = source.measurement_batch(step)
+                loss_before = mean_loss(fresh) if fresh is not None else None
+                state, metrics = step_fn(state, to_global(local))
+                if fresh is not None:
+                    source.report(step, loss_before, mean_loss(fresh))
                 interval.add(metrics)
                 done = step + 1
                 if compile_time is None:
@@ -483,6 +556,7 @@ def train(
                     }
                     if peak:
                         record["mfu"] = flops_per_device / step_time / peak[0]
+                    record.update(source.metrics(done))
                     last_logged = {"step": done, "loss": record["loss"], "nll": record["nll"]}
                     history.append(record)
                     writer.write(record)
@@ -490,6 +564,15 @@ def train(
                         bar.write(console_line(record))
                         sys.stdout.flush()
                     bar.set_postfix(loss=f"{record['loss']:.3f}")
+                if eval_config.due(done, train_config.num_steps):
+                    eval_start = time.perf_counter()
+                    scores = evaluate(done)
+                    last_time += time.perf_counter() - eval_start  # keep eval out of the step timings
+                    eval_history.append({"step": done, **scores})
+                    writer.write({"step": done, **scores})
+                    if is_main:
+                        bpb = f", bits/byte {scores['eval/bits_per_byte']:.3f}" if "eval/bits_per_byte" in scores else ""
+                        bar.write(f"eval step {done}: held-out loss {scores.get('eval/loss', float('nan')):.4f}{bpb}")
                 bar.update(1)
                 final_step = done
                 if preemption.agreed():
@@ -515,6 +598,7 @@ def train(
         "preempted": preempted,
         "compile_time_s": compile_time,
         "history": history,
+        "eval_history": eval_history,
     }
 
 

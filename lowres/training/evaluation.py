@@ -1,0 +1,159 @@
+"""Evaluation during training: held-out teacher-forced loss per task and per language, bits per byte.
+
+The held-out examples are read once (a seeded, fixed slice of each task's held-out split) and the
+documents once, so every evaluation of a run scores the same text and its curves are comparable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import gin
+import numpy as np
+import seqio
+
+from lowres.data.mixture_schedules import task_language
+from lowres.data.pipeline import DataConfig, feature_converter
+from lowres.evaluation.bits_per_byte import model_bits_per_byte
+
+Batch = dict[str, np.ndarray]
+
+
+@gin.configurable
+@dataclasses.dataclass(frozen=True)
+class EvalConfig:
+    """Every `every_steps` steps (0: never), score `batches_per_task` held-out batches of every task
+    of the training mixture, and (`bits_per_byte`) up to `max_documents` held-out documents per language."""
+
+    every_steps: int = 0
+    split: str = "validation"
+    batches_per_task: int = 2
+    bits_per_byte: bool = True
+    max_documents: int = 64
+
+    def __post_init__(self):
+        if self.every_steps < 0:
+            raise ValueError(f"EvalConfig.every_steps={self.every_steps}; use 0 (off) or a positive step count")
+        if self.batches_per_task < 1 or self.max_documents < 1:
+            raise ValueError("EvalConfig.batches_per_task and EvalConfig.max_documents must be at least 1")
+
+    def due(self, step: int, last_step: int) -> bool:
+        return bool(self.every_steps) and (step % self.every_steps == 0 or step == last_step)
+
+
+def _has_split(task: seqio.Task, split: str) -> bool:
+    try:
+        return split in task.source.splits
+    except (AttributeError, NotImplementedError):
+        return True
+
+
+def heldout_task_batches(
+    mixture: str, data_config: DataConfig, config: EvalConfig, shard_info: seqio.ShardInfo, architecture: str
+) -> tuple[dict[str, list[Batch]], list[str]]:
+    """Host-local held-out batches per leaf task of `mixture`, and the tasks that have no such split.
+
+    Every task yields exactly `batches_per_task` batches on every host (short splits are padded with
+    rows of zero loss weight), so the hosts of a multi-host run run the same number of eval steps.
+    """
+    root = seqio.get_mixture_or_task(mixture)
+    tasks = root.tasks if isinstance(root, seqio.Mixture) else [root]
+    host_batch = data_config.batch_size // shard_info.num_shards
+    lengths = {"inputs": data_config.inputs_length, "targets": data_config.targets_length}
+    batches, missing = {}, []
+    for task in sorted(tasks, key=lambda t: t.name):
+        if not _has_split(task, config.split):
+            missing.append(task.name)
+            continue
+        dataset = seqio.get_dataset(
+            task.name, task_feature_lengths=lengths, dataset_split=config.split, shuffle=False, num_epochs=1,
+            seed=data_config.seed, shard_info=shard_info, use_cached=False,
+            feature_converter=feature_converter(architecture, data_config.pack),
+        )
+        rows = list(itertools.islice(dataset.batch(host_batch).as_numpy_iterator(), config.batches_per_task))
+        if not rows:
+            missing.append(task.name)
+            continue
+        template = rows[0]
+        rows = [{k: _pad_rows(v, host_batch) for k, v in b.items()} for b in rows]
+        rows += [{k: np.zeros_like(_pad_rows(v, host_batch)) for k, v in template.items()}] * (
+            config.batches_per_task - len(rows))
+        if architecture == "decoder_only" and data_config.decoder_attention == "causal":
+            rows = [{k: v for k, v in b.items() if k != "decoder_causal_attention"} for b in rows]
+        batches[task.name] = rows
+    return batches, missing
+
+
+def _pad_rows(array: np.ndarray, rows: int) -> np.ndarray:
+    return np.pad(array, [(0, rows - len(array))] + [(0, 0)] * (array.ndim - 1)) if len(array) < rows else array
+
+
+def heldout_documents(corpus, languages: Sequence[str], split: str, max_documents: int) -> dict[str, list[str]]:
+    """Up to `max_documents` non-empty held-out documents per language (languages without the split are left out)."""
+    from lowres.data import corpora
+    from lowres.data.builtin_corpus import BuiltinCorpus
+
+    documents = {}
+    for lang in languages:
+        if isinstance(corpus, BuiltinCorpus):
+            if split not in ("train", "validation"):
+                continue
+            lines = corpus.mono_path(lang, split).read_text(encoding="utf-8").splitlines()
+            texts = (line for line in lines if line.strip())
+        else:
+            if corpus.kind == "parallel" or split not in corpora.split_map(corpus):
+                continue
+            texts = (doc.text for doc in corpora.documents(corpus, lang, split) if doc.text.strip())
+        docs = list(itertools.islice(texts, max_documents))
+        if docs:
+            documents[lang] = docs
+    return documents
+
+
+def evaluate_heldout(
+    task_batches: Mapping[str, Sequence[Batch]],
+    loss_sums: Callable[[Batch], tuple[float, float]],
+    documents: Mapping[str, list[str]] | None = None,
+    score_rows: Callable[[Batch], np.ndarray] | None = None,
+    *,
+    vocabulary=None,
+    data_config: DataConfig | None = None,
+    architecture: str = "encoder_decoder",
+    scoring: Mapping[str, Any] | None = None,
+) -> dict[str, float]:
+    """Held-out metrics: `eval/loss`, `eval/<lang>/loss` and `eval_task/<task>/loss` (nats per target
+    token) and, with documents, `eval/<lang>/bits_per_byte` and their mean `eval/bits_per_byte`, scored
+    like `lowres eval` does (`scoring`: bits_per_byte.scoring_settings of the run)."""
+    sums: dict[str, list[float]] = {}
+    for task, batches in task_batches.items():
+        nll, tokens = 0.0, 0.0
+        for batch in batches:
+            batch_nll, batch_tokens = loss_sums(batch)
+            nll, tokens = nll + batch_nll, tokens + batch_tokens
+        sums[task] = [nll, tokens]
+    metrics: dict[str, float] = {}
+    groups: dict[str, list[float]] = defaultdict(lambda: [0.0, 0.0])
+    for task, (nll, tokens) in sums.items():
+        if tokens:
+            metrics[f"eval_task/{task}/loss"] = nll / tokens
+        group = groups[task_language(task) or task]
+        group[0], group[1] = group[0] + nll, group[1] + tokens
+    for name, (nll, tokens) in sorted(groups.items()):
+        if tokens:
+            metrics[f"eval/{name}/loss"] = nll / tokens
+    total_tokens = sum(tokens for _, tokens in sums.values())
+    if total_tokens:
+        metrics["eval/loss"] = sum(nll for nll, _ in sums.values()) / total_tokens
+    if documents and score_rows is not None:
+        scores = model_bits_per_byte(
+            score_rows, vocabulary, dict(documents), data_config.inputs_length, data_config.targets_length,
+            architecture=architecture, batch_size=data_config.batch_size, **(scoring or {}),
+        )
+        for lang, row in scores.items():
+            metrics[f"eval/{lang}/bits_per_byte"] = row["bits_per_byte"]
+        metrics["eval/bits_per_byte"] = float(np.mean([row["bits_per_byte"] for row in scores.values()]))
+    return metrics
