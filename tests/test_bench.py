@@ -256,6 +256,8 @@ def test_all_runs_each_case_in_a_subprocess_and_records_scale(tmp_path):
         shape.model_config(), 1, 256)
     assert scaled["tokens_per_sec"] == pytest.approx(256 / scaled["step_time_median_s"])
     assert row["train_state_gib"] == pytest.approx(16 * row["params"] / 2**30)
+    assert row["gflops_per_cpu_second"] == pytest.approx(row["flops_per_step"] / row["step_cpu_time_median_s"] / 1e9)
+    assert scaled["mfu_per_cpu_second"] == row["mfu_per_cpu_second"] > 0
     assert scaled["peak_rss_mb"] > 0 and record["peak_rss_mb"] >= scaled["peak_rss_mb"]
     assert "| scale | tiny |" in table and "timed out" in table and record["wall_s"] > 0
     assert scaled["cpu_s"] > 0 and record["cpu_s"] == pytest.approx(scaled["cpu_s"] + late["cpu_s"])

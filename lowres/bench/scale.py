@@ -92,7 +92,7 @@ def run(presets: Sequence[str] | None = None, steps: int = 1, timeout_s: float =
         log(f"[scale] {preset} failed: {row['error']}")
     trained = [r for r in rows if r["ok"]]
     best = max(trained, key=lambda r: r["params"]) if trained else None
-    fields = {k: best.get(k) for k in report.COMMON_FIELDS if k != "case"} if best else {}
+    fields = {k: best.get(k) for k in (*report.COMMON_FIELDS, "mfu_per_cpu_second") if k != "case"} if best else {}
     fields.update(report.machine_fields())
     return report.result(
         "scale",
@@ -112,10 +112,10 @@ def _params(preset: str) -> int:
     return decoder_only_config(preset, VOCAB_SIZE).num_params()
 
 
-ROW_FIELDS = ("preset", "ok", "params", "peak_rss_mb", "tokens_per_sec", "mfu", "step_time_median_s",
-              "step_cpu_time_median_s", "flops_per_step", "tokens_per_step", "compile_time_s", "wall_s", "error")
+ROW_FIELDS = ("preset", "ok", "params", "peak_rss_mb", "tokens_per_sec", "mfu", "mfu_per_cpu_second",
+              "gflops_per_cpu_second", "step_time_median_s", "step_cpu_time_median_s", "flops_per_step", "tokens_per_step", "compile_time_s", "wall_s", "error")
 TABLE_COLUMNS = ("preset", "ok", "params", "train_state_gib", "peak_rss_mb", "tokens_per_sec", "mfu",
-                 "step_time_median_s", "step_cpu_time_median_s", "compile_time_s", "error")
+                 "mfu_per_cpu_second", "step_time_median_s", "step_cpu_time_median_s", "compile_time_s", "error")
 
 
 def _main(argv: Sequence[str]) -> int:
