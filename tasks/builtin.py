@@ -14,10 +14,12 @@ from lowres.data.languages import normalize_language
 from lowres.data.mixtures import register_mixture, temperature_rates
 from lowres.data.sources import TsvSource
 from lowres.data.tasks import TextSplitFiles, output_features, register_language_mixture
+from lowres.evaluation.seqio_metrics import chrf_bleu
 
 CORPUS = "builtin"
 SPLITS = ("train", "validation")
 ENGLISH = "eng_Latn"
+TRANSLATION_MIXTURE = f"{CORPUS}.translate"
 
 
 def builtin_sources(corpus: BuiltinCorpus, languages: Sequence[str] | None = None) -> list[TextSplitFiles]:
@@ -76,7 +78,7 @@ def register_builtin_translation_tasks(
                 preprocessors=[objectives.translation_preprocessor(translation),
                                seqio.preprocessors.append_eos_after_trim],
                 output_features=features,
-                metric_fns=[],
+                metric_fns=[chrf_bleu],
                 shuffle_buffer_size=shuffle_buffer_size,
             )
             sizes[name] = num_bytes
@@ -96,6 +98,9 @@ def register_builtin_mixture(
 ) -> str:
     """Registers `builtin.<lang>.<denoiser>` tasks and the mixture `builtin.<objective>`; returns its name.
 
+    The translation tasks and their own mixture `builtin.translate` (for learned LM/MT mixing) are
+    registered whenever a non-English language is included.
+
     With `translation_rate` > 0 the returned mixture is `builtin.<objective>.mixed`: that fraction of
     its examples come from the translation tasks (split over directions by temperature `alpha` on
     pair bytes), the rest from the denoising mixture with its rates unchanged relative to each other.
@@ -112,11 +117,16 @@ def register_builtin_mixture(
         alpha,
         shuffle_buffer_size,
     )
-    if translation_rate == 0.0:
+    if not translation_languages(corpus, languages):
+        if translation_rate:
+            raise ValueError("translation over the built-in corpus needs a non-English language in DataConfig.languages")
         return name
     pair_rates = temperature_rates(
         register_builtin_translation_tasks(corpus, vocabulary, languages, shuffle_buffer_size), alpha
     )
+    register_mixture(TRANSLATION_MIXTURE, list(pair_rates.items()))
+    if translation_rate == 0.0:
+        return name
     mixed = f"{name}.mixed"
     register_mixture(
         mixed,

@@ -19,9 +19,9 @@ from lowres.training.evaluation import EvalConfig
 from lowres.training.optimizer import OptimizerConfig
 from lowres.training.trainer import TrainConfig, load_params, train
 
-TASKS = ("builtin.eng_Latn.causal", "builtin.yor_Latn.causal")
+MIXTURES = ("builtin.causal_lm", "builtin.translate")  # LM and MT
 DATA = DataConfig(languages=["eng", "yor"], objective="causal_lm", inputs_length=16, targets_length=16, batch_size=2,
-                  shuffle_buffer_size=8)
+                  shuffle_buffer_size=8, translation_rate=0.25)
 
 
 def _run(model_dir, num_steps, stream, **kw):
@@ -45,9 +45,9 @@ def _records(model_dir):
 
 
 def test_learned_mixing_feeds_rewards_logs_rates_and_resumes_exactly(tmp_path, cache_dir):
-    stream = StreamConfig(kind="learned", learned_tasks=TASKS)
+    stream = StreamConfig(kind="learned", learned_tasks=MIXTURES)
     options = dict(learned_mixing=LearnedMixingConfig(measure_every=1, beta=0.5),
-                   eval_config=EvalConfig(every_steps=3, max_documents=4))
+                   eval_config=EvalConfig(every_steps=3, max_documents=4, decode_examples=2))
     whole = _run(tmp_path / "whole", 6, stream, **options)
     _run(tmp_path / "split", 4, stream, **options)
     resumed = _run(tmp_path / "split", 6, stream, **options)
@@ -56,15 +56,19 @@ def test_learned_mixing_feeds_rewards_logs_rates_and_resumes_exactly(tmp_path, c
     assert resumed["eval_history"][-1] == whole["eval_history"][-1]
 
     records = [r for r in _records(tmp_path / "whole") if "loss" in r]
-    rates = [[r[f"mixing_rate/{t}"] for t in TASKS] for r in records]
+    rates = [[r[f"mixing_rate/{t}"] for t in MIXTURES] for r in records]
     assert all(abs(sum(pair) - 1) < 1e-6 for pair in rates)
     assert rates[0] != rates[-1], "the rewards never moved the rates"
     assert {"mixing_rates.png", "heldout_by_language.png"} <= {p.name for p in (tmp_path / "whole" / "plots").iterdir()}
 
-    # held-out evaluation: per task and language, and bits per byte equal to `lowres eval`'s
+    # held-out evaluation: loss per task and language, chrF++ of greedy translations, and bits per
+    # byte equal to `lowres eval`'s
     final = whole["eval_history"][-1]
     assert [e["step"] for e in whole["eval_history"]] == [3, 6]
-    assert {f"eval_task/{t}/loss" for t in TASKS} | {"eval/eng_Latn/loss", "eval/yor_Latn/loss"} <= set(final)
+    expected = {"eval_task/builtin.eng_Latn.causal/loss", "eval_task/builtin.eng_Latn_to_yor_Latn.translate/loss",
+                "eval/eng_Latn/loss", "eval/yor_Latn/loss", "eval/yor_Latn_to_eng_Latn/loss",
+                "eval/eng_Latn_to_yor_Latn/chrf++", "eval/yor_Latn_to_eng_Latn/bleu"}
+    assert expected <= set(final), expected - set(final)
     loaded = load_params(tmp_path / "whole")
     from lowres.data.builtin_corpus import build_builtin_corpus
 

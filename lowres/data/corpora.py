@@ -20,6 +20,7 @@ from lowres.data import readers
 from lowres.data.cleaning import CleaningConfig, CleaningReport, clean_iter
 from lowres.data.languages import normalize_language
 from lowres.data.mixtures import MixingConfig, mixing_rates, register_mixture
+from lowres.evaluation.seqio_metrics import chrf_bleu
 from lowres.data.sources import FileSource, SourceError, open_source
 
 __all__ = [
@@ -489,7 +490,7 @@ def register_corpus(
                 preprocessors=[objectives.translation_preprocessor(translation),
                                seqio.preprocessors.append_eos_after_trim],
                 output_features=features,
-                metric_fns=[],
+                metric_fns=[chrf_bleu],
                 shuffle_buffer_size=shuffle_buffer_size,
             )
             task_names.append(name)

@@ -16,6 +16,7 @@ import seqio
 import tensorflow as tf
 
 from lowres.data import vocab as vocab_lib
+from lowres.data.byte_vocab import ReservedByteVocabulary
 
 
 # ---------------------------------------------------------------------------------------------
@@ -587,13 +588,16 @@ def denoiser_preprocessor(denoiser: Denoiser):
 # Translation
 
 
-def language_tag_table(vocabulary: seqio.SentencePieceVocabulary) -> tf.lookup.StaticHashTable:
+def language_tag_table(vocabulary: seqio.Vocabulary) -> tf.lookup.StaticHashTable:
     """Language code (e.g. `pan_Guru`) -> id of its reserved `<2pan_Guru>` tag; -1 for unknown codes."""
-    processor = vocabulary.tokenizer
     codes, ids = [], []
-    for piece_id in range(processor.get_piece_size()):
-        piece = processor.id_to_piece(piece_id)
-        if processor.is_control(piece_id) and piece.startswith("<2") and piece.endswith(">"):
+    if isinstance(vocabulary, ReservedByteVocabulary):
+        reserved = vocabulary.reserved_ids.items()
+    else:
+        processor = vocabulary.tokenizer
+        reserved = ((processor.id_to_piece(i), i) for i in range(processor.get_piece_size()) if processor.is_control(i))
+    for piece, piece_id in reserved:
+        if piece.startswith("<2") and piece.endswith(">"):
             codes.append(piece[2:-1])
             ids.append(piece_id)
     if not codes:

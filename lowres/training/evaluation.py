@@ -34,10 +34,15 @@ class EvalConfig:
     batches_per_task: int = 2
     bits_per_byte: bool = True
     max_documents: int = 64
+    # Tasks that declare predict metrics (translation: chrF++/BLEU) decode this many held-out examples
+    # greedily and report their metrics; 0 turns decoding off.
+    decode_examples: int = 16
 
     def __post_init__(self):
         if self.every_steps < 0:
             raise ValueError(f"EvalConfig.every_steps={self.every_steps}; use 0 (off) or a positive step count")
+        if self.decode_examples < 0:
+            raise ValueError(f"EvalConfig.decode_examples={self.decode_examples}; use 0 (off) or more")
         if self.batches_per_task < 1 or self.max_documents < 1:
             raise ValueError("EvalConfig.batches_per_task and EvalConfig.max_documents must be at least 1")
 
@@ -156,4 +161,30 @@ def evaluate_heldout(
         for lang, row in scores.items():
             metrics[f"eval/{lang}/bits_per_byte"] = row["bits_per_byte"]
         metrics["eval/bits_per_byte"] = float(np.mean([row["bits_per_byte"] for row in scores.values()]))
+    return metrics
+
+
+def decoding_metrics(
+    tasks: Sequence[str], loaded: Mapping[str, Any], config: EvalConfig, batch_size: int
+) -> dict[str, float]:
+    """The predict metrics (chrF++, BLEU, ...) of every task in `tasks` that declares them, on greedy
+    decodes of its first `decode_examples` held-out examples: `eval_task/<task>/<metric>`, and the
+    same under `eval/<src_to_tgt>/<metric>`."""
+    from lowres.evaluation.seqio_metrics import evaluate_task
+    from lowres.inference.decoding import DecodeConfig
+    from lowres.inference.generate import Generator
+
+    decoded = [seqio.get_mixture_or_task(name) for name in tasks]
+    decoded = [task for task in decoded if task.predict_metric_fns and _has_split(task, config.split)]
+    if not decoded or not config.decode_examples:
+        return {}
+    info = loaded["info"]
+    lengths = {"inputs": info["inputs_length"], "targets": info["targets_length"]}
+    generator = Generator(dict(loaded), DecodeConfig("greedy", max_length=info["targets_length"]), batch_size=batch_size)
+    metrics = {}
+    for task in decoded:
+        scores = evaluate_task(task, generator.generate, None, config.split, lengths, config.decode_examples, batch_size)
+        for key, value in scores.items():
+            metrics[f"eval_task/{task.name}/{key}"] = value
+            metrics[f"eval/{task_language(task.name) or task.name}/{key}"] = value
     return metrics

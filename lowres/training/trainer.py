@@ -43,7 +43,13 @@ from lowres.models.factory import (
 from lowres.training import partitioning, resume
 from lowres.training.batch_sources import StreamConfig, open_batch_source, stream_identity
 from lowres.training.checkpoints import CheckpointConfig, CheckpointStore
-from lowres.training.evaluation import EvalConfig, evaluate_heldout, heldout_documents, heldout_task_batches
+from lowres.training.evaluation import (
+    EvalConfig,
+    decoding_metrics,
+    evaluate_heldout,
+    heldout_documents,
+    heldout_task_batches,
+)
 from lowres.training.initialization import InitConfig, initialize_from
 from lowres.training.metrics import IntervalMeans, LossSpikes, MetricsWriter, console_line
 from lowres.training.optimizer import OptimizerConfig, make_optimizer
@@ -442,10 +448,15 @@ def train(
             if missing and is_main:
                 print(f"eval: {len(missing)} task(s) have no {eval_config.split!r} split and are not scored: "
                       f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}")
-        return evaluate_heldout(
+        scores = evaluate_heldout(
             heldout["batches"], loss_sums, heldout["documents"], row_nll, vocabulary=data.vocabulary,
             data_config=data_config, architecture=model_config.architecture, scoring=scoring_settings(run_info),
         )
+        if eval_config.decode_examples and jax.process_count() == 1:
+            model = {"info": run_info, "config": arch, "vocabulary": data.vocabulary, "graphdef": sharded.graphdef,
+                     "rest": sharded.rest, "params": state.params, "step": done}
+            scores.update(decoding_metrics(list(heldout["batches"]), model, eval_config, data_config.batch_size))
+        return scores
 
     tokens_per_step = data_config.batch_size * (data_config.inputs_length + data_config.targets_length)
     flops_per_device, peak = _throughput_basis(arch, data_config, train_config, mesh)
