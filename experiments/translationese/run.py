@@ -431,6 +431,8 @@ def plot_results(results: dict[str, Any], path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from lowres.figures import save_png
+
     names = [r["model"] for r in results["models"]]
     values = [r["bits_per_byte"] for r in results["models"]]
     fig, ax = plt.subplots(figsize=(7, 3.5))
@@ -440,11 +442,7 @@ def plot_results(results: dict[str, Any], path: Path) -> Path:
     ax.set_title("Clean Punjabi held-out bits/byte (lower is better)")
     ax.tick_params(axis="x", labelrotation=15, labelsize=8)
     fig.tight_layout()
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    return save_png(fig, path, dpi=120)
 
 
 def write_results(results: dict[str, Any], directory: Path) -> list[Path]:

@@ -33,6 +33,7 @@ import gin
 import numpy as np
 
 from lowres.data.mixture_schedules import Batch, TaskBatchStreams, sample_task
+from lowres.figures import save_png
 
 RULES = ("methods", "floor")
 State = TypeVar("State")
@@ -203,12 +204,7 @@ def plot_rate_history(history: Sequence[Mapping[str, Any]], path: str | os.PathL
     ax.set(xlabel="step", ylabel="sampling rate", ylim=(0, 1), title="learned mixing rates")
     ax.legend(fontsize="small")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".png", delete=False) as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
-    os.replace(tmp.name, path)
-    return path
+    return save_png(fig, path, dpi=100)
 
 
 def _write_atomic(path: Path, text: str) -> None:

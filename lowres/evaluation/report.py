@@ -25,6 +25,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from lowres.data.sources import Documents
+from lowres.figures import save_png
 from lowres.evaluation.bits_per_byte import (
     jitted_scorer,
     model_bits_per_byte,
@@ -150,11 +151,7 @@ def bar_chart(reports: Sequence[dict[str, Any]], path: Path) -> Path:
         ax.set_ylabel("chrF++ (higher is better)")
         ax.legend()
     fig.tight_layout()
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    return save_png(fig, path, dpi=100)
 
 
 def write_outputs(reports: Sequence[dict[str, Any]], output: Path) -> tuple[str, list[Path]]:

@@ -4,9 +4,9 @@ learning-rate schedule and mixing rates over time. `lowres plot MODEL_DIR` redra
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
+
+from lowres.figures import save_png
 
 PLOTS_DIR = "plots"
 
@@ -28,12 +28,6 @@ def read_metrics(model_dir: str | Path) -> list[dict]:
 def _series(records: list[dict], key: str) -> tuple[list[int], list[float]]:
     rows = [(r["step"], r[key]) for r in records if isinstance(r.get(key), (int, float))]
     return [s for s, _ in rows], [float(v) for _, v in rows]
-
-
-def _save(figure, path: Path) -> None:
-    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".png", delete=False) as tmp:
-        figure.savefig(tmp.name, dpi=120, bbox_inches="tight")
-    os.replace(tmp.name, path)
 
 
 def plot_run(model_dir: str | Path) -> list[Path]:
@@ -58,7 +52,7 @@ def plot_run(model_dir: str | Path) -> list[Path]:
     axis.set_ylabel("loss (nats/token)")
     axis.legend(fontsize=7)
     axis.set_title(f"{Path(model_dir).name}: training loss")
-    _save(figure, out / "loss.png")
+    save_png(figure, out / "loss.png", dpi=120, bbox_inches="tight")
     written.append(out / "loss.png")
     plt.close(figure)
 
@@ -67,7 +61,7 @@ def plot_run(model_dir: str | Path) -> list[Path]:
     axis.plot(steps, values)
     axis.set_xlabel("step")
     axis.set_ylabel("learning rate")
-    _save(figure, out / "learning_rate.png")
+    save_png(figure, out / "learning_rate.png", dpi=120, bbox_inches="tight")
     written.append(out / "learning_rate.png")
     plt.close(figure)
 
@@ -82,7 +76,7 @@ def plot_run(model_dir: str | Path) -> list[Path]:
             axis.set_xlabel("step")
             axis.set_ylabel("held-out " + ("nll (nats/token)" if metric == "/loss" else "bits per byte"))
         axes[0][-1].legend(fontsize=6, ncol=2)
-        _save(figure, out / "heldout_by_language.png")
+        save_png(figure, out / "heldout_by_language.png", dpi=120, bbox_inches="tight")
         written.append(out / "heldout_by_language.png")
         plt.close(figure)
 
@@ -94,7 +88,7 @@ def plot_run(model_dir: str | Path) -> list[Path]:
         axis.set_xlabel("step")
         axis.set_ylabel("mixing rate")
         axis.legend(fontsize=7)
-        _save(figure, out / "mixing_rates.png")
+        save_png(figure, out / "mixing_rates.png", dpi=120, bbox_inches="tight")
         written.append(out / "mixing_rates.png")
         plt.close(figure)
     return written

@@ -17,6 +17,7 @@ from typing import Any
 import gin
 import numpy as np
 
+from lowres.figures import save_png
 from lowres.translationese.build import DOCS_GLOB, read_records, shard_files, write_json
 from lowres.translationese.score import scores_path
 
@@ -87,10 +88,7 @@ def plot_histogram(perplexities: np.ndarray, cut: float | None, kept: int, dropp
     ax.set_ylabel("documents")
     ax.set_title("Translationese documents by TinyLM perplexity")
     fig.tight_layout()
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    os.replace(tmp, path)
+    save_png(fig, path, dpi=120)
 
 
 def filter_directory(input_dir: str | Path, output_dir: str | Path, config: FilterConfig) -> dict[str, Any]:
