@@ -190,8 +190,12 @@ def _parser() -> argparse.ArgumentParser:
                        help="train: maxtext-ref (default), t5-ref, quickstart; checkpoint: a decoder preset "
                        "(default gpt2-small); scale: comma-separated presets")
     bench.add_argument("--steps", type=int, default=None, metavar="N",
-                       help="train: timed steps after compile (default 20); data: timed batches after 60 warm-up "
+                       help="train: timed steps after compile (default 20); data: timed batches after 250 warm-up "
                        "batches (200); checkpoint: repeats (3); scale: timed steps (1); decode: repeats (3)")
+    bench.add_argument("--objective", choices=("ul2", "r_and_s"), default=None,
+                       help="data: measure this objective's pipeline only (default: both)")
+    bench.add_argument("--architecture", choices=("encoder_decoder", "decoder_only"), default=None,
+                       help="data: measure this architecture's pipeline only (default: both)")
     bench.add_argument("--synthetic", action="store_true", help="train on random batches instead of the UL2 mixture")
     bench.add_argument("--json", action="store_true", help="print the result as one JSON object on the last line")
     bench.add_argument("--output", default=None, metavar="FILE.json", help="also write the JSON result here")
@@ -556,8 +560,10 @@ def _cmd_bench(args) -> int:
 
     if args.steps is not None and args.steps < 1:
         raise UsageError(f"--steps must be at least 1, got {args.steps}")
+    if args.case != "data" and (args.objective or args.architecture):
+        raise UsageError(f"--objective and --architecture apply to `lowres bench data` only, not {args.case}")
     options = suite.Options(args.shape, args.steps, args.synthetic, args.trainer_tokens_per_sec, args.peak_size,
-                            args.time_limit_s)
+                            args.time_limit_s, args.objective, args.architecture)
     record, table = suite.run_case(args.case, options, log=lambda line: print(line, flush=True))
     print(table)
     if args.output:

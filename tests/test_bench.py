@@ -162,6 +162,8 @@ def test_bench_cli_rejects_bad_options(capsys):
     assert "--steps must be at least 1" in capsys.readouterr().err
     assert cli.main(["bench", "data", "--shape", "t5-ref"]) == 2
     assert "quickstart shape only" in capsys.readouterr().err
+    assert cli.main(["bench", "train", "--objective", "ul2"]) == 2
+    assert "apply to `lowres bench data` only" in capsys.readouterr().err
 
 
 def test_checkpoint_case_schema_and_round_trip(tmp_path):
@@ -214,6 +216,12 @@ def test_data_case_accounting_without_building_pipelines(monkeypatch):
     assert record["tokens_per_sec"] == record["tokens_per_sec_per_core_min"] == 20_000.0
     assert record["ratio_min"] == 10.0 and record["meets_target"]
     assert {r["ratio_to_trainer"] for r in record["rows"]} == {10.0, 20.0, 50.0, 100.0}
+    one = data.run(5, objectives=("r_and_s",), architectures=("decoder_only",), trainer_tokens_per_sec=2000.0,
+                   log=lambda _: None)
+    assert [(r["objective"], r["architecture"]) for r in one["rows"]] == [("r_and_s", "decoder_only")]
+    assert one["ratio_min"] == 50.0
+    with pytest.raises(ValueError, match="unknown objective span"):
+        data.run(5, objectives=("span",), trainer_tokens_per_sec=2000.0, log=lambda _: None)
 
 
 def test_scale_limit_that_runs_out_tries_nothing():
@@ -231,6 +239,10 @@ def test_all_plan_fits_ten_minutes_and_covers_every_case():
     shapes = [step.argv[step.argv.index("--shape") + 1] for step in plan if step.argv[0] == "train"]
     assert shapes == ["maxtext-ref", "t5-ref", "quickstart"]
     assert all("--synthetic" in step.argv for step in plan if step.argv[0] == "train")
+    data_argv = plan[cases.index("data")].argv
+    quickstart = train_bench.quickstart_shape()  # `all` measures the stream the quickstart trains on
+    assert data_argv[data_argv.index("--objective") + 1] == quickstart.objective
+    assert data_argv[data_argv.index("--architecture") + 1] == quickstart.architecture
     longer = suite.all_plan(suite.Options(time_limit_s=3 * suite.ALL_BUDGET_S))
     assert [s.timeout_s for s in longer] == [3 * s.timeout_s for s in plan]
     assert longer[cases.index("scale")].argv[-1] == str(int(3 * float(plan[cases.index("scale")].argv[-1])))

@@ -74,17 +74,24 @@ def measure_pipeline(shape: train_bench.Shape, num_batches: int, warmup_batches:
     }
 
 
-def run(num_batches: int = 200, *, trainer_tokens_per_sec: float | None = None, trainer_steps: int = 10,
-        log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Every (objective, architecture) at the quickstart shape, and the ratio to the trainer's rate.
+def run(num_batches: int = 200, *, objectives: tuple[str, ...] = OBJECTIVES,
+        architectures: tuple[str, ...] = ARCHITECTURES, trainer_tokens_per_sec: float | None = None,
+        trainer_steps: int = 10, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Each (objective, architecture) asked for (default: all four) at the quickstart shape, and the
+    ratio to the trainer's rate.
 
     Without `trainer_tokens_per_sec` the trainer's consumption is measured here (quickstart shape,
     synthetic batches so that only the step is timed).
     """
+    for name, chosen, known in (("objective", objectives, OBJECTIVES), ("architecture", architectures, ARCHITECTURES)):
+        unknown = sorted(set(chosen) - set(known))
+        if unknown or not chosen:
+            raise ValueError(f"bench data: unknown {name} {', '.join(unknown) or '(none given)'}; "
+                             f"choose from {', '.join(known)}")
     base = train_bench.quickstart_shape()
     rows = []
-    for objective in OBJECTIVES:
-        for architecture in ARCHITECTURES:
+    for objective in objectives:
+        for architecture in architectures:
             shape = dataclasses.replace(base, objective=objective, architecture=architecture)
             row = measure_pipeline(shape, num_batches)
             log(f"[data {objective}/{architecture}] {row['tokens_per_sec_per_core']:,.0f} tokens/s per core "
