@@ -4,8 +4,10 @@ The checkpoint is the trainer's (CheckpointStore: parameters, AdamW state and me
 synchronously here so the save time is the whole write). The baseline writes the same number of
 bytes to one file and copies it with `shutil.copyfile`, in the same run and directory; a second
 baseline reads those bytes into memory (what a restore must do at least). Restore and baselines are
-timed warm (files in the page cache, as right after a save) and cold (pages dropped with
-`posix_fadvise(DONTNEED)` after an fsync, as after a reboot or for a checkpoint written elsewhere).
+timed warm (files written back but still in the page cache, as on resuming soon after a save) and
+cold (pages dropped with `posix_fadvise(DONTNEED)` after an fsync, as after a reboot or for a
+checkpoint written elsewhere). Timing a read while the kernel still writes back what was just saved
+would measure the disk's write-back instead.
 """
 
 from __future__ import annotations
@@ -30,16 +32,23 @@ def _dir_bytes(path: Path) -> int:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
 
 
-def drop_from_page_cache(path: Path) -> None:
-    """Writes back and evicts the pages of every file under `path` (no root needed), so the next
-    read comes from the disk."""
+def write_back(path: Path, evict: bool = False) -> None:
+    """Writes the dirty pages of every file under `path` to disk, so a timed read does not compete
+    with write-back of what was just written; with `evict`, also drops them from the page cache (no
+    root needed), so the next read comes from the disk."""
     for f in [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]:
         fd = os.open(f, os.O_RDONLY)
         try:
             os.fsync(fd)
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            if evict:
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
         finally:
             os.close(fd)
+
+
+def drop_from_page_cache(path: Path) -> None:
+    """Makes the next read of `path` come from the disk."""
+    write_back(path, evict=True)
 
 
 def _baselines(num_bytes: int, directory: Path, repeats: int) -> dict[str, list[float]]:
@@ -51,6 +60,7 @@ def _baselines(num_bytes: int, directory: Path, repeats: int) -> dict[str, list[
         while left > 0:
             f.write(chunk[: min(left, len(chunk))])
             left -= len(chunk)
+    write_back(source)
     times: dict[str, list[float]] = {"copy": [], "copy_cold": [], "read": [], "read_cold": []}
     for i in range(repeats):
         for cold in (False, True):
@@ -135,6 +145,7 @@ def run(preset: str = "gpt2-small", architecture: str = "decoder_only", vocab_si
             save_times.append(time.perf_counter() - start)
             store.close()
             disk_bytes = _dir_bytes(scratch / f"run{i}")
+            write_back(scratch / f"run{i}")
             seconds, restored = _timed_restore(scratch / f"run{i}", sharded.abstract)
             restore_times.append(seconds)
             del restored
