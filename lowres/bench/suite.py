@@ -97,8 +97,8 @@ class Step:
 
 
 # Per-case limits for `all` on 2 idle CPU cores, about 1.2-1.5x each case's measured wall time there
-# (maxtext-ref 74 s, t5-ref 84, quickstart 48, data 55, checkpoint 29, scale 76, decode 57: 7 minutes in
-# all); they sum to under 10 minutes. Training shapes run on synthetic batches
+# (maxtext-ref 70-74 s, t5-ref 78-84, quickstart 48-51, data 47-49, checkpoint 28-29, scale 76-77, decode
+# 57-59: 7 minutes in all); they sum to under 10 minutes. Training shapes run on synthetic batches
 # (the data case measures the quickstart's pipeline separately); scale trains 1 warm-up + 1 step.
 ALL_BUDGET_S = 600.0
 
