@@ -192,10 +192,11 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--steps", type=int, default=None, metavar="N",
                        help="train: timed steps after compile (default 20); data: timed batches after 250 warm-up "
                        "batches (200); checkpoint: repeats (3); scale: timed steps (1); decode: repeats (3)")
-    bench.add_argument("--objective", choices=("ul2", "r_and_s"), default=None,
-                       help="data: measure this objective's pipeline only (default: both)")
-    bench.add_argument("--architecture", choices=("encoder_decoder", "decoder_only"), default=None,
-                       help="data: measure this architecture's pipeline only (default: both)")
+    bench.add_argument("--objective", default=None, metavar="NAME",
+                       help="data: measure this objective's pipeline only, ul2 or r_and_s (default: both)")
+    bench.add_argument("--architecture", default=None, metavar="NAME",
+                       help="data: measure this architecture's pipeline only, encoder_decoder or decoder_only "
+                       "(default: both)")
     bench.add_argument("--synthetic", action="store_true", help="train on random batches instead of the UL2 mixture")
     bench.add_argument("--json", action="store_true", help="print the result as one JSON object on the last line")
     bench.add_argument("--output", default=None, metavar="FILE.json", help="also write the JSON result here")

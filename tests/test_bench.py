@@ -164,6 +164,8 @@ def test_bench_cli_rejects_bad_options(capsys):
     assert "quickstart shape only" in capsys.readouterr().err
     assert cli.main(["bench", "train", "--objective", "ul2"]) == 2
     assert "apply to `lowres bench data` only" in capsys.readouterr().err
+    assert cli.main(["bench", "data", "--objective", "span"]) == 2  # refused before any pipeline is built
+    assert "unknown objective span; choose from ul2, r_and_s" in capsys.readouterr().err
 
 
 def test_checkpoint_case_schema_and_round_trip(tmp_path):
