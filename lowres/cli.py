@@ -474,8 +474,8 @@ def _cmd_models(args) -> int:
 def _cmd_data_sample(args) -> int:
     import seqio
 
-    from lowres.data.builtin_corpus import build_builtin_corpus
-    from lowres.data.samples import resolve_sample_name, sample_task, sample_vocabulary
+    from lowres.data.text.builtin_corpus import build_builtin_corpus
+    from lowres.data.tasks.samples import resolve_sample_name, sample_task, sample_vocabulary
 
     corpus = build_builtin_corpus(progress=False)
     vocabulary, info = sample_vocabulary(corpus, Path(args.model_dir) if args.model_dir else None)
@@ -499,8 +499,8 @@ def _cmd_data(args) -> int:
 def _cmd_data_describe(args) -> int:
     import gin
 
-    import lowres.data.corpora  # noqa: F401  (registers the configurables a corpus gin file binds)
-    from lowres.data.describe import describe
+    import lowres.data.text.corpora  # noqa: F401  (registers the configurables a corpus gin file binds)
+    from lowres.data.tasks.describe import describe
 
     if args.gin_file:
         try:
@@ -510,7 +510,7 @@ def _cmd_data_describe(args) -> int:
             raise UsageError(f"gin config: {error}".splitlines()[0]) from error
     vocabulary = None
     if args.model_dir:
-        from lowres.data.vocab import load_vocabulary
+        from lowres.data.vocab.vocabulary import load_vocabulary
 
         run_file = Path(args.model_dir) / "lowres.json"  # read directly: the trainer module loads JAX
         if not run_file.is_file():
@@ -519,13 +519,13 @@ def _cmd_data_describe(args) -> int:
         vocabulary = load_vocabulary(Path(args.model_dir) / info["vocabulary"], info["num_sentinels"])
     source = args.source
     if args.lang and source.startswith("text:"):
-        from lowres.data import corpora
+        from lowres.data.text import corpora
 
         corpora.declare_corpus(corpora.CorpusSpec("text", source, languages=[args.lang]))
         source = "text"
     print(describe(source, args.tokens, vocabulary, progress=True))
     if source == "builtin":
-        from lowres.data.builtin_corpus import build_builtin_corpus, describe_table
+        from lowres.data.text.builtin_corpus import build_builtin_corpus, describe_table
 
         print("\nsplits and English-aligned pairs:")
         print(describe_table(build_builtin_corpus(progress=False)))
@@ -533,9 +533,9 @@ def _cmd_data_describe(args) -> int:
 
 
 def _cmd_vocab(args) -> int:
-    from lowres.data import vocab as vocab_lib
-    from lowres.data import vocab_report
-    from lowres.data.sources import load_documents
+    from lowres.data.vocab import vocabulary as vocab_lib
+    from lowres.data.vocab import report as vocab_report
+    from lowres.data.text.sources import load_documents
 
     if args.model_dir:
         from lowres.training.trainer import read_run_info

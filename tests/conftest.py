@@ -18,14 +18,14 @@ def cache_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def corpus(cache_dir):
-    from lowres.data.builtin_corpus import build_builtin_corpus
+    from lowres.data.text.builtin_corpus import build_builtin_corpus
 
     return build_builtin_corpus(cache_dir=cache_dir, progress=False)
 
 
 @pytest.fixture(scope="session")
 def vocabulary(corpus, tmp_path_factory):
-    from lowres.data import vocab as vocab_lib
+    from lowres.data.vocab import vocabulary as vocab_lib
 
     texts = []
     for lang in corpus.languages:

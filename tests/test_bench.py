@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lowres.bench import peak
+from lowres.training import peak
 
 
 def test_datasheet_peaks_match_device_kinds():

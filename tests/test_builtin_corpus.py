@@ -6,8 +6,8 @@ import unicodedata
 
 import pytest
 
-from lowres.data import builtin_corpus as bc
-from lowres.data.builtin_corpus import (
+from lowres.data.text import builtin_corpus as bc
+from lowres.data.text.builtin_corpus import (
     BUILTIN_LANGUAGES,
     LOW_RESOURCE,
     SPLITS,

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import seqio
 
-from lowres.data import vocab as vocab_lib
-from lowres.data.mixtures import temperature_rates
-from lowres.data.pipeline import DataConfig
-from tasks.builtin import register_builtin_mixture
+from lowres.data.vocab import vocabulary as vocab_lib
+from lowres.data.mixing.rates import temperature_rates
+from lowres.data.config import DataConfig
+from lowres.data.tasks.builtin import register_builtin_mixture
 
 ROOT = Path(__file__).resolve().parents[1]
 LENGTHS = {"inputs": 64, "targets": 64}
@@ -75,34 +75,37 @@ def trained(tmp_path_factory, cache_dir):
     """Two steps of a tiny run on Punjabi with translation and no mode tokens (English joins for the pairs)."""
     import gin
 
-    from lowres.models.factory import ModelConfig
-    from lowres.training.checkpoints import CheckpointConfig
-    from lowres.training.trainer import TrainConfig, train
+    from lowres.models.architecture import ModelConfig
+    from lowres.checkpoints.store import CheckpointConfig
+    from lowres.jobs import train_job
+    from lowres.training.trainer import TrainConfig, TrainSettings
 
     model_dir = tmp_path_factory.mktemp("mt") / "model"
     with gin.unlock_config():
         gin.bind_parameter("objective.mode_tokens", False)
     try:
-        train(model_dir, train_config=TrainConfig(num_steps=2, log_every=1, report_mfu=False),
-              data_config=DataConfig(languages=["pan"], inputs_length=32, targets_length=32, batch_size=4,
-                                     shuffle_buffer_size=16, translation_rate=0.5),
-              model_config=ModelConfig(preset="tiny"), checkpoint_config=CheckpointConfig(save_interval_steps=2),
-              vocab_config=vocab_lib.VocabularyConfig(vocab_size=600), progress=False)
+        settings = TrainSettings.from_gin(
+            train=TrainConfig(num_steps=2, log_every=1, report_mfu=False),
+            data=DataConfig(languages=["pan"], inputs_length=32, targets_length=32, batch_size=4,
+                            shuffle_buffer_size=16, translation_rate=0.5),
+            model=ModelConfig(preset="tiny"), checkpoint=CheckpointConfig(save_interval_steps=2),
+            vocab=vocab_lib.VocabularyConfig(vocab_size=600))
+        train_job(model_dir, settings, progress=False)
     finally:
         gin.clear_config()
     return model_dir
 
 
 def test_run_info_records_scoring_settings_and_english_joins(trained, monkeypatch):
-    from lowres.data.sources import Documents
+    from lowres.data.text.sources import Documents
     from lowres.evaluation import bits_per_byte, report
-    from lowres.training.trainer import load_params
+    from lowres.checkpoints.trained_model import load_trained_model
 
     info = json.loads((trained / "lowres.json").read_text())
     assert info["mode_tokens"] is False and info["decoder_attention"] == "prefix"
     assert info["translation_rate"] == 0.5 and info["languages"] == ["pan_Guru", "eng_Latn"]
-    loaded = load_params(trained)
-    vocab_lib.reserved_id(loaded["vocabulary"], "<2eng_Latn>")  # raises if the tag is missing
+    loaded = load_trained_model(trained)
+    vocab_lib.reserved_id(loaded.vocabulary, "<2eng_Latn>")  # raises if the tag is missing
 
     seen = {}
     original = bits_per_byte.model_bits_per_byte
@@ -119,14 +122,19 @@ def test_run_info_records_scoring_settings_and_english_joins(trained, monkeypatc
 
 
 def test_scoring_settings_default_for_old_runs_and_causal_features():
-    from lowres.evaluation.bits_per_byte import feature_batches, scoring_settings
+    from lowres.evaluation.bits_per_byte import feature_batches
+    from lowres.models.architecture import architecture_for
+    from lowres.run_dir import RunInfo
 
-    assert scoring_settings({}) == {"mode_token": "[S2S]", "decoder_attention": "prefix"}
-    assert scoring_settings({"mode_tokens": False, "decoder_attention": "causal"}) == {
-        "mode_token": None, "decoder_attention": "causal"}
+    old = RunInfo.from_dict({"model": {}, "vocabulary": "vocab/spm.model", "num_sentinels": 100,
+                             "inputs_length": 8, "targets_length": 8})
+    assert (old.scoring_mode_token, old.decoder_attention) == ("[S2S]", "prefix")
+    new = RunInfo.from_dict({**old.to_dict(), "mode_tokens": False, "decoder_attention": "causal"})
+    assert (new.scoring_mode_token, new.decoder_attention) == (None, "causal")
     examples = [([5, 1], [7, 8, 1])]
-    prefix = next(iter(feature_batches(examples, "decoder_only", 4, 5, 1)))
-    causal = next(iter(feature_batches(examples, "decoder_only", 4, 5, 1, decoder_attention="causal")))
+    decoder = architecture_for("decoder_only")
+    prefix = next(iter(feature_batches(examples, decoder, 4, 5, 1)))
+    causal = next(iter(feature_batches(examples, decoder, 4, 5, 1, decoder_attention="causal")))
     assert "decoder_causal_attention" in prefix and "decoder_causal_attention" not in causal
     np.testing.assert_array_equal(prefix["decoder_target_tokens"], causal["decoder_target_tokens"])
 
@@ -134,7 +142,7 @@ def test_scoring_settings_default_for_old_runs_and_causal_features():
 def test_generate_cli_prints_each_prompt_with_its_greedy_continuation(trained):
     from lowres.inference.decoding import DecodeConfig
     from lowres.inference.generate import Generator, mode_inputs
-    from lowres.training.trainer import load_params
+    from lowres.checkpoints.trained_model import load_trained_model
 
     prompts = ["ਸਾਰੇ ਮਨੁੱਖ", "All human beings"]
     result = subprocess.run(
@@ -143,8 +151,8 @@ def test_generate_cli_prints_each_prompt_with_its_greedy_continuation(trained):
         cwd=ROOT, capture_output=True, text=True, timeout=300, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    loaded = load_params(trained)
-    vocabulary = loaded["vocabulary"]
+    loaded = load_trained_model(trained)
+    vocabulary = loaded.vocabulary
     generator = Generator(loaded, DecodeConfig("greedy", max_length=6), batch_size=2)
     expected = generator.generate_all([mode_inputs(vocabulary, p, None, 32) for p in prompts])
     # compared whole: a random model's output may hold control characters that splitlines() splits on
@@ -152,7 +160,7 @@ def test_generate_cli_prints_each_prompt_with_its_greedy_continuation(trained):
 
 
 def test_task_source_reads_a_registered_tasks_raw_text(mixture, corpus):
-    from lowres.data.sources import SourceError
+    from lowres.data.text.sources import SourceError
     from lowres.evaluation.task_documents import parse_task_source, task_documents
 
     assert parse_task_source("task:builtin.pan_Guru.span_3_0p15_nlu:train") == ("builtin.pan_Guru.span_3_0p15_nlu",

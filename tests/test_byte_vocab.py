@@ -4,8 +4,8 @@ import pytest
 import seqio
 import tensorflow as tf
 
-from lowres.data import vocab as vocab_lib
-from lowres.data.byte_vocab import ReservedByteVocabulary, load_byte_vocabulary
+from lowres.data.vocab import vocabulary as vocab_lib
+from lowres.data.vocab.byte_vocabulary import ReservedByteVocabulary, load_byte_vocabulary
 
 LANGS = ("pan_Guru", "amh_Ethi", "zho_Hans")
 MULTI_BYTE = [

@@ -5,9 +5,9 @@ import jax
 import numpy as np
 import pytest
 
-from lowres.models.factory import ModelConfig
-from lowres.training import partitioning
-from lowres.training.checkpoints import CheckpointConfig, CheckpointStore
+from lowres.models.architecture import ModelConfig
+from lowres.models import partitioning
+from lowres.checkpoints.store import CheckpointConfig, CheckpointStore
 from lowres.training.initialization import InitConfig, initialize_from, source_name
 from lowres.training.optimizer import OptimizerConfig, make_optimizer
 from lowres.training.step import leaf_names

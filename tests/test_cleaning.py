@@ -6,8 +6,8 @@ import random
 
 import pytest
 
-from lowres.data.cleaning import CleaningConfig, MinHashDeduplicator, clean, clean_whitespace, script_share
-from lowres.data.readers import Document
+from lowres.data.text.cleaning import CleaningConfig, MinHashDeduplicator, clean, clean_whitespace, script_share
+from lowres.data.text.readers import Document
 
 _OFF = dict(normalization=None, clean_whitespace=False, exact_dedup=False)
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import seqio
 
-from lowres.data import vocab as vocab_lib
-from lowres.data.clones import (
+from lowres.data.vocab import vocabulary as vocab_lib
+from lowres.data.mixing.clones import (
     CloneConfig,
     anchor_ids,
     clone_id_map,
@@ -16,8 +16,8 @@ from lowres.data.clones import (
     register_clone_mixture,
     register_clone_task,
 )
-from lowres.data.mixture_schedules import register_language_subset
-from tasks.builtin import register_builtin_mixture
+from lowres.data.streams.schedules import register_language_subset
+from lowres.data.tasks.builtin import register_builtin_mixture
 
 LENGTHS = {"inputs": 32, "targets": 32}
 

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import seqio
 
-from lowres.data import corpora
-from lowres.data import vocab as vocab_lib
-from lowres.data.cleaning import CleaningConfig
-from lowres.data.corpora import CorpusSpec
-from lowres.data.sources import SourceError
+from lowres.data.text import corpora
+from lowres.data.vocab import vocabulary as vocab_lib
+from lowres.data.text.cleaning import CleaningConfig
+from lowres.data.text.corpora import CorpusSpec
+from lowres.data.text.sources import SourceError
 
 LENGTHS = {"inputs": 32, "targets": 32}
 REPO = Path(__file__).resolve().parents[1]
@@ -150,7 +150,7 @@ def test_gin_declaration(flores_dir):
     gin.clear_config()
     try:
         gin.parse_config(f"""
-            import lowres.data.corpora
+            import lowres.data.text.corpora
             tiny/CorpusSpec.name = "gintiny"
             tiny/CorpusSpec.source = "flores:{flores_dir}"
             tiny/CorpusSpec.languages = ["pa", "hi"]
@@ -165,7 +165,7 @@ def test_gin_declaration(flores_dir):
 
 
 def test_unimax_by_characters_and_temperature_by_tokens(flores_dir, small_vocab):
-    from lowres.data.mixtures import MixingConfig, temperature_rates, unimax_rates
+    from lowres.data.mixing.rates import MixingConfig, temperature_rates, unimax_rates
 
     unimax = MixingConfig(method="unimax", size_unit="chars", budget=2_000, max_epochs=1)
     spec = CorpusSpec("uni", f"flores:{flores_dir}", objective="causal_lm", mixing=unimax)
@@ -205,8 +205,8 @@ def test_unknown_source_language_and_pairs_are_clear_errors(flores_dir):
 @pytest.mark.skipif(not FLORES_DEV.is_dir(), reason="shared FLORES-200 dev not present")
 def test_shared_flores_dev_declared_in_the_example_gin_file(small_vocab, monkeypatch):
     """Acceptance: one declaration (gin_configs/corpora/flores.gin) gives 204 languages' tasks and the pair."""
-    import lowres.data.pipeline  # noqa: F401  (the gin file also binds DataConfig)
-    from lowres.data import describe
+    import lowres.data.streams.pipeline  # noqa: F401  (the gin file also binds DataConfig)
+    from lowres.data.tasks import describe
 
     monkeypatch.chdir(REPO)  # the example names the data relative to the repository root
     gin.clear_config()
@@ -227,8 +227,9 @@ def test_shared_flores_dev_declared_in_the_example_gin_file(small_vocab, monkeyp
 
 
 def test_prepare_data_trains_on_a_flores_directory(tmp_path, flores_dir):
-    from lowres.data.pipeline import DataConfig, training_batches
-    from lowres.data.prepare import prepare_data
+    from lowres.data.config import DataConfig
+    from lowres.data.streams.pipeline import training_batches
+    from lowres.data.tasks.prepare import prepare_data
 
     config = DataConfig(source=f"flores:{flores_dir}", objective="causal_lm", languages=["pa", "hi"],
                         inputs_length=16, targets_length=16, batch_size=4, shuffle_buffer_size=8)

@@ -12,9 +12,10 @@ import pytest
 from flax import nnx
 
 from lowres.inference import decoding
+from lowres.checkpoints.trained_model import TrainedModel
 from lowres.inference.decoding import DecodeConfig, Stepper
 from lowres.inference.generate import Generator
-from lowres.models.factory import ModelConfig, build_model
+from lowres.models.architecture import ModelConfig, build_model
 
 EOS = 1
 
@@ -158,9 +159,7 @@ def test_bad_config_is_a_clear_error():
 
 def restored(architecture, vocab=64):
     config = ModelConfig(architecture=architecture, preset="tiny").resolve(vocab)
-    graphdef, params, rest = nnx.split(build_model(config, 0), nnx.Param, ...)
-    return {"config": config, "vocabulary": types.SimpleNamespace(eos_id=EOS), "graphdef": graphdef,
-            "params": nnx.to_pure_dict(params), "rest": rest}
+    return TrainedModel.initialized(config, types.SimpleNamespace(eos_id=EOS))
 
 
 @pytest.mark.parametrize("architecture", ["encoder_decoder", "decoder_only"])
@@ -189,13 +188,12 @@ import jax, numpy as np
 from flax import nnx
 from lowres.inference.decoding import DecodeConfig
 from lowres.inference.generate import Generator
-from lowres.models.factory import ModelConfig, build_model
-from lowres.training import partitioning
+from lowres.checkpoints.trained_model import TrainedModel
+from lowres.models.architecture import ModelConfig
+from lowres.models import partitioning
 
 config = ModelConfig(architecture="encoder_decoder", preset="tiny").resolve(64)
-graphdef, params, rest = nnx.split(build_model(config, 0), nnx.Param, ...)
-loaded = {"config": config, "vocabulary": types.SimpleNamespace(eos_id=1), "graphdef": graphdef,
-          "params": nnx.to_pure_dict(params), "rest": rest}
+loaded = TrainedModel.initialized(config, types.SimpleNamespace(eos_id=1))
 inputs = [list(np.random.default_rng(i).integers(3, 64, size=3 + i)) + [1] for i in range(8)]
 out = {}
 for name, mesh_config, devices in [("one", partitioning.MeshConfig(), jax.devices()[:1]),

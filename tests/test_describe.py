@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from lowres.data import corpora, describe
-from lowres.data import vocab as vocab_lib
-from lowres.data.mixtures import temperature_rates
+from lowres.data.text import corpora
+from lowres.data.tasks import describe
+from lowres.data.vocab import vocabulary as vocab_lib
+from lowres.data.mixing.rates import temperature_rates
 from tests.test_corpora import LANGS, TEXTS, make_flores
 
 REPO = Path(__file__).resolve().parents[1]
@@ -71,7 +72,7 @@ def test_tokens_are_counted_with_a_vocabulary(tmp_path, flores_dir):
 def test_cli_describes_a_gin_declared_mixture(tmp_path, flores_dir, capsys):
     gin_file = tmp_path / "tiny.gin"
     gin_file.write_text(
-        "import lowres.data.corpora\n"
+        "import lowres.data.text.corpora\n"
         'tiny/CorpusSpec.name = "gintiny"\n'
         f'tiny/CorpusSpec.source = "flores:{flores_dir}"\n'
         "tiny/CorpusSpec.cleaning = @CleaningConfig()\n"

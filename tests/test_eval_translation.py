@@ -8,7 +8,8 @@ import pytest
 import sacrebleu
 
 from lowres.evaluation import report
-from lowres.evaluation.translation_metrics import evaluate_directions, parse_directions, translation_scores
+from lowres.evaluation.translation import evaluate_directions, parse_directions
+from lowres.text_metrics import translation_scores
 
 HYPOTHESES = ["The cat sat on the mat.", "A quick brown dog jumps.", "Rights are equal for all humans", "Hello"]
 REFERENCES = ["The cat is sitting on the mat.", "The quick brown fox jumps.", "All humans have equal rights.",
@@ -95,7 +96,8 @@ def test_seqio_task_metrics_use_the_tasks_postprocessor_and_metric_fns():
     import seqio
     import tensorflow as tf
 
-    from lowres.evaluation.seqio_metrics import chrf_bleu, evaluate_task
+    from lowres.evaluation.seqio_metrics import evaluate_task
+from lowres.text_metrics import chrf_bleu
 
     pairs = [("un chat", "a cat"), ("deux chiens", "two dogs"), ("bonjour", "hello there")]
     vocabulary = seqio.ByteVocabulary()

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from lowres.data.learned_mixing import (
+from lowres.data.streams.learned import (
     LearnedMixingConfig,
     LearnedMixingSampler,
     learned_mixing_step,

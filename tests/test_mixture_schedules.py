@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import seqio
 
-from lowres.data.mixture_schedules import (
+from lowres.data.streams.schedules import (
     AdjustableMixture,
     MixtureSchedule,
     Phase,
@@ -19,8 +19,9 @@ from lowres.data.mixture_schedules import (
     sample_task,
     scheduled_batches,
 )
-from lowres.data.pipeline import DataConfig, training_batches
-from tasks.builtin import register_builtin_mixture
+from lowres.data.config import DataConfig
+from lowres.data.streams.pipeline import training_batches
+from lowres.data.tasks.builtin import register_builtin_mixture
 
 # Unpacked: the stream contract does not depend on packing, and packing doubles pipeline build time.
 CONFIG = DataConfig(inputs_length=32, targets_length=32, batch_size=2, pack=False, seed=3)
@@ -101,7 +102,7 @@ def test_schedule_rejects_bad_phases(mixture):
 def test_gin_schedules_parse(corpus, vocabulary):
     from pathlib import Path
 
-    from lowres.data.learned_mixing import LearnedMixingConfig
+    from lowres.data.streams.learned import LearnedMixingConfig
     from lowres.training.batch_sources import StreamConfig
 
     mixture = register_builtin_mixture(corpus, vocabulary, "r_and_s", 0.3, ["eng", "pan"], shuffle_buffer_size=16)

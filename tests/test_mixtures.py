@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lowres.data import mixtures
-from lowres.data.mixtures import MixingConfig
+from lowres.data.mixing import rates as mixtures
+from lowres.data.mixing.rates import MixingConfig
 
 SIZES = {"eng_Latn": 1_000_000.0, "hin_Deva": 50_000.0, "pan_Guru": 2_000.0, "yor_Latn": 100.0}
 

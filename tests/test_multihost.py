@@ -24,8 +24,8 @@ SCRIPT = textwrap.dedent(
         jax.distributed.initialize(coordinator_address=sys.argv[3], num_processes=num_processes,
                                    process_id=process_id)
     import numpy as np
-    from lowres.models.factory import ModelConfig
-    from lowres.training import partitioning
+    from lowres.models.architecture import ModelConfig
+    from lowres.models import partitioning
     from lowres.training.optimizer import OptimizerConfig, make_optimizer
     from lowres.training.trainer import _agreed_seed, compile_train_step, create_sharded_state
     from lowres.training.resume import batch_fingerprint, gather_fingerprints

@@ -9,10 +9,10 @@ import pytest
 import seqio
 import tensorflow as tf
 
-from lowres.data import objectives
-from lowres.data import vocab as vocab_lib
-from lowres.data.pipeline import DataConfig
-from lowres.data.tasks import output_features
+from lowres.data.tasks import objectives
+from lowres.data.vocab import vocabulary as vocab_lib
+from lowres.data.config import DataConfig
+from lowres.data.tasks.registration import output_features
 
 
 def _stream(num_examples: int, length: int, vocab_size: int = 500) -> tf.data.Dataset:

@@ -7,7 +7,7 @@ import optax
 import pytest
 
 from lowres.training.optimizer import OptimizerConfig, decay_mask, learning_rate_schedule, make_optimizer
-from lowres.training.step import LossOptions, loss_sums, token_losses
+from lowres.models.losses import LossOptions, loss_sums, token_losses
 
 
 def lr(config, total, step):

@@ -4,11 +4,13 @@ import numpy as np
 import pytest
 import seqio
 
-from lowres.data import objectives
-from lowres.data import vocab as vocab_lib
-from lowres.data.pipeline import DataConfig, training_batches
+from lowres.data.tasks import objectives
+from lowres.data.vocab import vocabulary as vocab_lib
+from lowres.data.config import DataConfig
+from lowres.models.architecture import architecture_for
+from lowres.data.streams.pipeline import training_batches
 from lowres.models.decoder_only import decoder_mask
-from tasks.builtin import register_builtin_mixture
+from lowres.data.tasks.builtin import register_builtin_mixture
 
 LENGTHS = {"inputs": 32, "targets": 96}  # short examples: several packed per 128-token row
 
@@ -26,7 +28,8 @@ def prefix_batches(ul2_mixture):
 def _batches(mixture, attention, num_batches=2):
     config = DataConfig(objective="ul2", inputs_length=LENGTHS["inputs"], targets_length=LENGTHS["targets"],
                         batch_size=8, shuffle_buffer_size=32, decoder_attention=attention)
-    stream = training_batches(mixture, config, seqio.ShardInfo(0, 1), architecture="decoder_only")
+    stream = training_batches(mixture, config, seqio.ShardInfo(0, 1),
+                              converter=architecture_for("decoder_only").feature_converter())
     return [next(stream) for _ in range(num_batches)]
 
 

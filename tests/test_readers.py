@@ -10,9 +10,9 @@ import logging
 
 import pytest
 
-from lowres.data import readers
+from lowres.data.text import readers
 from lowres.data.languages import UnknownLanguageError, normalize_language
-from lowres.data.readers import Document, ParallelPair, ReadStats
+from lowres.data.text.readers import Document, ParallelPair, ReadStats
 
 
 def _texts(docs):

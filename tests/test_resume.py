@@ -123,7 +123,7 @@ def test_killed_and_preempted_run_resumes_bitwise(tmp_path, cache_dir):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b), err_msg=f"{path_a} {seed_note}")
 
     # What the checkpoint carries for the resume checks, and the plots the run leaves behind.
-    from lowres.training.checkpoints import CheckpointStore
+    from lowres.checkpoints.store import CheckpointStore
 
     store = CheckpointStore(resumed / "checkpoints", read_only=True)
     metadata = store.metadata(STEPS)

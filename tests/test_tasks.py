@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import seqio
 
-from lowres.data import vocab as vocab_lib
-from lowres.data.tasks import temperature_rates
-from tasks.builtin import register_builtin_mixture
+from lowres.data.vocab import vocabulary as vocab_lib
+from lowres.data.tasks.registration import temperature_rates
+from lowres.data.tasks.builtin import register_builtin_mixture
 
 LENGTHS = {"inputs": 64, "targets": 64}
 
@@ -54,7 +54,7 @@ def test_packed_batches_carry_segments_and_loss_weights(mixture):
 def test_languages_share_one_trace_per_denoiser_and_cache_their_tokens(mixture, vocabulary):
     """Every language's task reuses one traced denoiser op (tracing per task made the 140-task UL2
     mixture take minutes to build) and keeps its token ids in memory before seqio repeats them."""
-    from lowres.data import objectives
+    from lowres.data.tasks import objectives
 
     for lang in ("pan_Guru", "yor_Latn"):
         seqio.get_mixture_or_task(f"builtin.{lang}.span_3_0p15_nlu").get_dataset(LENGTHS, "train", shuffle=False)

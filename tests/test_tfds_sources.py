@@ -7,9 +7,10 @@ import pytest
 tfds = pytest.importorskip("tensorflow_datasets")
 import seqio  # noqa: E402
 
-from lowres.data import corpora, tfds_sources  # noqa: E402
+from lowres.data.text import corpora  # noqa: E402
+from lowres.data.text import tfds_sources
 from lowres.data.languages import UnknownLanguageError  # noqa: E402
-from lowres.data.tfds_sources import TfdsFamily, TfdsNotPreparedError  # noqa: E402
+from lowres.data.text.tfds_sources import TfdsFamily, TfdsNotPreparedError  # noqa: E402
 
 DOCS = {"pa": ["ਪਹਿਲਾ ਲੇਖ", "ਦੂਜਾ ਲੇਖ", "ਤੀਜਾ ਲੇਖ"], "hi": ["पहला लेख", "दूसरा लेख"]}
 

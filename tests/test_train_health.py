@@ -8,14 +8,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lowres.data.pipeline import DataConfig
-from lowres.data.vocab import VocabularyConfig
-from lowres.models.factory import ModelConfig
-from lowres.training import partitioning
-from lowres.training.checkpoints import CheckpointConfig, CheckpointStore
+from lowres.data.config import DataConfig
+from lowres.data.vocab.vocabulary import VocabularyConfig
+from lowres.models.architecture import ModelConfig
+from lowres.models import partitioning
+from lowres.checkpoints.store import CheckpointConfig, CheckpointStore
 from lowres.training.metrics import LossSpikes
 from lowres.training.optimizer import OptimizerConfig, make_optimizer
-from lowres.training.trainer import TrainConfig, compile_train_step, create_sharded_state, train
+from lowres.jobs import train_job
+from lowres.training.trainer import TrainConfig, TrainSettings, compile_train_step, create_sharded_state
 from tests.test_training import fixed_batch
 
 
@@ -40,18 +41,17 @@ def test_step_flags_nonfinite_gradients_and_skip_keeps_the_state(skip):
 
 
 def _tiny_run(model_dir, **train_kw):
-    return train(
-        model_dir,
-        train_config=TrainConfig(log_every=1, **train_kw),
-        data_config=DataConfig(languages=["eng", "yor"], objective="causal_lm", inputs_length=16, targets_length=16,
-                               batch_size=2, shuffle_buffer_size=8),
-        model_config=ModelConfig(architecture="decoder_only", preset="tiny"),
+    settings = TrainSettings.from_gin(
+        train=TrainConfig(log_every=1, **train_kw),
+        data=DataConfig(languages=["eng", "yor"], objective="causal_lm", inputs_length=16, targets_length=16,
+                        batch_size=2, shuffle_buffer_size=8),
+        model=ModelConfig(architecture="decoder_only", preset="tiny"),
         # an absurd learning rate: step 1 is finite, then the parameters overflow the forward pass
-        optimizer_config=OptimizerConfig(learning_rate=1e30, warmup_steps=0, schedule="constant", clip_grad_norm=0),
-        checkpoint_config=CheckpointConfig(save_interval_steps=1, max_to_keep=5, async_save=False),
-        vocab_config=VocabularyConfig(kind="bytes", num_sentinels=10),
-        progress=False,
+        optimizer=OptimizerConfig(learning_rate=1e30, warmup_steps=0, schedule="constant", clip_grad_norm=0),
+        checkpoint=CheckpointConfig(save_interval_steps=1, max_to_keep=5, async_save=False),
+        vocab=VocabularyConfig(kind="bytes", num_sentinels=10),
     )
+    return train_job(model_dir, settings, progress=False)
 
 
 def test_trainer_stops_on_nonfinite_naming_step_and_tensors_and_keeps_the_checkpoint(tmp_path, cache_dir):

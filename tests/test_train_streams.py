@@ -6,38 +6,39 @@ import json
 
 import pytest
 
-from lowres.data.learned_mixing import LearnedMixingConfig
-from lowres.data.mixture_schedules import MixtureSchedule, Phase
-from lowres.data.pipeline import DataConfig
-from lowres.data.sources import Documents
-from lowres.data.vocab import VocabularyConfig
+from lowres.data.streams.learned import LearnedMixingConfig
+from lowres.data.streams.schedules import MixtureSchedule, Phase
+from lowres.data.config import DataConfig
+from lowres.data.text.sources import Documents
+from lowres.data.vocab.vocabulary import VocabularyConfig
 from lowres.evaluation.report import evaluate
-from lowres.models.factory import ModelConfig
+from lowres.models.architecture import ModelConfig
 from lowres.training.batch_sources import StreamConfig
-from lowres.training.checkpoints import CheckpointConfig
-from lowres.training.evaluation import EvalConfig
+from lowres.checkpoints.store import CheckpointConfig
+from lowres.evaluation.during_training import EvalConfig
 from lowres.training.optimizer import OptimizerConfig
-from lowres.training.trainer import TrainConfig, load_params, train
+from lowres.checkpoints.trained_model import load_trained_model
+from lowres.jobs import train_job
+from lowres.training.trainer import TrainConfig, TrainSettings
 
 MIXTURES = ("builtin.causal_lm", "builtin.translate")  # LM and MT
 DATA = DataConfig(languages=["eng", "yor"], objective="causal_lm", inputs_length=16, targets_length=16, batch_size=2,
                   shuffle_buffer_size=8, translation_rate=0.25)
 
 
-def _run(model_dir, num_steps, stream, **kw):
-    return train(
-        model_dir,
-        train_config=TrainConfig(num_steps=num_steps, log_every=2, report_mfu=False),
-        data_config=DATA,
-        model_config=ModelConfig(architecture="decoder_only", preset="tiny"),
+def _run(model_dir, num_steps, stream, eval_config=None, **kw):
+    settings = TrainSettings.from_gin(
+        train=TrainConfig(num_steps=num_steps, log_every=2, report_mfu=False),
+        data=DATA,
+        model=ModelConfig(architecture="decoder_only", preset="tiny"),
         # constant learning rate: a run stopped at step k and continued matches an uninterrupted one
-        optimizer_config=OptimizerConfig(learning_rate=1e-2, warmup_steps=0, schedule="constant"),
-        checkpoint_config=CheckpointConfig(save_interval_steps=2, max_to_keep=3, async_save=False),
-        vocab_config=VocabularyConfig(kind="bytes", num_sentinels=10),
-        stream_config=stream,
-        progress=False,
+        optimizer=OptimizerConfig(learning_rate=1e-2, warmup_steps=0, schedule="constant"),
+        checkpoint=CheckpointConfig(save_interval_steps=2, max_to_keep=3, async_save=False),
+        vocab=VocabularyConfig(kind="bytes", num_sentinels=10),
+        stream=stream,
         **kw,
     )
+    return train_job(model_dir, settings, eval_config, progress=False)
 
 
 def _records(model_dir):
@@ -46,7 +47,7 @@ def _records(model_dir):
 
 def test_learned_mixing_feeds_rewards_logs_rates_and_resumes_exactly(tmp_path, cache_dir):
     stream = StreamConfig(kind="learned", learned_tasks=MIXTURES)
-    options = dict(learned_mixing=LearnedMixingConfig(measure_every=1, beta=0.5),
+    options = dict(learned=LearnedMixingConfig(measure_every=1, beta=0.5),
                    eval_config=EvalConfig(every_steps=2, max_documents=4, decode_examples=2))
     whole = _run(tmp_path / "whole", 4, stream, **options)
     _run(tmp_path / "split", 2, stream, **options)
@@ -69,8 +70,8 @@ def test_learned_mixing_feeds_rewards_logs_rates_and_resumes_exactly(tmp_path, c
                 "eval/eng_Latn/loss", "eval/yor_Latn/loss", "eval/yor_Latn_to_eng_Latn/loss",
                 "eval/eng_Latn_to_yor_Latn/chrf++", "eval/yor_Latn_to_eng_Latn/bleu"}
     assert expected <= set(final), expected - set(final)
-    loaded = load_params(tmp_path / "whole")
-    from lowres.data.builtin_corpus import build_builtin_corpus
+    loaded = load_trained_model(tmp_path / "whole")
+    from lowres.data.text.builtin_corpus import build_builtin_corpus
 
     corpus = build_builtin_corpus(progress=False)
     docs = {lang: [line for line in corpus.mono_path(lang, "validation").read_text().splitlines() if line.strip()][:4]
@@ -82,7 +83,7 @@ def test_learned_mixing_feeds_rewards_logs_rates_and_resumes_exactly(tmp_path, c
 
 def test_schedule_switches_phase_and_a_changed_stream_is_refused_on_resume(tmp_path, cache_dir):
     schedule = MixtureSchedule(phases=[Phase(2, "builtin.causal_lm", ["eng"]), Phase(None, "builtin.causal_lm", ["yor"])])
-    _run(tmp_path / "staged", 4, StreamConfig(kind="schedule"), mixture_schedule=schedule)
+    _run(tmp_path / "staged", 4, StreamConfig(kind="schedule"), schedule=schedule)
     assert [(r["step"], r["phase"]) for r in _records(tmp_path / "staged") if "phase" in r] == [(2, 0), (4, 1)]
     with pytest.raises(ValueError, match="batch stream"):
         _run(tmp_path / "staged", 6, StreamConfig())

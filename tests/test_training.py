@@ -11,9 +11,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from lowres.models.factory import ModelConfig
-from lowres.training import partitioning
-from lowres.training.checkpoints import CheckpointConfig, CheckpointStore
+from lowres.models.architecture import ModelConfig
+from lowres.models import partitioning
+from lowres.checkpoints.store import CheckpointConfig, CheckpointStore
 from lowres.training.optimizer import OptimizerConfig, learning_rate_schedule, make_optimizer
 from lowres.training.trainer import compile_train_step, create_sharded_state
 
@@ -95,8 +95,8 @@ def test_mesh_config_fills_and_rejects():
 SHARDED_SCRIPT = textwrap.dedent(
     """
     import json, jax, numpy as np
-    from lowres.training import partitioning
-    from lowres.models.factory import ModelConfig
+    from lowres.models import partitioning
+    from lowres.models.architecture import ModelConfig
     from lowres.training.optimizer import OptimizerConfig, make_optimizer
     from lowres.training.trainer import compile_train_step, create_sharded_state
     from tests.test_training import fixed_batch
@@ -170,8 +170,9 @@ def test_microbatches_are_strided_rows():
 @pytest.mark.parametrize("architecture,norm,dropout", [("decoder_only", "pre", 0.0), ("encoder_decoder", "mix", 0.1),
                                                        ("decoder_only", "lns", 0.1)])
 def test_every_architecture_and_norm_trains_through_the_same_step(architecture, norm, dropout):
-    from lowres.data.pipeline import feature_converter
     import tensorflow as tf
+
+    from lowres.models.architecture import architecture_for
 
     rng = np.random.default_rng(0)
     examples = [{"inputs": rng.integers(3, 60, 10).astype(np.int32), "targets": rng.integers(3, 60, 6).astype(np.int32)}
@@ -179,7 +180,7 @@ def test_every_architecture_and_norm_trains_through_the_same_step(architecture, 
     dataset = tf.data.Dataset.from_generator(
         lambda: iter(examples),
         output_signature={"inputs": tf.TensorSpec([None], tf.int32), "targets": tf.TensorSpec([None], tf.int32)})
-    batch = next(feature_converter(architecture)(dataset, {"inputs": 16, "targets": 16}).batch(4).as_numpy_iterator())
+    batch = next(architecture_for(architecture).feature_converter()(dataset, {"inputs": 16, "targets": 16}).batch(4).as_numpy_iterator())
     arch = ModelConfig(architecture=architecture, preset="tiny", norm=norm,
                        overrides={"dropout_rate": dropout}).resolve(vocab_size=64)
     assert arch.norm == norm and arch.dropout_rate == dropout
@@ -199,8 +200,8 @@ def test_every_architecture_and_norm_trains_through_the_same_step(architecture, 
 def test_chunked_loss_equals_full_loss_and_gradients(architecture):
     from flax import nnx
 
-    from lowres.models.factory import build_model
-    from lowres.training.step import chunked_weighted_loss, model_inputs, weighted_loss
+    from lowres.models.architecture import build_model
+    from lowres.models.losses import chunked_weighted_loss, model_inputs, weighted_loss
 
     arch = ModelConfig(architecture=architecture, preset="tiny").resolve(vocab_size=64)
     graphdef, params, rest = nnx.split(build_model(arch), nnx.Param, ...)
@@ -229,8 +230,8 @@ def test_example_gin_configs_parse_and_build_their_configs(name):
     import gin
 
     from lowres import cli
-    from lowres.data.pipeline import DataConfig
-    from lowres.training.checkpoints import CheckpointConfig
+    from lowres.data.config import DataConfig
+    from lowres.checkpoints.store import CheckpointConfig
     from lowres.training.optimizer import OptimizerConfig
     from lowres.training.trainer import TrainConfig
 

@@ -26,9 +26,9 @@ def make_model_dir(path: Path, architecture: str = "encoder_decoder", seed: int 
     """A lowres model directory (lowres.json, vocabulary, Orbax checkpoint) holding a tiny random model."""
     from flax import nnx
 
-    from lowres.data import vocab as vocab_lib
-    from lowres.models.factory import ModelConfig, build_model, config_to_dict
-    from lowres.training.checkpoints import CheckpointConfig, CheckpointStore
+    from lowres.data.vocab import vocabulary as vocab_lib
+    from lowres.models.architecture import ModelConfig, build_model, config_to_dict
+    from lowres.checkpoints.store import CheckpointConfig, CheckpointStore
 
     vocab_path = path / "vocab" / "spm.model"
     if not vocab_path.exists():
@@ -96,7 +96,7 @@ def test_resume_after_a_torn_write_neither_duplicates_nor_drops(tmp_path, monkey
 
 
 def test_translation_inputs_are_tag_then_source_then_eos(tmp_path):
-    from lowres.data import vocab as vocab_lib
+    from lowres.data.vocab import vocabulary as vocab_lib
     from lowres.inference.translate import translation_inputs
 
     model_dir = tmp_path / "m"
@@ -116,7 +116,7 @@ def test_translate_cli_resumes_after_sigkill(tmp_path):
     from lowres.inference.decoding import DecodeConfig
     from lowres.inference.generate import Generator
     from lowres.inference.translate import translate_file
-    from lowres.training.trainer import load_params
+    from lowres.checkpoints.trained_model import load_trained_model
 
     model_dir = make_model_dir(tmp_path / "model")
     source = tmp_path / "eng.txt"
@@ -139,12 +139,12 @@ def test_translate_cli_resumes_after_sigkill(tmp_path):
     killed_at = output.read_text(encoding="utf-8").count("\n")
     assert 6 <= killed_at < len(lines)
 
-    loaded = load_params(model_dir)
+    loaded = load_trained_model(model_dir)
     generator = Generator(loaded, DecodeConfig("greedy", max_length=8), batch_size=2)
-    stats = translate_file(generator, loaded["vocabulary"], source, output, "pan_Guru", 32, progress=False)
+    stats = translate_file(generator, loaded.vocabulary, source, output, "pan_Guru", 32, progress=False)
     assert stats["resumed_at"] >= killed_at
     reference = tmp_path / "reference.txt"
-    translate_file(generator, loaded["vocabulary"], source, reference, "pan_Guru", 32, progress=False)
+    translate_file(generator, loaded.vocabulary, source, reference, "pan_Guru", 32, progress=False)
     assert output.read_text(encoding="utf-8") == reference.read_text(encoding="utf-8")
     assert len(reference.read_text(encoding="utf-8").splitlines()) == len(lines)
 

@@ -141,15 +141,14 @@ def test_two_shards_equal_one_shard(source, tmp_path):
 def tiny_lm():
     from flax import nnx
 
-    from lowres.data.byte_vocab import ReservedByteVocabulary
-    from lowres.models.factory import ModelConfig, build_model
+    from lowres.checkpoints.trained_model import TrainedModel
+    from lowres.data.vocab.byte_vocabulary import ReservedByteVocabulary
+    from lowres.models.architecture import ModelConfig, build_model
 
     vocabulary = ReservedByteVocabulary(num_sentinels=0)
     model_config = ModelConfig(architecture="decoder_only", preset="tiny").resolve(vocabulary.vocab_size)
     model = build_model(model_config, seed=1)
-    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-    loaded = {"config": model_config, "vocabulary": vocabulary, "graphdef": graphdef,
-              "params": nnx.to_pure_dict(params), "rest": rest, "info": {"targets_length": 16}}  # fmt: skip
+    loaded = TrainedModel.initialized(model_config, vocabulary, seed=1, targets_length=16)
     return loaded, model
 
 
@@ -183,7 +182,7 @@ def test_score_equals_hand_computed_nll(tiny_lm, source, tmp_path):
     docs = records(tmp_path / "out")
     assert summary["documents"] == len(DOCS) and [s["id"] for s in scores] == [r["id"] for r in docs]
     texts = ["ਮੈਂ ਘਰ", "x"] + [r["text"] for r in docs]  # multi-byte text, one byte, multi-window documents
-    expected = hand_perplexities(model, loaded["vocabulary"], texts, 16)
+    expected = hand_perplexities(model, loaded.vocabulary, texts, 16)
     got = scorer.score_texts(texts[:2]) + scores
     assert [g["tokens"] for g in got] == [len(t.encode("utf-8")) + 1 for t in texts]
     assert [g["perplexity"] for g in got] == pytest.approx(expected, rel=1e-4)
@@ -221,9 +220,9 @@ def test_filter_keeps_the_lowest_percent_and_threshold(source, tmp_path):
 def test_translationese_jsonl_loads_as_a_seqio_task_with_provenance(source, tmp_path):
     import seqio
 
-    from lowres.data import corpora
-    from lowres.data.byte_vocab import ReservedByteVocabulary
-    from lowres.data.cleaning import CleaningConfig
+    from lowres.data.text import corpora
+    from lowres.data.vocab.byte_vocabulary import ReservedByteVocabulary
+    from lowres.data.text.cleaning import CleaningConfig
 
     build_shard(config(source, tmp_path / "out"), FunctionTranslator(reverse_words, "rev"), progress=False)
     write_scores(tmp_path / "out", [30.0, 2.0, 50.0, 4.0, 8.0, 1.5, 100.0])
@@ -308,15 +307,14 @@ def test_cli_build_then_filter(source, tmp_path, capsys):
 def test_lowres_checkpoint_translator_decodes_in_order():
     from flax import nnx
 
-    from lowres.data.byte_vocab import ReservedByteVocabulary
-    from lowres.models.factory import ModelConfig, build_model
+    from lowres.checkpoints.trained_model import TrainedModel
+    from lowres.data.vocab.byte_vocabulary import ReservedByteVocabulary
+    from lowres.models.architecture import ModelConfig
     from lowres.translationese.translators import LowresTranslator
 
     vocabulary = ReservedByteVocabulary(reserved_tokens=["<2pan_Guru>"], num_sentinels=0)
     model_config = ModelConfig(architecture="encoder_decoder", preset="tiny").resolve(vocabulary.vocab_size)
-    graphdef, params, rest = nnx.split(build_model(model_config, 0), nnx.Param, ...)
-    loaded = {"config": model_config, "vocabulary": vocabulary, "graphdef": graphdef, "params": nnx.to_pure_dict(params),
-              "rest": rest, "info": {"inputs_length": 16, "targets_length": 4}}  # fmt: skip
+    loaded = TrainedModel.initialized(model_config, vocabulary, inputs_length=16, targets_length=4)
     translator = LowresTranslator(loaded, beam=1, batch_size=2)
     sentences = ["Hello there.", "One line only", "Zeta eta."]
     outputs = translator.translate(sentences, "eng_Latn", "pan_Guru")
@@ -330,8 +328,8 @@ def test_tinylm_gin_config_binds_a_causal_decoder():
     import gin
 
     import lowres.training.trainer  # noqa: F401  (registers the configurables)
-    from lowres.data.pipeline import DataConfig
-    from lowres.models.factory import ModelConfig
+    from lowres.data.config import DataConfig
+    from lowres.models.architecture import ModelConfig
 
     gin.clear_config()
     try:

@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from lowres.data import vocab as vocab_lib
+from lowres.data.vocab import vocabulary as vocab_lib
 
 
 def test_round_trip_on_every_language_of_the_corpus(corpus, vocabulary):

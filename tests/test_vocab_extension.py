@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from lowres.data import vocab as vocab_lib
-from lowres.data.vocab_extension import extend_vocabulary, train_extension
+from lowres.data.vocab import vocabulary as vocab_lib
+from lowres.data.vocab.extension import extend_vocabulary, train_extension
 from lowres.models import surgery
 
 ENGLISH = "all human beings are born free and equal in dignity and rights they are endowed with reason"

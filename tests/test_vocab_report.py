@@ -10,9 +10,9 @@ import seqio
 from sentencepiece import sentencepiece_model_pb2 as model_pb2
 
 from lowres import cli
-from lowres.data import vocab as vocab_lib
-from lowres.data import vocab_report
-from lowres.data.byte_vocab import ReservedByteVocabulary
+from lowres.data.vocab import vocabulary as vocab_lib
+from lowres.data.vocab import report as vocab_report
+from lowres.data.vocab.byte_vocabulary import ReservedByteVocabulary
 
 ROOT = Path(__file__).resolve().parents[1]
 _Type = model_pb2.ModelProto.SentencePiece.Type

@@ -132,7 +132,7 @@ def _flores(config: RecipeConfig) -> tuple[list[str], list[str], list[str]]:
 
 
 def _udhr_sections(path: Path) -> list[str]:
-    from lowres.data.readers import read_udhr
+    from lowres.data.text.readers import read_udhr
 
     return [" ".join(doc.text.split("\n")) for doc in read_udhr(path)]
 
@@ -147,7 +147,7 @@ def _tatoeba_english(directory: Path, limit: int) -> list[str]:
 
 
 def stage_data(config: RecipeConfig, out: Path) -> dict[str, Any]:
-    from lowres.data.builtin_corpus import build_builtin_corpus
+    from lowres.data.text.builtin_corpus import build_builtin_corpus
 
     eng, pan, urls = _flores(config)
     train, heldout = heldout_split(urls, config.heldout_lines)
@@ -173,7 +173,7 @@ def stage_data(config: RecipeConfig, out: Path) -> dict[str, Any]:
 
 
 def stage_vocab(config: RecipeConfig, out: Path) -> dict[str, Any]:
-    from lowres.data import vocab as vocab_lib
+    from lowres.data.vocab import vocabulary as vocab_lib
 
     data = out / "data"
     pairs = [line.split("\t") for line in (data / "mt" / "train.tsv").read_text(encoding="utf-8").splitlines()]

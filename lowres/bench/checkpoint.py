@@ -101,7 +101,7 @@ def _randomized(state):
 def _timed_restore(directory: Path, abstract) -> tuple[float, Any]:
     import jax
 
-    from lowres.training.checkpoints import CheckpointStore
+    from lowres.checkpoints.store import CheckpointStore
 
     reader = CheckpointStore(directory, read_only=True)
     start = time.perf_counter()
@@ -118,9 +118,9 @@ def run(preset: str = "gpt2-small", architecture: str = "decoder_only", vocab_si
     """Saves and restores the train state of `preset` `repeats` times; compares with a file copy."""
     import jax
 
-    from lowres.models.factory import ModelConfig
-    from lowres.training import partitioning
-    from lowres.training.checkpoints import CheckpointConfig, CheckpointStore
+    from lowres.models.architecture import ModelConfig
+    from lowres.models import partitioning
+    from lowres.checkpoints.store import CheckpointConfig, CheckpointStore
     from lowres.training.optimizer import OptimizerConfig, make_optimizer
     from lowres.training.trainer import create_sharded_state
 

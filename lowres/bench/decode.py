@@ -32,16 +32,13 @@ SHAPES = {
 HF_PYTHON = os.environ.get("LOWRES_HF_PYTHON", "")  # unset: lowres rows only
 
 
-def _loaded(architecture: str, preset: str, vocab_size: int) -> dict[str, Any]:
-    from flax import nnx
-
-    from lowres.models.factory import ModelConfig, build_model
+def _loaded(architecture: str, preset: str, vocab_size: int):
+    from lowres.checkpoints.trained_model import TrainedModel
+    from lowres.models.architecture import ModelConfig
 
     config = ModelConfig(architecture=architecture, preset=preset).resolve(vocab_size)
-    graphdef, params, rest = nnx.split(build_model(config, 0), nnx.Param, ...)
     # eos_id -1 never matches: every row decodes the full length
-    return {"config": config, "vocabulary": types.SimpleNamespace(eos_id=-1), "graphdef": graphdef,
-            "params": nnx.to_pure_dict(params), "rest": rest}
+    return TrainedModel.initialized(config, types.SimpleNamespace(eos_id=-1))
 
 
 def lowres_row(loaded, batch: int, use_cache: bool, prompt_length: int, new_tokens: int, repeats: int) -> dict:
@@ -53,9 +50,9 @@ def lowres_row(loaded, batch: int, use_cache: bool, prompt_length: int, new_toke
 
     generator = Generator(loaded, DecodeConfig("greedy", max_length=new_tokens), batch_size=batch,
                           use_cache=use_cache)
-    vocab = loaded["config"].vocab_size
+    vocab = loaded.config.vocab_size
     prompts = np.random.default_rng(0).integers(3, vocab, (batch, prompt_length), dtype=np.int32)
-    if generator.architecture == "decoder_only":
+    if generator.architecture.decoder_only:
         prompts[:, 0] = 0
     lengths = np.full((batch,), prompt_length, np.int32)
     start = time.perf_counter()
@@ -82,7 +79,7 @@ def hf_row(config, batch: int, use_cache: bool, prompt_length: int, new_tokens: 
         return {}
     import dataclasses
 
-    from lowres.models.factory import architecture_of
+    from lowres.models.architecture import architecture_of
 
     spec = {**dataclasses.asdict(config), "architecture": architecture_of(config), "batch": batch,
             "use_cache": use_cache, "prompt_length": prompt_length, "new_tokens": new_tokens, "repeats": repeats}
@@ -111,7 +108,7 @@ def run(shape: str = "quickstart", steps: int | None = None, log: Callable[[str]
             for use_cache in caches:
                 row = {"architecture": architecture, "batch": batch, "cache": use_cache}
                 row.update(lowres_row(loaded, batch, use_cache, s["prompt_length"], s["new_tokens"], repeats))
-                row.update(hf_row(loaded["config"], batch, use_cache, s["prompt_length"], s["new_tokens"], repeats))
+                row.update(hf_row(loaded.config, batch, use_cache, s["prompt_length"], s["new_tokens"], repeats))
                 if "hf_tokens_per_sec" in row:
                     row["speedup_vs_hf"] = row["lowres_tokens_per_sec"] / row["hf_tokens_per_sec"]
                 log(f"[decode] {architecture} batch {batch} cache {use_cache}: "

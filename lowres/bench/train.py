@@ -15,7 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from lowres.bench import peak, report
+from lowres.bench import report
+from lowres.training import peak
 
 DATA_VOCAB_SIZE = 4000  # SentencePiece pieces trained on the built-in corpus for real-data runs
 QUICKSTART_GIN = Path(__file__).resolve().parents[2] / "gin_configs" / "quickstart.gin"
@@ -37,27 +38,23 @@ class Shape:
     description: str = ""
 
     def model_config(self):
-        from lowres.models.factory import ModelConfig
+        from lowres.models.architecture import ModelConfig
 
         return ModelConfig(self.architecture, self.preset, overrides=dict(self.overrides)).resolve(self.vocab_size)
 
-    def flop_lengths(self) -> tuple[int, int | None]:
-        """(seq_len, targets_len) in lowres.models.flops' convention."""
-        if self.architecture == "decoder_only":
-            return self.inputs_length + self.targets_length, None
-        return self.inputs_length, self.targets_length
+    @property
+    def record(self):
+        """The shape's models.architecture.Architecture."""
+        from lowres.models.architecture import architecture_for
+
+        return architecture_for(self.architecture)
 
     def tokens_per_step(self) -> int:
-        from lowres.models import flops
-
-        seq_len, targets_len = self.flop_lengths()
-        return flops.tokens_per_step(self.model_config(), self.batch_size, seq_len, targets_len=targets_len)
+        return self.record.tokens_per_step(self.batch_size, self.inputs_length, self.targets_length)
 
     def flops_per_step(self) -> float:
-        from lowres.models import flops
-
-        seq_len, targets_len = self.flop_lengths()
-        return flops.training_flops_per_step(self.model_config(), self.batch_size, seq_len, targets_len=targets_len)
+        return self.record.training_flops(self.model_config(), self.batch_size, self.inputs_length,
+                                          self.targets_length)
 
 
 REF_WIDTHS = dict(d_model=256, num_heads=4, head_dim=64, d_ff=1024, activation="silu")
@@ -92,9 +89,9 @@ def quickstart_shape() -> Shape:
     import gin
 
     import lowres.training.trainer  # noqa: F401  (registers the configurables)
-    from lowres.data.pipeline import DataConfig
-    from lowres.data.vocab import VocabularyConfig
-    from lowres.models.factory import ModelConfig
+    from lowres.data.config import DataConfig
+    from lowres.data.vocab.vocabulary import VocabularyConfig
+    from lowres.models.architecture import ModelConfig
 
     gin.clear_config()
     try:
@@ -123,7 +120,7 @@ def synthetic_batches(shape: Shape, seed: int = 0) -> Iterator[dict[str, np.ndar
     rng = np.random.default_rng(seed)
     b = shape.batch_size
     low = 2  # past pad and EOS
-    if shape.architecture == "decoder_only":
+    if shape.record.decoder_only:
         lengths = {"decoder": shape.inputs_length + shape.targets_length}
     else:
         lengths = {"encoder": shape.inputs_length, "decoder": shape.targets_length}
@@ -140,7 +137,7 @@ def synthetic_batches(shape: Shape, seed: int = 0) -> Iterator[dict[str, np.ndar
         batch["decoder_target_tokens"] = targets
         batch["decoder_input_tokens"] = np.pad(targets[:, :-1], ((0, 0), (1, 0)))
         weights = np.ones((b, length), np.int32)
-        if shape.architecture == "decoder_only":
+        if shape.record.decoder_only:
             prefix = np.zeros((b, length), np.int32)
             prefix[:, : shape.inputs_length] = 1
             batch["decoder_causal_attention"] = prefix
@@ -154,10 +151,11 @@ def real_batches(shape: Shape, seed: int = 0, objective: str | None = None,
     """The trainer's stream for `shape`: a temperature mixture of every built-in language, packed."""
     import seqio
 
-    from lowres.data.builtin_corpus import default_cache_dir
-    from lowres.data.pipeline import DataConfig, training_batches
-    from lowres.data.prepare import prepare_data
-    from lowres.data.vocab import VocabularyConfig
+    from lowres.data.text.builtin_corpus import default_cache_dir
+    from lowres.data.config import DataConfig
+    from lowres.data.streams.pipeline import training_batches
+    from lowres.data.tasks.prepare import prepare_data
+    from lowres.data.vocab.vocabulary import VocabularyConfig
 
     config = DataConfig(
         objective=objective or shape.objective, inputs_length=shape.inputs_length,
@@ -171,7 +169,7 @@ def real_batches(shape: Shape, seed: int = 0, objective: str | None = None,
             f"shape {shape.name}: its {shape.vocab_size}-entry output layer cannot hold the data vocabulary's "
             f"{data.vocabulary.vocab_size} ids"
         )
-    return training_batches(data.mixture, config, seqio.ShardInfo(0, 1), 0, shape.architecture)
+    return training_batches(data.mixture, config, seqio.ShardInfo(0, 1), 0, shape.record.feature_converter(config.pack))
 
 
 def run(shape: Shape, steps: int = 20, *, synthetic: bool = False, warmup_steps: int = 2, peak_size: int = 2048,
@@ -185,13 +183,11 @@ def run(shape: Shape, steps: int = 20, *, synthetic: bool = False, warmup_steps:
     import jax
     from flax import nnx
 
-    from lowres.models import flops
-    from lowres.training import partitioning
+    from lowres.models import partitioning
     from lowres.training.optimizer import OptimizerConfig, make_optimizer
     from lowres.training.trainer import compile_train_step, create_sharded_state
 
     arch = shape.model_config()
-    seq_len, targets_len = shape.flop_lengths()
     peak_flops, peak_source = peak.device_peak_flops(dtype=arch.dtype, size=peak_size)
     mesh_config = partitioning.MeshConfig()
     mesh, rules = partitioning.create_mesh(mesh_config), mesh_config.rules
@@ -234,8 +230,8 @@ def run(shape: Shape, steps: int = 20, *, synthetic: bool = False, warmup_steps:
     if not np.isfinite(losses[-1]):
         raise FloatingPointError(f"benchmark shape {shape.name}: non-finite loss {losses[-1]}")
     stats = report.step_stats(times)
-    tokens = flops.tokens_per_step(arch, shape.batch_size, seq_len, targets_len=targets_len)
-    flops_per_step = flops.training_flops_per_step(arch, shape.batch_size, seq_len, targets_len=targets_len)
+    tokens = shape.tokens_per_step()
+    flops_per_step = shape.flops_per_step()
     machine = report.machine_fields()
     cpu_fields = {}
     if jax.devices()[0].platform == "cpu":

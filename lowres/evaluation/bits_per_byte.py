@@ -5,36 +5,24 @@ UTF-8 bytes of the documents plus one per document (the EOS stands for the line 
 scored in UL2's S2S mode: each window of target tokens is predicted with the preceding tokens of
 the same document as the prefix (the encoder input, or the prefix of a decoder: bidirectional, or
 causal for runs trained with causal decoder attention), after the [S2S] mode token when the run's
-objective used mode tokens (`scoring_settings` reads both from the run's lowres.json).
+objective used mode tokens (RunInfo.scoring_mode_token and RunInfo.decoder_attention, from the run's
+lowres.json).
 Windows go through the same seqio feature converter, with packing, as training batches.
 """
 
 from __future__ import annotations
 
-import functools
 import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 
-import jax
 import numpy as np
 import tensorflow as tf
 
-from lowres.data import vocab as vocab_lib
-from lowres.data.pipeline import feature_converter
+from lowres.data.vocab import vocabulary as vocab_lib
+from lowres.models.architecture import Architecture
 
 LN2 = math.log(2.0)
-
-
-def scoring_settings(info: dict) -> dict[str, str | None]:
-    """The mode token and decoder attention a run was trained with, from its lowres.json.
-
-    Runs recorded before these keys existed trained with mode tokens and prefix attention.
-    """
-    return {
-        "mode_token": "[S2S]" if info.get("mode_tokens", True) else None,
-        "decoder_attention": info.get("decoder_attention", "prefix"),
-    }
 
 
 def document_bytes(documents: Sequence[str]) -> int:
@@ -58,7 +46,7 @@ def scoring_examples(
 
 def feature_batches(
     examples: Sequence[tuple[list[int], list[int]]],
-    architecture: str,
+    architecture: Architecture,
     inputs_length: int,
     targets_length: int,
     batch_size: int,
@@ -73,10 +61,8 @@ def feature_batches(
             "targets": tf.TensorSpec([None], tf.int32),
         },
     )
-    converter = feature_converter(architecture, pack=True)
+    converter = architecture.feature_converter(pack=True, decoder_attention=decoder_attention)
     features = converter(dataset, {"inputs": inputs_length, "targets": targets_length})
-    if architecture == "decoder_only" and decoder_attention == "causal":
-        features = features.map(lambda ex: {k: v for k, v in ex.items() if k != "decoder_causal_attention"})
     return features.padded_batch(batch_size).as_numpy_iterator()
 
 
@@ -86,7 +72,7 @@ def model_bits_per_byte(
     documents: dict[str, list[str]],
     inputs_length: int,
     targets_length: int,
-    architecture: str = "encoder_decoder",
+    architecture: Architecture,
     batch_size: int = 32,
     mode_token: str | None = "[S2S]",
     progress: Callable[[Iterable], Iterable] = lambda x: x,
@@ -134,11 +120,3 @@ def unigram_byte_bits_per_byte(train_documents: Sequence[str], eval_documents: S
     log_probs = {b: math.log2((counts.get(b, 0) + 1) / total) for b in range(256)}
     eval_bytes = b"".join(doc.encode("utf-8") + b"\n" for doc in eval_documents)
     return -sum(log_probs[b] for b in eval_bytes) / len(eval_bytes)
-
-
-def jitted_scorer(graphdef, params, rest):
-    """A jitted per-row NLL function over feature batches for restored parameters."""
-    from lowres.training.step import score_batch
-
-    fn = jax.jit(functools.partial(score_batch, graphdef=graphdef, rest=rest))
-    return lambda batch: fn(params, batch)

@@ -24,41 +24,40 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from lowres.data.sources import Documents
+from lowres.data.text.sources import Documents
 from lowres.figures import save_png
-from lowres.evaluation.bits_per_byte import (
-    jitted_scorer,
-    model_bits_per_byte,
-    scoring_settings,
-    unigram_byte_bits_per_byte,
-)
+from lowres.checkpoints.trained_model import TrainedModel, load_trained_model
+from lowres.errors import DataError
+from lowres.evaluation.bits_per_byte import model_bits_per_byte, unigram_byte_bits_per_byte
+from lowres.inference.scoring import jitted_scorer
 
 
-def evaluate(loaded: dict[str, Any], documents: Documents, batch_size: int = 32) -> dict[str, Any]:
-    """Scores every language of `documents` with a restored model (see trainer.load_params), with the
-    mode token and decoder attention the run trained with.
+def evaluate(model: TrainedModel, documents: Documents, batch_size: int = 32) -> dict[str, Any]:
+    """Scores every language of `documents` with a restored model, with the mode token and decoder
+    attention the run trained with.
 
     The unigram baseline is fitted on the source's training split when it has one (builtin), and
     otherwise on the evaluated text itself, which flatters the baseline; `baseline_fit` says which.
     """
-    info = loaded["info"]
+    info = model.info
     scores = model_bits_per_byte(
-        jitted_scorer(loaded["graphdef"], loaded["params"], loaded["rest"]),
-        loaded["vocabulary"],
+        jitted_scorer(model.graphdef, model.params, model.rest),
+        model.vocabulary,
         documents.documents,
-        info["inputs_length"],
-        info["targets_length"],
-        architecture=info["model"].get("architecture", "encoder_decoder"),
+        info.inputs_length,
+        info.targets_length,
+        architecture=model.architecture,
         batch_size=batch_size,
         progress=lambda langs: tqdm(langs, desc="languages", unit="lang", leave=False),
-        **scoring_settings(info),
+        mode_token=info.scoring_mode_token,
+        decoder_attention=info.decoder_attention,
     )
     reference = documents.reference or documents.documents
     for lang, row in scores.items():
         row["unigram_bits_per_byte"] = unigram_byte_bits_per_byte(reference[lang], documents.documents[lang])
     mean = sum(r["bits_per_byte"] for r in scores.values()) / len(scores)
     return {
-        "step": loaded["step"],
+        "step": model.step,
         "split": documents.split,
         "source": documents.description,
         "baseline": "unigram byte model, add-one smoothed",
@@ -170,23 +169,23 @@ def write_outputs(reports: Sequence[dict[str, Any]], output: Path) -> tuple[str,
     return markdown, paths
 
 
-def translator(loaded: dict[str, Any], beam: int, batch_size: int, max_length: int | None = None):
+def translator(model: TrainedModel, beam: int, batch_size: int, max_length: int | None = None):
     """A `translate(sentences, target_lang) -> outputs` function over a restored model (greedy or beam)."""
     from lowres.inference.decoding import DecodeConfig
     from lowres.inference.generate import Generator
     from lowres.inference.translate import translate_lines
 
-    config = DecodeConfig("beam" if beam > 1 else "greedy", max_length or loaded["info"]["targets_length"],
+    config = DecodeConfig("beam" if beam > 1 else "greedy", max_length or model.info.targets_length,
                           beam_size=beam)
-    generator = Generator(loaded, config, batch_size=batch_size)
-    inputs_length = loaded["info"]["inputs_length"]
+    generator = Generator(model, config, batch_size=batch_size)
+    inputs_length = model.info.inputs_length
 
     def translate(sentences: Sequence[str], target: str) -> list[str]:
         outputs: list[str] = []
         for start in tqdm(range(0, len(sentences), batch_size), desc=f"translate ->{target}", unit="batch",
                           leave=False):
             batch = list(sentences[start : start + batch_size])
-            outputs += translate_lines(generator, loaded["vocabulary"], batch, target, inputs_length)
+            outputs += translate_lines(generator, model.vocabulary, batch, target, inputs_length)
         return outputs
 
     return translate
@@ -197,7 +196,7 @@ def _task_documents(data: str, split: str | None, langs: Sequence[str] | None, m
     import dataclasses
 
     from lowres.data.languages import normalize_language
-    from lowres.data.sources import SourceError
+    from lowres.data.text.sources import SourceError
     from lowres.evaluation.task_documents import parse_task_source, task_documents
 
     name, task_split = parse_task_source(data)
@@ -221,25 +220,24 @@ def run_eval(
     translate_limit: int | None = None, beam: int = 1,
 ) -> list[dict[str, Any]]:  # fmt: skip
     """One report per model directory on the same documents (and translation directions)."""
-    from lowres.data.sources import load_documents
-    from lowres.evaluation.translation_metrics import evaluate_directions, parse_directions
-    from lowres.training.trainer import load_params
+    from lowres.data.text.sources import load_documents
+    from lowres.evaluation.translation import evaluate_directions, parse_directions
 
     directions = parse_directions(translate) if translate else []
     kind, _, flores_dir = data.partition(":")
     if directions and kind != "flores":
-        raise ValueError("--translate needs --data=flores:DIR (a FLORES-layout directory with both languages)")
+        raise DataError("--translate needs --data=flores:DIR (a FLORES-layout directory with both languages)")
     if kind == "task":
         documents = _task_documents(data, split, langs, Path(model_dirs[0]))
     else:
         documents = load_documents(data, split, langs, lang)
     reports = []
     for model_dir in model_dirs:
-        loaded = load_params(Path(model_dir), step)
-        result = {"model_dir": str(model_dir), **evaluate(loaded, documents, batch_size=batch_size), "data": data}
+        model = load_trained_model(Path(model_dir), step)
+        result = {"model_dir": str(model_dir), **evaluate(model, documents, batch_size=batch_size), "data": data}
         if directions:
             result["translation"] = evaluate_directions(
-                translator(loaded, beam, batch_size), Path(flores_dir), documents.split, directions, translate_limit
+                translator(model, beam, batch_size), Path(flores_dir), documents.split, directions, translate_limit
             )
         reports.append(result)
     return reports

@@ -13,16 +13,11 @@ from typing import Any
 import numpy as np
 import seqio
 
-from lowres.evaluation.translation_metrics import translation_scores
+from lowres.checkpoints.trained_model import TrainedModel
+from lowres.errors import ConfigError, DataError
 
 Predictor = Callable[[Sequence[Sequence[int]]], list[list[int]]]
 Scorer = Callable[[Sequence[tuple[Sequence[int], Sequence[int]]]], np.ndarray]
-
-
-def chrf_bleu(targets: Sequence[str], predictions: Sequence[str]) -> dict[str, float]:
-    """A seqio predict metric for translation tasks: corpus chrF++, BLEU and length ratio (sacrebleu)."""
-    scores = translation_scores(predictions, targets)
-    return {k: scores[k] for k in ("chrf++", "bleu", "length_ratio")}
 
 
 def _value(metric: Any) -> float:
@@ -50,7 +45,7 @@ def evaluate_task(
         dataset = dataset.take(limit)
     examples = list(dataset.as_numpy_iterator())
     if not examples:
-        raise ValueError(f"task {task.name}: split {split!r} holds no examples")
+        raise DataError(f"task {task.name}: split {split!r} holds no examples")
     vocabulary = task.output_features["targets"].vocabulary
 
     def raw_target(ex):
@@ -60,7 +55,7 @@ def evaluate_task(
     metrics: dict[str, float] = {}
     if task.predict_metric_fns:
         if predict is None:
-            raise ValueError(f"task {task.name} declares predict metrics; give a predictor")
+            raise ConfigError(f"task {task.name} declares predict metrics; give a predictor")
         outputs: list[list[int]] = []
         for start in range(0, len(examples), batch_size):
             outputs += predict([ex["inputs"].tolist() for ex in examples[start : start + batch_size]])
@@ -77,24 +72,22 @@ def evaluate_task(
 
 
 def model_task_metrics(
-    task: str | seqio.Task, loaded: dict[str, Any], decode_config=None, split: str = "validation",
+    task: str | seqio.Task, model: TrainedModel, decode_config=None, split: str = "validation",
     limit: int | None = None, batch_size: int = 32,
 ) -> dict[str, float]:  # fmt: skip
-    """`evaluate_task` with a restored (or in-training) model: `loaded` holds config, vocabulary, graphdef,
-    params, rest and info (inputs_length, targets_length), as trainer.load_params returns."""
-    from lowres.evaluation.bits_per_byte import jitted_scorer
+    """`evaluate_task` with a restored (or in-training) model: greedy decodes (or `decode_config`'s) for
+    predict metrics and target log-likelihoods for score metrics."""
     from lowres.inference.decoding import DecodeConfig
     from lowres.inference.generate import Generator
-    from lowres.inference.scoring import log_likelihoods
+    from lowres.inference.scoring import jitted_scorer, log_likelihoods
 
-    info = loaded["info"]
-    lengths = {"inputs": info["inputs_length"], "targets": info["targets_length"]}
-    config = decode_config or DecodeConfig("greedy", max_length=info["targets_length"])
-    generator = Generator(loaded, config, batch_size=batch_size)
-    architecture = info["model"].get("architecture", "encoder_decoder")
-    score_fn = jitted_scorer(loaded["graphdef"], loaded["params"], loaded["rest"])
+    info = model.info
+    lengths = {"inputs": info.inputs_length, "targets": info.targets_length}
+    config = decode_config or DecodeConfig("greedy", max_length=info.targets_length)
+    generator = Generator(model, config, batch_size=batch_size)
+    score_fn = jitted_scorer(model.graphdef, model.params, model.rest)
 
     def score(pairs):
-        return log_likelihoods(score_fn, pairs, architecture, lengths["inputs"], lengths["targets"], batch_size)
+        return log_likelihoods(score_fn, pairs, model.architecture, lengths["inputs"], lengths["targets"], batch_size)
 
     return evaluate_task(task, generator.generate, score, split, lengths, limit, batch_size)

@@ -8,10 +8,10 @@ mixture are registered from its lowres.json when the name is not registered yet.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from lowres.data.languages import UnknownLanguageError, normalize_language
-from lowres.data.sources import Documents, SourceError
+from lowres.data.text.sources import Documents, SourceError
+from lowres.run_dir import RunInfo, read_run_info
 
 
 def parse_task_source(data: str) -> tuple[str, str | None]:
@@ -23,20 +23,20 @@ def parse_task_source(data: str) -> tuple[str, str | None]:
     return name, split or None
 
 
-def register_run_tasks(model_dir: Path, info: dict[str, Any]) -> None:
+def register_run_tasks(model_dir: Path, info: RunInfo) -> None:
     """Registers a trained run's tasks and mixture with its stored vocabulary (nothing is retrained)."""
-    from lowres.data import vocab as vocab_lib
-    from lowres.data.pipeline import DataConfig
-    from lowres.data.prepare import prepare_data
+    from lowres.data.vocab import vocabulary as vocab_lib
+    from lowres.data.config import DataConfig
+    from lowres.data.tasks.prepare import prepare_data
 
-    kind = "bytes" if info["vocabulary"].endswith(".json") else "sentencepiece"
+    kind = "bytes" if info.vocabulary.endswith(".json") else "sentencepiece"
     config = DataConfig(
-        source=info.get("data_source", "builtin"),
-        objective=info.get("objective", "r_and_s"),
-        languages=info.get("languages") if info.get("data_source", "builtin") == "builtin" else None,
-        translation_rate=info.get("translation_rate", 0.0),
+        source=info.data_source,
+        objective=info.objective,
+        languages=list(info.languages) if info.data_source == "builtin" and info.languages else None,
+        translation_rate=info.translation_rate,
     )
-    prepare_data(model_dir, config, vocab_lib.VocabularyConfig(kind=kind, num_sentinels=info["num_sentinels"]),
+    prepare_data(model_dir, config, vocab_lib.VocabularyConfig(kind=kind, num_sentinels=info.num_sentinels),
                  progress=False)
 
 
@@ -48,8 +48,6 @@ def task_documents(name: str, split: str | None = None, model_dir: Path | None =
     import seqio
 
     if name not in seqio.TaskRegistry.names() and model_dir is not None:
-        from lowres.training.trainer import read_run_info
-
         register_run_tasks(Path(model_dir), read_run_info(Path(model_dir)))
     if name not in seqio.TaskRegistry.names():
         raise SourceError(f"task:{name} is not a registered seqio task (nor one of the run's tasks); "

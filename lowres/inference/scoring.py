@@ -1,21 +1,30 @@
-"""Log-likelihood of given targets under a model: rank classification and perplexity filters.
+"""Log-likelihood of given targets under a model (perplexity filters, score metrics).
 
 Each (inputs, targets) pair goes through the architecture's seqio feature converter unpacked, one
-example per row, and the jitted `score_batch` of training returns its summed target NLL.
+example per row, and the jitted `score_batch` (lowres.models.losses) returns its summed target NLL.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 
+import jax
 import numpy as np
 
-from lowres.evaluation.bits_per_byte import jitted_scorer
-from lowres.data.pipeline import feature_converter
+from lowres.errors import DataError
+from lowres.models.architecture import Architecture
+from lowres.models.losses import score_batch
+
+
+def jitted_scorer(graphdef, params, rest) -> Callable[[dict[str, np.ndarray]], np.ndarray]:
+    """A jitted per-row NLL function over feature batches for restored parameters."""
+    fn = jax.jit(functools.partial(score_batch, graphdef=graphdef, rest=rest))
+    return lambda batch: fn(params, batch)
 
 
 def example_features(
-    examples: Sequence[tuple[Sequence[int], Sequence[int]]], architecture: str, inputs_length: int,
+    examples: Sequence[tuple[Sequence[int], Sequence[int]]], architecture: Architecture, inputs_length: int,
     targets_length: int,
 ) -> dict[str, np.ndarray]:  # fmt: skip
     """One unpacked feature row per (inputs, targets) example, padded to the given lengths."""
@@ -23,7 +32,7 @@ def example_features(
 
     for i, (inputs, targets) in enumerate(examples):
         if len(inputs) > inputs_length or len(targets) > targets_length:
-            raise ValueError(
+            raise DataError(
                 f"example {i}: {len(inputs)} input / {len(targets)} target tokens exceed the lengths "
                 f"{inputs_length} / {targets_length}; raise them or shorten the text"
             )
@@ -31,7 +40,7 @@ def example_features(
         lambda: ({"inputs": np.asarray(i, np.int32), "targets": np.asarray(t, np.int32)} for i, t in examples),
         output_signature={"inputs": tf.TensorSpec([None], tf.int32), "targets": tf.TensorSpec([None], tf.int32)},
     )
-    converted = feature_converter(architecture, pack=False)(dataset, {"inputs": inputs_length, "targets": targets_length})
+    converted = architecture.feature_converter(pack=False)(dataset, {"inputs": inputs_length, "targets": targets_length})
     rows = list(converted.as_numpy_iterator())
     return {key: np.stack([row[key] for row in rows]) for key in rows[0]}
 
@@ -39,7 +48,7 @@ def example_features(
 def log_likelihoods(
     score_fn: Callable[[dict[str, np.ndarray]], np.ndarray],
     examples: Sequence[tuple[Sequence[int], Sequence[int]]],
-    architecture: str,
+    architecture: Architecture,
     inputs_length: int,
     targets_length: int,
     batch_size: int = 32,
@@ -57,38 +66,3 @@ def log_likelihoods(
             batch = {k: np.pad(v, [(0, batch_size - rows), (0, 0)]) for k, v in batch.items()}
         scores.append(-np.asarray(score_fn(batch))[:rows])
     return np.concatenate(scores)
-
-
-def rank_classify(
-    score_fn, inputs: Sequence[int], options: Sequence[Sequence[int]], architecture: str, inputs_length: int,
-    targets_length: int,
-) -> tuple[int, np.ndarray]:  # fmt: skip
-    """Index of the likeliest option for `inputs` and every option's log-likelihood."""
-    scores = log_likelihoods(
-        score_fn, [(inputs, option) for option in options], architecture, inputs_length, targets_length,
-        batch_size=len(options),
-    )  # fmt: skip
-    return int(np.argmax(scores)), scores
-
-
-class Scorer:
-    """Log-likelihoods of text under a restored model (see trainer.load_params)."""
-
-    def __init__(self, loaded, batch_size: int = 32):
-        self.vocabulary = loaded["vocabulary"]
-        self.info = loaded["info"]
-        self.architecture = self.info["model"].get("architecture", "encoder_decoder")
-        self.batch_size = batch_size
-        self.score_fn = jitted_scorer(loaded["graphdef"], loaded["params"], loaded["rest"])
-
-    def encode(self, text: str) -> list[int]:
-        return list(self.vocabulary.encode(text)) + [self.vocabulary.eos_id]
-
-    def text_log_likelihoods(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
-        """log p(target text + EOS | input text + EOS) per (input, target) pair."""
-        examples = [(self.encode(i), self.encode(t)) for i, t in pairs]
-        inputs_length = max(self.info["inputs_length"], max(len(i) for i, _ in examples))
-        targets_length = max(self.info["targets_length"], max(len(t) for _, t in examples))
-        return log_likelihoods(
-            self.score_fn, examples, self.architecture, inputs_length, targets_length, self.batch_size
-        )

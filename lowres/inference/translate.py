@@ -15,7 +15,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from lowres.data import vocab as vocab_lib
+from lowres.data.vocab import vocabulary as vocab_lib
 
 
 def translation_inputs(

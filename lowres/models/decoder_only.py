@@ -32,6 +32,7 @@ from lowres.models.layers import (
     rope_tables,
     segment_mask,
 )
+from lowres.models.decoding_state import at_positions, take_rows, unembed_position
 from lowres.models.logical import constrain
 
 Rope = tuple[jax.Array, jax.Array]
@@ -277,3 +278,36 @@ class DecoderOnly(nnx.Module):
         if cache is None:
             return x, None
         return x, jax.tree.map(lambda *layers: jnp.stack(layers), *new_caches)
+
+    def decoding_start(self, prompt: jax.Array, lengths: jax.Array, max_length: int, use_cache: bool = True):
+        """How decoding starts from right-padded prompts [B, P] (`[0] + inputs`, attended bidirectionally) of
+        `lengths` [B]: (first logits, context features, context mask, state, step, gather), as in
+        EncoderDecoder.decoding_start."""
+        batch, width = prompt.shape
+        valid = jnp.arange(width)[None] < lengths[:, None]
+        if use_cache:
+            cache = self.init_cache(batch, width + max_length)
+            logits, cache, features = self.prefill(prompt, cache, valid.astype(jnp.int32), return_features=True)
+
+            def step(token, state, i):
+                cache, lengths = state
+                logits, cache, features = self.decode_step(token, cache, lengths + i, return_features=True)
+                return logits, features, (cache, lengths)
+
+            def gather(state, rows):
+                return jax.tree.map(lambda a: jnp.take(a, rows, axis=1), state[0]), jnp.take(state[1], rows)
+
+            return at_positions(logits, lengths - 1), features, valid, (cache, lengths), (step, gather)
+
+        tokens = jnp.pad(prompt, ((0, 0), (0, max_length)))
+        prefix = jnp.pad(valid, ((0, 0), (0, max_length))).astype(jnp.int32)
+
+        def full_step(token, state, i):
+            tokens, prefix, lengths = state
+            tokens = jnp.where(jnp.arange(tokens.shape[1])[None] == (lengths + i)[:, None], token[:, None], tokens)
+            features = at_positions(self.features(tokens, decoder_causal_attention=prefix), lengths + i)
+            return unembed_position(self, features), features, (tokens, prefix, lengths)
+
+        features = self.features(tokens, decoder_causal_attention=prefix)
+        logits = unembed_position(self, at_positions(features, lengths - 1))
+        return logits, features[:, :width], valid, (tokens, prefix, lengths), (full_step, take_rows(0))

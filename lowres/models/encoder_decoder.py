@@ -31,6 +31,7 @@ from lowres.models.layers import (
     output_logits,
     segment_mask,
 )
+from lowres.models.decoding_state import at_positions, take_rows, unembed_position
 from lowres.models.logical import constrain
 
 
@@ -370,3 +371,34 @@ class EncoderDecoder(nnx.Module):
             deterministic=deterministic,
             return_features=True,
         )
+
+    def decoding_start(self, inputs: jax.Array, lengths: jax.Array, max_length: int, use_cache: bool = True):
+        """How decoding starts from encoder inputs [B, S] (`lengths` unused): (first next-token logits [B, V],
+        context features, context mask, state, step, gather), where step(token, state, i) -> (logits, features,
+        state) feeds the i-th generated token and gather(state, rows) reorders rows. With `use_cache=False`
+        every step recomputes the whole decoder prefix (the reference the cached path is tested against)."""
+        batch = inputs.shape[0]
+        bos = jnp.zeros((batch,), jnp.int32)
+        if use_cache:
+            cache = self.init_cache(inputs, max_length + 1)  # BOS plus max_length generated tokens
+
+            def step(token, cache, i):
+                logits, cache, features = self.decode_step(token, cache, i + 1, return_features=True)
+                return logits, features, cache
+
+            logits, features, cache = step(bos, cache, -1)
+            return logits, features[:, None], jnp.ones((batch, 1), bool), cache, (step, take_rows(0))
+
+        segment_ids = (inputs != 0).astype(jnp.int32)
+        encoded = self.encode(inputs, segment_ids)
+
+        def full_step(token, state, i):
+            decoder_tokens, encoded, segment_ids = state
+            decoder_tokens = jax.lax.dynamic_update_slice_in_dim(decoder_tokens, token[:, None], i + 1, axis=1)
+            features = self.decode(encoded, segment_ids, decoder_tokens, return_features=True)
+            features = jax.lax.dynamic_index_in_dim(features, i + 1, axis=1, keepdims=False)
+            return unembed_position(self, features), features, (decoder_tokens, encoded, segment_ids)
+
+        state = (jnp.zeros((batch, max_length + 1), jnp.int32), encoded, segment_ids)
+        logits, features, state = full_step(bos, state, -1)
+        return logits, features[:, None], jnp.ones((batch, 1), bool), state, (full_step, take_rows(0))

@@ -18,9 +18,10 @@ import gin
 import numpy as np
 import seqio
 
-from lowres.data.learned_mixing import LearnedMixingConfig, LearnedMixingSampler
-from lowres.data.mixture_schedules import MixtureSchedule, TaskBatchStreams, scheduled_batches
-from lowres.data.pipeline import DataConfig, training_batches
+from lowres.data.streams.learned import LearnedMixingConfig, LearnedMixingSampler
+from lowres.data.streams.schedules import MixtureSchedule, TaskBatchStreams, scheduled_batches
+from lowres.data.config import DataConfig
+from lowres.data.streams.pipeline import training_batches
 from lowres.training import resume
 
 Batch = dict[str, np.ndarray]
@@ -95,7 +96,7 @@ class LearnedBatches:
     """Per-task streams mixed by a `LearnedMixingSampler` whose rewards the trainer reports."""
 
     def __init__(self, tasks: Sequence[str], config: LearnedMixingConfig, data_config: DataConfig,
-                 shard_info: seqio.ShardInfo, architecture: str, saved: Mapping[str, Any] | None = None):
+                 shard_info: seqio.ShardInfo, converter: seqio.FeatureConverter, saved: Mapping[str, Any] | None = None):
         saved = saved or {}
         if saved:
             self.sampler = LearnedMixingSampler.from_state_dict(saved["sampler"])
@@ -104,9 +105,9 @@ class LearnedBatches:
                                  f"not StreamConfig.learned_tasks={list(tasks)}; restore the setting or use a new --model_dir")
         else:
             self.sampler = LearnedMixingSampler(tasks, config)
-        self.streams = TaskBatchStreams(tasks, data_config, shard_info, architecture, saved.get("consumed"))
+        self.streams = TaskBatchStreams(tasks, data_config, shard_info, converter, saved.get("consumed"))
         measure_config = dataclasses.replace(data_config, seed=data_config.seed + MEASURE_SEED_OFFSET)
-        self.measure = TaskBatchStreams(tasks, measure_config, shard_info, architecture, saved.get("measured"))
+        self.measure = TaskBatchStreams(tasks, measure_config, shard_info, converter, saved.get("measured"))
         self._task: str | None = None
 
     def next(self, step: int) -> Batch:
@@ -150,7 +151,7 @@ def open_batch_source(
     mixture: str,
     data_config: DataConfig,
     shard_info: seqio.ShardInfo,
-    architecture: str,
+    converter: seqio.FeatureConverter,
     *,
     start_step: int = 0,
     expected_fingerprint: str | None = None,
@@ -162,12 +163,12 @@ def open_batch_source(
     """The batch source for `stream.kind`, positioned at `start_step` (state from the checkpoint)."""
     if stream.kind == "learned":
         return LearnedBatches(stream.learned_tasks, learned or LearnedMixingConfig(), data_config, shard_info,
-                              architecture, saved_state if start_step else None)
+                              converter, saved_state if start_step else None)
     if stream.kind == "schedule":
         def open_stream(step: int):
-            return scheduled_batches(schedule, data_config, shard_info, step, architecture)
+            return scheduled_batches(schedule, data_config, shard_info, step, converter)
     else:
         def open_stream(step: int):
-            return training_batches(mixture, data_config, shard_info, step, architecture)
+            return training_batches(mixture, data_config, shard_info, step, converter)
     return StreamBatches(open_stream, start_step, expected_fingerprint, where,
                          schedule if stream.kind == "schedule" else None)

@@ -18,7 +18,7 @@ import gin
 import jax
 import numpy as np
 
-from lowres.training.checkpoints import CheckpointStore
+from lowres.checkpoints.store import CheckpointStore
 from lowres.training.step import TrainState, leaf_names
 
 

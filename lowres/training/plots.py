@@ -4,24 +4,27 @@ learning-rate schedule and mixing rates over time. `lowres plot MODEL_DIR` redra
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
+from lowres.errors import DataError, MissingFileError
 from lowres.figures import save_png
-
-PLOTS_DIR = "plots"
+from lowres.run_dir import METRICS_FILE, PLOTS_DIR
+from lowres.training.hooks import TrainHook, TrainRun
 
 
 def read_metrics(model_dir: str | Path) -> list[dict]:
-    path = Path(model_dir) / "metrics.jsonl"
+    path = Path(model_dir) / METRICS_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: {model_dir} holds no training metrics (run `lowres train` first)")
+        raise MissingFileError(f"{path} not found: {model_dir} holds no training metrics (run `lowres train` first)")
     records = []
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if line.strip():
             try:
                 records.append(json.loads(line))
             except json.JSONDecodeError as error:
-                raise ValueError(f"{path}:{number}: not JSON ({error.msg})") from error
+                raise DataError(f"{path}:{number}: not JSON ({error.msg})") from error
     return records
 
 
@@ -92,3 +95,13 @@ def plot_run(model_dir: str | Path) -> list[Path]:
         written.append(out / "mixing_rates.png")
         plt.close(figure)
     return written
+
+
+class PlotHook(TrainHook):
+    """Redraws the run's plots (process 0) when training ends."""
+
+    name = "plots"
+
+    def end(self, run: TrainRun, summary: Mapping[str, Any]) -> None:
+        if run.is_main and summary["history"]:
+            plot_run(run.model_dir)

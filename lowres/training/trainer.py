@@ -1,18 +1,22 @@
-"""The training job: sharded state creation, the jitted step, the loop, metrics and checkpoints."""
+"""The training loop: sharded state creation, the jitted step, checkpoints, exact resume and hooks.
+
+`train(model_dir, settings, hooks)` builds every setting before reading data or compiling, prepares the
+data and the run directory (lowres.run_dir), creates or restores the sharded state, and runs the loop:
+draw the step's batch, update, log, call the hooks, save. Evaluation, throughput and plots are hooks
+(lowres.training.hooks); `lowres.jobs` assembles the usual ones.
+"""
 
 from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
 import functools
-import json
 import math
-import os
 import signal
 import sys
-import tempfile
 import threading
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,42 +30,32 @@ from flax import nnx
 from jax.sharding import Mesh, NamedSharding
 from tqdm.auto import tqdm
 
-from lowres.data import vocab as vocab_lib
-from lowres.data.learned_mixing import LearnedMixingConfig
-from lowres.data.mixture_schedules import MixtureSchedule
-from lowres.data.pipeline import DataConfig
-from lowres.evaluation.bits_per_byte import scoring_settings
-from lowres.data.prepare import VOCAB_FILE, prepare_data
-from lowres.models.factory import (
+from lowres import run_dir
+from lowres.checkpoints.store import CheckpointConfig, CheckpointStore
+from lowres.data.config import DataConfig
+from lowres.data.streams.learned import LearnedMixingConfig
+from lowres.data.streams.schedules import MixtureSchedule
+from lowres.data.tasks.prepare import PreparedData, prepare_data
+from lowres.data.vocab import vocabulary as vocab_lib
+from lowres.errors import ConfigError, NonFiniteError
+from lowres.files import write_atomic
+from lowres.models import partitioning
+from lowres.models.architecture import (
     ModelConfig,
     abstract_split,
+    architecture_for,
     build_model,
-    config_from_dict,
     config_to_dict,
     non_param_state,
 )
-from lowres.training import partitioning, resume
+from lowres.models.losses import LossOptions, score_batch
+from lowres.training import resume
 from lowres.training.batch_sources import StreamConfig, open_batch_source, stream_identity
-from lowres.training.checkpoints import CheckpointConfig, CheckpointStore
-from lowres.training.evaluation import (
-    EvalConfig,
-    decoding_metrics,
-    evaluate_heldout,
-    heldout_documents,
-    heldout_task_batches,
-)
+from lowres.training.hooks import StepInfo, TrainHook, TrainRun
 from lowres.training.initialization import InitConfig, initialize_from
 from lowres.training.metrics import IntervalMeans, LossSpikes, MetricsWriter, console_line
 from lowres.training.optimizer import OptimizerConfig, make_optimizer
-from lowres.training.plots import plot_run
-from lowres.training.step import LossOptions, TrainState, leaf_names, score_batch, train_step
-
-RUN_FILE = "lowres.json"  # what evaluation needs to rebuild the model: config, vocabulary, lengths
-CONFIG_FILE = "config.gin"
-METRICS_FILE = "metrics.jsonl"
-TENSORBOARD_DIR = "tensorboard"
-CHECKPOINT_DIR = "checkpoints"
-
+from lowres.training.step import TrainState, leaf_names, train_step
 
 NONFINITE_POLICIES = ("stop", "skip")
 
@@ -87,19 +81,55 @@ class TrainConfig:
     microbatches: int = 1
     nonfinite: str = "stop"
     loss_spike_factor: float = 1.5
-    # MFU against the datasheet peak of the accelerator (CPU: a measured float32 matmul).
+    # MFU against the device's peak in the model's compute dtype (datasheet on accelerators, else a
+    # measured matmul); see lowres.training.throughput.
     report_mfu: bool = True
     seed: int = 0
 
     def __post_init__(self):
         if self.nonfinite not in NONFINITE_POLICIES:
-            raise ValueError(f"TrainConfig.nonfinite={self.nonfinite!r}; use 'stop' or 'skip'")
+            raise ConfigError(f"TrainConfig.nonfinite={self.nonfinite!r}; use 'stop' or 'skip'")
         if self.microbatches < 1:
-            raise ValueError(f"TrainConfig.microbatches={self.microbatches}; use 1 or more")
+            raise ConfigError(f"TrainConfig.microbatches={self.microbatches}; use 1 or more")
         self.loss_options()  # validates normalization and label smoothing
 
     def loss_options(self) -> LossOptions:
         return LossOptions(self.z_loss, self.label_smoothing, self.loss_normalization)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainSettings:
+    """Every setting of a run. `from_gin()` takes the gin-bound values, so all of them are built and
+    validated before any data is read or anything compiled."""
+
+    train: TrainConfig
+    data: DataConfig
+    model: ModelConfig
+    optimizer: OptimizerConfig
+    checkpoint: CheckpointConfig
+    mesh: partitioning.MeshConfig
+    vocab: vocab_lib.VocabularyConfig
+    init: InitConfig
+    stream: StreamConfig
+    schedule: MixtureSchedule | None = None  # with stream.kind == "schedule"
+    learned: LearnedMixingConfig | None = None  # with stream.kind == "learned"
+
+    @classmethod
+    def from_gin(cls, **given: Any) -> TrainSettings:
+        """The gin-bound value of every setting, except those `given` by field name."""
+        makers = {
+            "train": TrainConfig, "data": DataConfig, "model": ModelConfig, "optimizer": OptimizerConfig,
+            "checkpoint": CheckpointConfig, "mesh": partitioning.MeshConfig, "vocab": vocab_lib.VocabularyConfig,
+            "init": InitConfig, "stream": StreamConfig,
+        }  # fmt: skip
+        unknown = sorted(set(given) - set(makers) - {"schedule", "learned"})
+        if unknown:
+            raise TypeError(f"TrainSettings has no field(s) {unknown}")
+        values = {name: given.get(name) or make() for name, make in makers.items()}
+        kind = values["stream"].kind
+        values["schedule"] = (given.get("schedule") or MixtureSchedule()) if kind == "schedule" else None
+        values["learned"] = (given.get("learned") or LearnedMixingConfig()) if kind == "learned" else None
+        return cls(**values)
 
 
 @dataclasses.dataclass
@@ -173,53 +203,43 @@ def compile_train_step(
     )
 
 
-def compile_scoring(sharded: ShardedState, mesh: Mesh, rules):
-    """Jitted forward-only scoring with the training parameters' shardings.
+class Scoring:
+    """Forward-only scoring of host-local batches, compiled once with the training parameters' shardings:
+    summed target NLL and tokens of batches sharded like training batches, and per-row NLL of
+    replicated batches (bits per byte)."""
 
-    Returns `loss_sums(params, batch) -> (summed target NLL, target tokens)` for batches sharded
-    like training batches, and `row_nll(params, batch) -> per-row NLL` for replicated batches.
-    """
-    score = functools.partial(score_batch, graphdef=sharded.graphdef, rest=sharded.rest)
+    def __init__(self, sharded: ShardedState, mesh: Mesh, rules):
+        score = functools.partial(score_batch, graphdef=sharded.graphdef, rest=sharded.rest)
 
-    def sums(params, batch):
-        return score(params, batch).sum(), batch["decoder_loss_weights"].sum()
+        def sums(params, batch):
+            return score(params, batch).sum(), batch["decoder_loss_weights"].sum()
 
-    params_sharding = sharded.shardings.params
-    replicated = partitioning.replicated(mesh)
-    loss_sums = jax.jit(sums, in_shardings=(params_sharding, partitioning.batch_sharding(mesh, rules)),
-                        out_shardings=replicated)
-    row_nll = jax.jit(score, in_shardings=(params_sharding, replicated), out_shardings=replicated)
-    return loss_sums, row_nll
+        params_sharding = sharded.shardings.params
+        self._replicated = partitioning.replicated(mesh)
+        self._batch_sharding = partitioning.batch_sharding(mesh, rules)
+        self._sums = jax.jit(sums, in_shardings=(params_sharding, self._batch_sharding), out_shardings=self._replicated)
+        self._rows = jax.jit(score, in_shardings=(params_sharding, self._replicated), out_shardings=self._replicated)
 
+    def to_global(self, local: Mapping[str, np.ndarray], replicate: bool = False) -> dict[str, jax.Array]:
+        """Host-local rows -> one global batch (sharded like training, or the same rows on every device)."""
+        if replicate:
+            return {k: jax.make_array_from_process_local_data(self._replicated, v, v.shape) for k, v in local.items()}
+        return {k: jax.make_array_from_process_local_data(self._batch_sharding, v) for k, v in local.items()}
 
-def write_atomic(path: Path, text: str) -> None:
-    """Writes `text` so that readers see either the old file or the complete new one."""
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, encoding="utf-8") as tmp:
-        tmp.write(text)
-    os.replace(tmp.name, path)
+    def loss_sums(self, params, local: Mapping[str, np.ndarray]) -> tuple[float, float]:
+        nll, tokens = self._sums(params, self.to_global(local))
+        return float(nll), float(tokens)
 
+    def mean_loss(self, params, local: Mapping[str, np.ndarray]) -> float:
+        nll, tokens = self.loss_sums(params, local)
+        return nll / max(tokens, 1.0)
 
-def read_run_info(model_dir: Path) -> dict[str, Any]:
-    path = Path(model_dir) / RUN_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: {model_dir} is not a lowres model directory (run `lowres train` first)")
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
-def _check_resumable(model_dir: Path, run_info: dict[str, Any]) -> None:
-    path = model_dir / RUN_FILE
-    if not path.exists():
-        return
-    previous = json.loads(path.read_text(encoding="utf-8"))
-    if previous["model"] != run_info["model"]:
-        changed = sorted(k for k in run_info["model"] if previous["model"].get(k) != run_info["model"][k])
-        raise ValueError(
-            f"{model_dir} holds a run with a different model ({', '.join(changed)} differ); "
-            "use a new --model_dir or the same model settings to resume"
-        )
+    def row_nll(self, params, local: Mapping[str, np.ndarray]) -> np.ndarray:
+        out = self._rows(params, self.to_global(local, replicate=True))
+        return np.asarray(out.addressable_data(0))
 
 
-class _Preemption:
+class Preemption:
     """Turns SIGTERM into a flag the loop checks after each step (then saves and exits)."""
 
     def __init__(self):
@@ -259,8 +279,22 @@ def _nonfinite_message(pending: list[dict[str, Any]], first_step: int, names: li
     return None
 
 
+def _nonfinite_message(pending: list[dict[str, Any]], first_step: int, names: list[str]) -> tuple[int, str] | None:
+    """The first non-finite step among `pending` (steps first_step+1, ...) and what was not finite."""
+    for offset, metrics in enumerate(pending):
+        if not bool(metrics["finite"]):
+            bad = [n for n, ok in zip(names, np.asarray(metrics["grad_finite"]).tolist()) if not ok]
+            loss = float(metrics["loss"])
+            what = f"loss {loss}" if not math.isfinite(loss) else f"loss {loss:.4f} (finite)"
+            shown = ", ".join(bad[:8]) + (f" and {len(bad) - 8} more" if len(bad) > 8 else "")
+            return first_step + offset + 1, f"{what}; non-finite gradients: {shown or 'none'}"
+    return None
+
+
 def _truncate_metrics(path: Path, last_step: int) -> None:
     """Drops records logged after `last_step` by a run that was killed before its next checkpoint."""
+    import json
+
     if not path.exists():
         return
     lines = path.read_text(encoding="utf-8").splitlines()
@@ -277,119 +311,261 @@ def _agreed_seed(seed: int) -> int:
 
     seeds = np.asarray(multihost_utils.process_allgather(np.int64(seed))).ravel()
     if len(set(seeds.tolist())) != 1:
-        raise ValueError(f"DataConfig.seed differs between hosts ({seeds.tolist()}); give every host the same config")
+        raise ConfigError(f"DataConfig.seed differs between hosts ({seeds.tolist()}); give every host the same config")
     return int(seeds[0])
 
 
-def _throughput_basis(arch, data_config: DataConfig, train_config: TrainConfig, mesh: Mesh):
-    """Model FLOPs of one step per device (lowres.models.flops) and the peak MFU is measured against."""
-    from lowres.models.flops import is_decoder_only, training_flops_per_step
+def _check_resumable(model_dir: Path, info: run_dir.RunInfo) -> None:
+    """Refuses a run directory that holds a run of a different model."""
+    if not run_dir.is_run_dir(model_dir):
+        return
+    previous = run_dir.read_run_info(model_dir)
+    if previous.model != info.model:
+        changed = sorted(k for k in info.model if previous.model.get(k) != info.model[k])
+        raise ConfigError(
+            f"{model_dir} holds a run with a different model ({', '.join(changed)} differ); "
+            "use a new --model_dir or the same model settings to resume"
+        )
 
-    if is_decoder_only(arch):
-        flops = training_flops_per_step(arch, data_config.batch_size, data_config.inputs_length + data_config.targets_length)
-    else:
-        flops = training_flops_per_step(arch, data_config.batch_size, data_config.inputs_length,
-                                        targets_len=data_config.targets_length)
-    peak = None
-    if train_config.report_mfu:
-        from lowres.bench.peak import device_peak_flops
 
-        peak = device_peak_flops(mesh.devices.flat[0], "float32", size=1024)
-    return flops / mesh.devices.size, peak
+def _run_info(settings: TrainSettings, data: PreparedData, model_config) -> run_dir.RunInfo:
+    return run_dir.RunInfo(
+        model=config_to_dict(model_config),
+        vocabulary=vocab_lib.vocabulary_file(settings.vocab),
+        num_sentinels=settings.vocab.num_sentinels,
+        inputs_length=settings.data.inputs_length,
+        targets_length=settings.data.targets_length,
+        objective=settings.data.objective,
+        languages=tuple(data.languages),
+        data_source=settings.data.source,
+        decoder_attention=settings.data.decoder_attention,
+        mode_tokens=data.mode_tokens,
+        translation_rate=settings.data.translation_rate,
+    )
+
+
+class _Loop:
+    """One run of the loop: the state, the batch source, the store and the logging around them."""
+
+    def __init__(self, run: TrainRun, settings: TrainSettings, state: TrainState, step_fn, source, scoring: Scoring,
+                 store: CheckpointStore, saved_meta: Mapping[str, Any], static_meta: Mapping[str, Any],
+                 hooks: Sequence[TrainHook], progress: bool):  # fmt: skip
+        self.run, self.settings, self.state, self.step_fn = run, settings, state, step_fn
+        self.source, self.scoring, self.store, self.hooks = source, scoring, store, list(hooks)
+        self.static_meta = static_meta
+        self.names = leaf_names(state.params)
+        self.interval = IntervalMeans()
+        self.interval.restore(saved_meta.get("pending_metrics", []))
+        self.spikes = LossSpikes(factor=settings.train.loss_spike_factor)
+        self.spikes.restore(saved_meta.get("loss_spikes", {}))
+        self.skipped = int(saved_meta.get("skipped_steps", 0))
+        self.last_logged = saved_meta.get("last_logged", {})
+        self.writer = MetricsWriter(run.model_dir / run_dir.METRICS_FILE, run.model_dir / run_dir.TENSORBOARD_DIR)
+        self.history: list[dict[str, Any]] = []
+        self.hook_history: list[dict[str, Any]] = []
+        self.progress = progress
+
+    def check_finite(self, done: int) -> None:
+        """Reads the pending steps' finiteness; stops (policy "stop") or counts skipped steps."""
+        pending = self.interval.fetch()
+        first = done - len(pending)
+        found = _nonfinite_message(pending, first, self.names)
+        if found is None:
+            return
+        bad_step, what = found
+        if self.settings.train.nonfinite == "stop":
+            raise NonFiniteError(
+                f"non-finite values at step {bad_step}: {what}; stopped (TrainConfig.nonfinite='stop') "
+                f"without saving it; the last checkpoint ({self.store.latest_step()}) is intact"
+            )
+        count = sum(1 for m in pending if not bool(m["finite"]))
+        self.skipped += count
+        self.run.print(f"skipped {count} non-finite update(s) in steps {first + 1}..{done}, first at step {bad_step}: "
+                       f"{what}")
+
+    def metadata(self, done: int, fingerprint: str) -> dict[str, Any]:
+        return {
+            **self.static_meta,
+            "data_position": {
+                "step": done,
+                "batches_per_host": done,
+                "host_batch_size": self.settings.data.batch_size // jax.process_count(),
+                "fingerprints": resume.gather_fingerprints(fingerprint),
+            },
+            "batch_source": self.source.state_dict(),
+            "pending_metrics": self.interval.pending(),
+            "loss_spikes": self.spikes.state(),
+            "skipped_steps": self.skipped,
+            "last_logged": self.last_logged,
+        }
+
+    def save(self, done: int, fingerprint: str, force: bool = False) -> None:
+        if not force and not self.store.should_save(done):
+            return
+        if len(self.interval):
+            self.check_finite(done)
+        ranking = {k: v for k, v in self.last_logged.items() if isinstance(v, (int, float))} or None
+        self.store.save(done, self.state.params, self.state.opt_state, self.metadata(done, fingerprint), force=True,
+                        metrics=ranking if self.settings.checkpoint.best_metric else None)
+
+    def log(self, done: int, step_time: float) -> None:
+        self.check_finite(done)
+        values = self.interval.summarize()
+        self.spikes.update(values["step_losses"])
+        record = {
+            "step": done,
+            "loss": values["loss"],
+            "nll": values["nll"],
+            "learning_rate": values["learning_rate"],
+            "grad_norm": values["grad_norm"],
+            "target_tokens": int(values["num_tokens"]),
+            "loss_spikes": self.spikes.count,
+            "skipped_steps": self.skipped,
+            "step_time_s": step_time,
+        }
+        info = StepInfo(done, self.state.params, step_time)
+        for hook in self.hooks:
+            record.update(hook.log_fields(info))
+        record.update(self.source.metrics(done))
+        self.last_logged = {"step": done, "loss": record["loss"], "nll": record["nll"]}
+        self.history.append(record)
+        self.writer.write(record)
+        self.run.print(console_line(record))
+
+    def run_hooks(self, done: int) -> float:
+        """Runs the hooks due at `done`; returns the seconds they took (kept out of the step timings)."""
+        started = time.perf_counter()
+        for hook in self.hooks:
+            if hook.due(done, self.settings.train.num_steps):
+                out = hook.run(StepInfo(done, self.state.params))
+                if out:
+                    record = {"step": done, **out}
+                    self.hook_history.append(record)
+                    self.writer.write(record)
+        return time.perf_counter() - started
+
+    def loop(self, start_step: int, fingerprint: str) -> dict[str, Any]:
+        num_steps, log_every = self.settings.train.num_steps, self.settings.train.log_every
+        bar = tqdm(total=num_steps, initial=start_step, disable=not (self.progress and self.run.is_main),
+                   unit="step", dynamic_ncols=True)  # fmt: skip
+        self.run = dataclasses.replace(self.run, print=lambda line: _console(bar, line, self.run.is_main))
+        for hook in self.hooks:
+            hook.start(self.run)
+        last_time, last_step, compile_time = time.perf_counter(), start_step, None
+        final_step, preempted = start_step, False
+        try:
+            with Preemption() as preemption, jax.set_mesh(self.run.mesh), nnx.logical_axis_rules(self.settings.mesh.rules):
+                for step in range(start_step, num_steps):
+                    local = self.source.next(step)
+                    fingerprint = resume.batch_fingerprint(local)
+                    fresh = self.source.measurement_batch(step)
+                    loss_before = self.scoring.mean_loss(self.state.params, fresh) if fresh is not None else None
+                    self.state, metrics = self.step_fn(self.state, self.scoring.to_global(local))
+                    if fresh is not None:
+                        self.source.report(step, loss_before, self.scoring.mean_loss(self.state.params, fresh))
+                    self.interval.add(metrics)
+                    done = step + 1
+                    if compile_time is None:
+                        jax.block_until_ready(metrics)
+                        compile_time = time.perf_counter() - last_time
+                        last_time, last_step = time.perf_counter(), done
+                    if done % log_every == 0 or done == num_steps:
+                        now = time.perf_counter()
+                        step_time = (now - last_time) / max(done - last_step, 1) if done > last_step else compile_time
+                        last_time, last_step = now, done
+                        self.log(done, step_time)
+                        bar.set_postfix(loss=f"{self.history[-1]['loss']:.3f}")
+                    last_time += self.run_hooks(done)
+                    bar.update(1)
+                    final_step = done
+                    if preemption.agreed():
+                        self.save(done, fingerprint, force=True)
+                        self.store.wait()
+                        preempted = True
+                        self.run.print(f"preempted (SIGTERM): saved step {done} in {self.store.directory}; "
+                                       "rerun to resume")
+                        break
+                    self.save(done, fingerprint)
+                if not preempted and self.store.latest_step() != final_step:
+                    self.save(final_step, fingerprint, force=True)
+        finally:
+            bar.close()
+            self.writer.close()
+            self.store.close()
+        summary = {
+            "model_dir": str(self.run.model_dir),
+            "start_step": start_step,
+            "final_step": final_step,
+            "preempted": preempted,
+            "compile_time_s": compile_time,
+            "history": self.history,
+            "eval_history": self.hook_history,
+        }
+        for hook in self.hooks:
+            hook.end(self.run, summary)
+        return summary
+
+
+def _console(bar, line: str, is_main: bool) -> None:
+    if is_main:
+        bar.write(line)
+        sys.stdout.flush()
 
 
 def train(
     model_dir: str | Path,
-    *,
-    train_config: TrainConfig | None = None,
-    data_config: DataConfig | None = None,
-    model_config: ModelConfig | None = None,
-    optimizer_config: OptimizerConfig | None = None,
-    checkpoint_config: CheckpointConfig | None = None,
-    mesh_config: partitioning.MeshConfig | None = None,
-    vocab_config: vocab_lib.VocabularyConfig | None = None,
-    init_config: InitConfig | None = None,
-    stream_config: StreamConfig | None = None,
-    eval_config: EvalConfig | None = None,
-    mixture_schedule: MixtureSchedule | None = None,
-    learned_mixing: LearnedMixingConfig | None = None,
+    settings: TrainSettings | None = None,
+    hooks: Sequence[TrainHook] = (),
     progress: bool = True,
 ) -> dict[str, Any]:
-    """Trains (or resumes) in `model_dir`; configs default to their gin-bound values.
+    """Trains (or resumes) in `model_dir` with `settings` (default: the gin-bound values) and `hooks`.
 
-    A new run (no checkpoint in `model_dir`) starts from `init_config.checkpoint` when set.
-    `stream_config.kind` picks where batches come from: DataConfig's mixture, `mixture_schedule`'s
-    phases, or the `learned_mixing` bandit; `eval_config` adds held-out evaluation every N steps.
+    A new run (no checkpoint in `model_dir`) starts from `settings.init.checkpoint` when set. Returns
+    the run's summary: start and final step, whether it was preempted, the logged records (`history`)
+    and the hooks' records (`eval_history`).
     """
-    train_config = train_config or TrainConfig()
-    data_config = data_config or DataConfig()
-    model_config = model_config or ModelConfig()
-    optimizer_config = optimizer_config or OptimizerConfig()
-    checkpoint_config = checkpoint_config or CheckpointConfig()
-    mesh_config = mesh_config or partitioning.MeshConfig()
-    vocab_config = vocab_config or vocab_lib.VocabularyConfig()
-    init_config = init_config or InitConfig()
-    stream_config = stream_config or StreamConfig()
-    eval_config = eval_config or EvalConfig()
-    # Every setting is built (and validated) here, before any data is read or anything compiled.
-    if stream_config.kind == "schedule":
-        mixture_schedule = mixture_schedule or MixtureSchedule()
-    if stream_config.kind == "learned":
-        learned_mixing = learned_mixing or LearnedMixingConfig()
-
+    settings = settings or TrainSettings.from_gin()
     model_dir = Path(model_dir)
     model_dir.mkdir(parents=True, exist_ok=True)
     is_main = jax.process_index() == 0
-    data_config = dataclasses.replace(data_config, seed=_agreed_seed(data_config.seed))
+    data_config = dataclasses.replace(settings.data, seed=_agreed_seed(settings.data.seed))
+    settings = dataclasses.replace(settings, data=data_config)
 
-    data = prepare_data(model_dir, data_config, vocab_config, progress=progress and is_main)
-    arch = model_config.resolve(data.vocabulary.vocab_size)
-    vocab_file = vocab_lib.vocabulary_file(vocab_config) if hasattr(vocab_lib, "vocabulary_file") else VOCAB_FILE
-    run_info = {
-        "model": config_to_dict(arch),
-        "vocabulary": vocab_file,
-        "num_sentinels": vocab_config.num_sentinels,
-        "inputs_length": data_config.inputs_length,
-        "targets_length": data_config.targets_length,
-        "objective": data_config.objective,
-        "languages": list(data.languages),
-        "data_source": data_config.source,
-        "decoder_attention": data_config.decoder_attention,
-        "mode_tokens": data.mode_tokens,
-        "translation_rate": data_config.translation_rate,
-    }
-    _check_resumable(model_dir, run_info)
+    data = prepare_data(model_dir, data_config, settings.vocab, progress=progress and is_main)
+    model_config = settings.model.resolve(data.vocabulary.vocab_size)
+    info = _run_info(settings, data, model_config)
+    _check_resumable(model_dir, info)
     if is_main:
-        write_atomic(model_dir / RUN_FILE, json.dumps(run_info, indent=2, ensure_ascii=False) + "\n")
-    vocabulary_sha256 = resume.file_fingerprint(model_dir / vocab_file)
+        run_dir.write_run_info(model_dir, info)
+    vocabulary_sha256 = resume.file_fingerprint(model_dir / info.vocabulary)
     data_identity = resume.data_identity(data_config, data.mixture, jax.process_count())
-    data_identity["stream"] = stream_identity(stream_config, mixture_schedule if stream_config.kind == "schedule"
-                                              else None, learned_mixing if stream_config.kind == "learned" else None)
+    data_identity["stream"] = stream_identity(settings.stream, settings.schedule, settings.learned)
 
-    mesh = partitioning.create_mesh(mesh_config)
-    rules = mesh_config.rules
-    store = CheckpointStore(model_dir / CHECKPOINT_DIR, checkpoint_config)
+    mesh = partitioning.create_mesh(settings.mesh)
+    rules = settings.mesh.rules
+    store = CheckpointStore(model_dir / run_dir.CHECKPOINT_DIR, settings.checkpoint)
     start_step = store.latest_step() or 0
     saved_meta = store.metadata(start_step) if start_step else {}
+    where = f"{store.directory}/{start_step}"
     if start_step:
-        resume.check_resume(saved_meta, vocabulary_sha256=vocabulary_sha256, data=data_identity,
-                            where=f"{store.directory}/{start_step}")
+        resume.check_resume(saved_meta, vocabulary_sha256=vocabulary_sha256, data=data_identity, where=where)
     position = saved_meta.get("data_position", {})
     expected = position.get("fingerprints", [None] * jax.process_count())[jax.process_index()] if position else None
-    # Building the seqio pipeline (graph construction, shuffle buffers) overlaps model compilation.
+    converter = architecture_for(model_config).feature_converter(data_config.pack, data_config.decoder_attention)
+    # Building the input pipeline (graph construction, shuffle buffers) overlaps model compilation.
     # A resumed stream restarts one batch early so the checkpoint's last batch can be verified.
     shard_info = seqio.ShardInfo(jax.process_index(), jax.process_count())
     loader = concurrent.futures.ThreadPoolExecutor(max_workers=1)
     opening = loader.submit(
-        open_batch_source, stream_config, data.mixture, data_config, shard_info, model_config.architecture,
+        open_batch_source, settings.stream, data.mixture, data_config, shard_info, converter,
         start_step=start_step, expected_fingerprint=expected, saved_state=saved_meta.get("batch_source"),
-        where=f"{store.directory}/{start_step}", schedule=mixture_schedule, learned=learned_mixing,
-    )
-    optimizer, schedule = make_optimizer(optimizer_config, train_config.num_steps)
-    sharded = create_sharded_state(arch, optimizer, mesh, rules, train_config.seed)
+        where=where, schedule=settings.schedule, learned=settings.learned,
+    )  # fmt: skip
+    optimizer, schedule = make_optimizer(settings.optimizer, settings.train.num_steps)
+    sharded = create_sharded_state(model_config, optimizer, mesh, rules, settings.train.seed)
     state = sharded.state
-    if not start_step and init_config.checkpoint:
-        state, report = initialize_from(init_config, state)
+    if not start_step and settings.init.checkpoint:
+        state, report = initialize_from(settings.init, state)
         if is_main:
             fresh = f"; freshly initialised: {', '.join(report['fresh'])}" if report["fresh"] else ""
             print(f"initialised {report['loaded']} parameters from {report['checkpoint']} step {report['step']}"
@@ -400,241 +576,34 @@ def train(
             step=jnp.asarray(start_step, jnp.int32), params=restored["params"], opt_state=restored["opt_state"]
         )
         if is_main:
-            print(f"resumed from {store.directory}/{start_step}")
+            print(f"resumed from {where}")
     gin_config = gin.operative_config_str()
     if is_main:
-        write_atomic(model_dir / CONFIG_FILE, gin_config)
-        _truncate_metrics(model_dir / METRICS_FILE, start_step)
+        write_atomic(model_dir / run_dir.CONFIG_FILE, gin_config)
+        _truncate_metrics(model_dir / run_dir.METRICS_FILE, start_step)
 
+    train_config = settings.train
     step_fn = compile_train_step(
         sharded, optimizer, schedule, train_config.z_loss, mesh, rules, train_config.loss_chunk_length,
         loss_options=train_config.loss_options(), microbatches=train_config.microbatches,
         skip_nonfinite=train_config.nonfinite == "skip",
     )
-    batch_sharding = partitioning.batch_sharding(mesh, rules)
     source = opening.result()
     loader.shutdown()
-    loss_sums_fn, row_nll_fn = compile_scoring(sharded, mesh, rules)
-
-    replicated = partitioning.replicated(mesh)
-
-    def to_global(local: dict[str, np.ndarray], replicate: bool = False) -> dict[str, jax.Array]:
-        """Host-local rows -> one global batch (sharded like training, or the same rows on every device)."""
-        if replicate:
-            return {k: jax.make_array_from_process_local_data(replicated, v, v.shape) for k, v in local.items()}
-        return {k: jax.make_array_from_process_local_data(batch_sharding, v) for k, v in local.items()}
-
-    def loss_sums(local: dict[str, np.ndarray]) -> tuple[float, float]:
-        nll, tokens = loss_sums_fn(state.params, to_global(local))
-        return float(nll), float(tokens)
-
-    def mean_loss(local: dict[str, np.ndarray]) -> float:
-        nll, tokens = loss_sums(local)
-        return nll / max(tokens, 1.0)
-
-    def row_nll(local: dict[str, np.ndarray]) -> np.ndarray:
-        out = row_nll_fn(state.params, to_global(local, replicate=True))
-        return np.asarray(out.addressable_data(0))
-
-    heldout: dict[str, Any] = {}
-
-    def evaluate(done: int) -> dict[str, float]:
-        """Held-out metrics at step `done`; the held-out text is read at the first evaluation."""
-        if not heldout:
-            heldout["batches"], missing = heldout_task_batches(
-                data.mixture, data_config, eval_config, shard_info, model_config.architecture)
-            heldout["documents"] = heldout_documents(data.corpus, data.languages, eval_config.split,
-                                                     eval_config.max_documents) if eval_config.bits_per_byte else {}
-            if missing and is_main:
-                print(f"eval: {len(missing)} task(s) have no {eval_config.split!r} split and are not scored: "
-                      f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}")
-        scores = evaluate_heldout(
-            heldout["batches"], loss_sums, heldout["documents"], row_nll, vocabulary=data.vocabulary,
-            data_config=data_config, architecture=model_config.architecture, scoring=scoring_settings(run_info),
-        )
-        if eval_config.decode_examples and jax.process_count() == 1:
-            model = {"info": run_info, "config": arch, "vocabulary": data.vocabulary, "graphdef": sharded.graphdef,
-                     "rest": sharded.rest, "params": state.params, "step": done}
-            scores.update(decoding_metrics(list(heldout["batches"]), model, eval_config, data_config.batch_size))
-        return scores
-
-    tokens_per_step = data_config.batch_size * (data_config.inputs_length + data_config.targets_length)
-    flops_per_device, peak = _throughput_basis(arch, data_config, train_config, mesh)
-    if is_main and peak:
-        print(f"MFU against {peak[0] / 1e12:.3g} TFLOP/s per device ({peak[1]})")
-    writer = MetricsWriter(model_dir / METRICS_FILE, model_dir / TENSORBOARD_DIR)
-    names = leaf_names(state.params)
-
-    interval = IntervalMeans()
-    interval.restore(saved_meta.get("pending_metrics", []))
-    spikes = LossSpikes(factor=train_config.loss_spike_factor)
-    spikes.restore(saved_meta.get("loss_spikes", {}))
-    skipped = int(saved_meta.get("skipped_steps", 0))
-    last_logged = saved_meta.get("last_logged", {})
-
-    def check_finite(done: int) -> None:
-        """Reads the pending steps' finiteness; stops (policy "stop") or counts skipped steps."""
-        nonlocal skipped
-        pending = interval.fetch()
-        first = done - len(pending)
-        found = _nonfinite_message(pending, first, names)
-        if found is None:
-            return
-        bad_step, what = found
-        if train_config.nonfinite == "stop":
-            raise FloatingPointError(
-                f"non-finite values at step {bad_step}: {what}; stopped (TrainConfig.nonfinite='stop') "
-                f"without saving it; the last checkpoint ({store.latest_step()}) is intact"
-            )
-        count = sum(1 for m in pending if not bool(m["finite"]))
-        skipped += count
-        if is_main:
-            print(f"skipped {count} non-finite update(s) in steps {first + 1}..{done}, first at step {bad_step}: {what}")
-
-    def metadata(done: int, fingerprint: str) -> dict[str, Any]:
-        return {
-            "run": run_info,
-            "data_seed": data_config.seed,
-            "data": data_identity,
-            "data_position": {
-                "step": done,
-                "batches_per_host": done,
-                "host_batch_size": data_config.batch_size // jax.process_count(),
-                "fingerprints": resume.gather_fingerprints(fingerprint),
-            },
-            "vocabulary_file": vocab_file,
-            "vocabulary_sha256": vocabulary_sha256,
-            "gin_config": gin_config,
-            "batch_source": source.state_dict(),
-            "pending_metrics": interval.pending(),
-            "loss_spikes": spikes.state(),
-            "skipped_steps": skipped,
-            "last_logged": last_logged,
-        }
-
-    def save(done: int, fingerprint: str, force: bool = False) -> None:
-        if not force and not store.should_save(done):
-            return
-        if len(interval):
-            check_finite(done)
-        ranking = {k: v for k, v in last_logged.items() if isinstance(v, (int, float))} or None
-        store.save(done, state.params, state.opt_state, metadata(done, fingerprint), force=True,
-                   metrics=ranking if checkpoint_config.best_metric else None)
-
-    history: list[dict[str, Any]] = []
-    eval_history: list[dict[str, Any]] = []
-    bar = tqdm(
-        total=train_config.num_steps, initial=start_step, disable=not (progress and is_main), unit="step",
-        dynamic_ncols=True,
-    )
-    last_time, last_step, compile_time = time.perf_counter(), start_step, None
-    final_step, preempted, fingerprint = start_step, False, expected or ""
-    try:
-        with _Preemption() as preemption, jax.set_mesh(mesh), nnx.logical_axis_rules(rules):
-            for step in range(start_step, train_config.num_steps):
-                local = source.next(step)
-                fingerprint = resume.batch_fingerprint(local)
-                fresh = source.measurement_batch(step)
-                loss_before = mean_loss(fresh) if fresh is not None else None
-                state, metrics = step_fn(state, to_global(local))
-                if fresh is not None:
-                    source.report(step, loss_before, mean_loss(fresh))
-                interval.add(metrics)
-                done = step + 1
-                if compile_time is None:
-                    jax.block_until_ready(metrics)
-                    compile_time = time.perf_counter() - last_time
-                    last_time, last_step = time.perf_counter(), done
-                if done % train_config.log_every == 0 or done == train_config.num_steps:
-                    check_finite(done)
-                    values = interval.summarize()
-                    spikes.update(values["step_losses"])
-                    now = time.perf_counter()
-                    step_time = (now - last_time) / max(done - last_step, 1) if done > last_step else compile_time
-                    last_time, last_step = now, done
-                    record = {
-                        "step": done,
-                        "loss": values["loss"],
-                        "nll": values["nll"],
-                        "learning_rate": values["learning_rate"],
-                        "grad_norm": values["grad_norm"],
-                        "target_tokens": int(values["num_tokens"]),
-                        "loss_spikes": spikes.count,
-                        "skipped_steps": skipped,
-                        "tokens_per_sec": tokens_per_step / step_time,
-                        "step_time_s": step_time,
-                        "tflops_per_device": flops_per_device / step_time / 1e12,
-                    }
-                    if peak:
-                        record["mfu"] = flops_per_device / step_time / peak[0]
-                    record.update(source.metrics(done))
-                    last_logged = {"step": done, "loss": record["loss"], "nll": record["nll"]}
-                    history.append(record)
-                    writer.write(record)
-                    if is_main:
-                        bar.write(console_line(record))
-                        sys.stdout.flush()
-                    bar.set_postfix(loss=f"{record['loss']:.3f}")
-                if eval_config.due(done, train_config.num_steps):
-                    eval_start = time.perf_counter()
-                    scores = evaluate(done)
-                    last_time += time.perf_counter() - eval_start  # keep eval out of the step timings
-                    eval_history.append({"step": done, **scores})
-                    writer.write({"step": done, **scores})
-                    if is_main:
-                        bpb = f", bits/byte {scores['eval/bits_per_byte']:.3f}" if "eval/bits_per_byte" in scores else ""
-                        bar.write(f"eval step {done}: held-out loss {scores.get('eval/loss', float('nan')):.4f}{bpb}")
-                bar.update(1)
-                final_step = done
-                if preemption.agreed():
-                    save(done, fingerprint, force=True)
-                    store.wait()
-                    preempted = True
-                    if is_main:
-                        print(f"preempted (SIGTERM): saved step {done} in {store.directory}; rerun to resume")
-                    break
-                save(done, fingerprint)
-            if not preempted and store.latest_step() != final_step:
-                save(final_step, fingerprint, force=True)
-    finally:
-        bar.close()
-        writer.close()
-        store.close()
-    if is_main and history:
-        plot_run(model_dir)
-    return {
-        "model_dir": str(model_dir),
-        "start_step": start_step,
-        "final_step": final_step,
-        "preempted": preempted,
-        "compile_time_s": compile_time,
-        "history": history,
-        "eval_history": eval_history,
+    scoring = Scoring(sharded, mesh, rules)
+    run = TrainRun(
+        model_dir=model_dir, info=info, model_config=model_config, data_config=data_config, data=data,
+        shard_info=shard_info, converter=converter, mesh=mesh, graphdef=sharded.graphdef, rest=sharded.rest,
+        num_steps=train_config.num_steps, is_main=is_main, loss_sums=scoring.loss_sums, row_nll=scoring.row_nll,
+        print=lambda line: print(line) if is_main else None,
+    )  # fmt: skip
+    static_meta = {
+        "run": info.to_dict(),
+        "data_seed": data_config.seed,
+        "data": data_identity,
+        "vocabulary_file": info.vocabulary,
+        "vocabulary_sha256": vocabulary_sha256,
+        "gin_config": gin_config,
     }
-
-
-def load_params(model_dir: str | Path, step: int | None = None):
-    """Rebuilds the model config, vocabulary and restored parameters (replicated) of a trained run."""
-    model_dir = Path(model_dir)
-    info = read_run_info(model_dir)
-    arch = config_from_dict(info["model"])
-    vocabulary = vocab_lib.load_vocabulary(model_dir / info["vocabulary"], info["num_sentinels"])
-    graphdef, abstract_params = abstract_split(arch)
-    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-    abstract = jax.tree.map(
-        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device), nnx.to_pure_dict(abstract_params)
-    )
-    store = CheckpointStore(model_dir / CHECKPOINT_DIR, read_only=True)
-    try:
-        restored = store.restore(step, abstract)
-    finally:
-        store.close()
-    return {
-        "info": info,
-        "config": arch,
-        "vocabulary": vocabulary,
-        "graphdef": graphdef,
-        "rest": non_param_state(arch),
-        "params": restored["params"],
-        "step": restored["step"],
-    }
+    loop = _Loop(run, settings, state, step_fn, source, scoring, store, saved_meta, static_meta, hooks, progress)
+    return loop.loop(start_step, expected or "")

@@ -24,9 +24,9 @@ from typing import Any
 import gin
 from tqdm.auto import tqdm
 
-from lowres.data import readers
+from lowres.data.text import readers
 from lowres.data.languages import normalize_language
-from lowres.data.sources import open_source
+from lowres.data.text.sources import open_source
 from lowres.translationese.sentences import join_document, split_document
 from lowres.translationese.translators import Translator
 
@@ -38,7 +38,7 @@ DOCS_GLOB = "docs-*-of-*.jsonl"
 class BuildConfig:
     """What to translate and how; everything but shard, progress and limits must match on resume."""
 
-    source: str  # builtin | flores:DIR | text:GLOB | jsonl:GLOB | udhr:GLOB (lowres.data.sources)
+    source: str  # builtin | flores:DIR | text:GLOB | jsonl:GLOB | udhr:GLOB (lowres.data.text.sources)
     src: str
     tgt: str
     output: str

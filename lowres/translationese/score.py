@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
+from lowres.checkpoints.trained_model import TrainedModel
+from lowres.errors import ConfigError
 from lowres.inference.generate import bucket
 from lowres.translationese.build import read_records, shard_files, write_json
 
@@ -44,22 +46,20 @@ def causal_features(rows: Sequence[Sequence[int]], batch_size: int, width: int) 
 
 
 class TinyLMScorer:
-    """Document NLLs under a restored decoder-only model (`lowres.training.trainer.load_params`)."""
+    """Document NLLs under a restored decoder-only model (lowres.checkpoints.trained_model)."""
 
-    def __init__(self, loaded: dict[str, Any], batch_size: int = 16, window: int | None = None):
-        from lowres.evaluation.bits_per_byte import jitted_scorer
-        from lowres.models.factory import architecture_of
+    def __init__(self, model: TrainedModel, batch_size: int = 16, window: int | None = None):
+        from lowres.inference.scoring import jitted_scorer
 
-        architecture = architecture_of(loaded["config"])
-        if architecture != "decoder_only":
-            raise ValueError(f"the TinyLM must be a decoder-only model, got {architecture}; train one with "
-                             "gin_configs/translationese/tinylm.gin")
-        self.vocabulary = loaded["vocabulary"]
+        if not model.architecture.decoder_only:
+            raise ConfigError(f"the TinyLM must be a decoder-only model, got {model.architecture.name}; train one "
+                              "with gin_configs/translationese/tinylm.gin")
+        self.vocabulary = model.vocabulary
         self.batch_size = batch_size
-        self.window = window or int(loaded.get("info", {}).get("targets_length", 512))
+        self.window = window or model.info.targets_length
         if self.window < 2:
-            raise ValueError(f"the scoring window must hold at least 2 tokens, got {self.window}")
-        self.score_fn = jitted_scorer(loaded["graphdef"], loaded["params"], loaded["rest"])
+            raise ConfigError(f"the scoring window must hold at least 2 tokens, got {self.window}")
+        self.score_fn = jitted_scorer(model.graphdef, model.params, model.rest)
 
     def token_nll(self, token_docs: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray]:
         """(summed NLL in nats, scored tokens) per document of token ids (EOS is appended here)."""

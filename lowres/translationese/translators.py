@@ -10,9 +10,13 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from lowres.data.languages import normalize_language
+from lowres.run_dir import require_run_dir
+
+if TYPE_CHECKING:
+    from lowres.checkpoints.trained_model import TrainedModel
 
 
 @runtime_checkable
@@ -63,29 +67,26 @@ class LowresTranslator:
     Inputs are `[mode] <2tgt> sentence EOS`, as `lowres translate` builds them.
     """
 
-    def __init__(self, loaded: dict[str, Any], beam: int = 5, batch_size: int = 32, max_length: int | None = None,
+    def __init__(self, model: TrainedModel, beam: int = 5, batch_size: int = 32, max_length: int | None = None,
                  mode_token: str | None = None, name: str = "lowres"):  # fmt: skip
         from lowres.inference.decoding import DecodeConfig
         from lowres.inference.generate import Generator
 
-        info = loaded.get("info", {})
-        self.vocabulary = loaded["vocabulary"]
-        self.inputs_length = int(info.get("inputs_length", 128))
-        max_length = max_length or int(info.get("targets_length", 128))
+        self.vocabulary = model.vocabulary
+        self.inputs_length = model.info.inputs_length
+        max_length = max_length or model.info.targets_length
         config = DecodeConfig(method="beam" if beam > 1 else "greedy", max_length=max_length, beam_size=beam)
-        self.generator = Generator(loaded, config, batch_size=batch_size)
+        self.generator = Generator(model, config, batch_size=batch_size)
         self.batch_size, self.mode_token, self.name = batch_size, mode_token, name
         self.settings = {"kind": "lowres", "name": name, "beam": beam, "max_length": max_length,
-                         "step": loaded.get("step"), "mode_token": mode_token}
+                         "step": model.step, "mode_token": mode_token}
 
     @classmethod
     def from_model_dir(cls, model_dir: str | Path, step: int | None = None, **options) -> "LowresTranslator":
-        from lowres.training.trainer import load_params
+        from lowres.checkpoints.trained_model import load_trained_model
 
-        model_dir = Path(model_dir)
-        if not (model_dir / "lowres.json").is_file():
-            raise FileNotFoundError(f"{model_dir} holds no trained lowres model (no lowres.json); run `lowres train`")
-        return cls(load_params(model_dir, step), name=f"lowres:{model_dir.resolve().name}", **options)
+        model_dir = require_run_dir(model_dir, "--translator=lowres:")
+        return cls(load_trained_model(model_dir, step), name=f"lowres:{model_dir.resolve().name}", **options)
 
     def translate(self, sentences, src, tgt):
         from lowres.inference.translate import translation_inputs

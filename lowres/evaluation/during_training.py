@@ -1,4 +1,5 @@
-"""Evaluation during training: held-out teacher-forced loss per task and per language, bits per byte.
+"""Evaluation during training, as a trainer hook: held-out teacher-forced loss per task and per
+language, bits per byte, and the predict metrics (chrF++, BLEU) of tasks that declare them.
 
 The held-out examples are read once (a seeded, fixed slice of each task's held-out split) and the
 documents once, so every evaluation of a run scores the same text and its curves are comparable.
@@ -13,12 +14,17 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import gin
+import jax
 import numpy as np
 import seqio
 
-from lowres.data.mixture_schedules import task_language
-from lowres.data.pipeline import DataConfig, feature_converter
+from lowres.checkpoints.trained_model import TrainedModel
+from lowres.data.config import DataConfig
+from lowres.data.streams.schedules import task_language
+from lowres.errors import ConfigError
 from lowres.evaluation.bits_per_byte import model_bits_per_byte
+from lowres.models.architecture import Architecture, architecture_for
+from lowres.training.hooks import StepInfo, TrainHook, TrainRun, every
 
 Batch = dict[str, np.ndarray]
 
@@ -40,14 +46,11 @@ class EvalConfig:
 
     def __post_init__(self):
         if self.every_steps < 0:
-            raise ValueError(f"EvalConfig.every_steps={self.every_steps}; use 0 (off) or a positive step count")
+            raise ConfigError(f"EvalConfig.every_steps={self.every_steps}; use 0 (off) or a positive step count")
         if self.decode_examples < 0:
-            raise ValueError(f"EvalConfig.decode_examples={self.decode_examples}; use 0 (off) or more")
+            raise ConfigError(f"EvalConfig.decode_examples={self.decode_examples}; use 0 (off) or more")
         if self.batches_per_task < 1 or self.max_documents < 1:
-            raise ValueError("EvalConfig.batches_per_task and EvalConfig.max_documents must be at least 1")
-
-    def due(self, step: int, last_step: int) -> bool:
-        return bool(self.every_steps) and (step % self.every_steps == 0 or step == last_step)
+            raise ConfigError("EvalConfig.batches_per_task and EvalConfig.max_documents must be at least 1")
 
 
 def _has_split(task: seqio.Task, split: str) -> bool:
@@ -58,7 +61,8 @@ def _has_split(task: seqio.Task, split: str) -> bool:
 
 
 def heldout_task_batches(
-    mixture: str, data_config: DataConfig, config: EvalConfig, shard_info: seqio.ShardInfo, architecture: str
+    mixture: str, data_config: DataConfig, config: EvalConfig, shard_info: seqio.ShardInfo,
+    converter: seqio.FeatureConverter,
 ) -> tuple[dict[str, list[Batch]], list[str]]:
     """Host-local held-out batches per leaf task of `mixture`, and the tasks that have no such split.
 
@@ -77,7 +81,7 @@ def heldout_task_batches(
         dataset = seqio.get_dataset(
             task.name, task_feature_lengths=lengths, dataset_split=config.split, shuffle=False, num_epochs=1,
             seed=data_config.seed, shard_info=shard_info, use_cached=False,
-            feature_converter=feature_converter(architecture, data_config.pack),
+            feature_converter=converter,
         )
         rows = list(itertools.islice(dataset.batch(host_batch).as_numpy_iterator(), config.batches_per_task))
         if not rows:
@@ -87,8 +91,6 @@ def heldout_task_batches(
         rows = [{k: _pad_rows(v, host_batch) for k, v in b.items()} for b in rows]
         rows += [{k: np.zeros_like(_pad_rows(v, host_batch)) for k, v in template.items()}] * (
             config.batches_per_task - len(rows))
-        if architecture == "decoder_only" and data_config.decoder_attention == "causal":
-            rows = [{k: v for k, v in b.items() if k != "decoder_causal_attention"} for b in rows]
         batches[task.name] = rows
     return batches, missing
 
@@ -99,8 +101,8 @@ def _pad_rows(array: np.ndarray, rows: int) -> np.ndarray:
 
 def heldout_documents(corpus, languages: Sequence[str], split: str, max_documents: int) -> dict[str, list[str]]:
     """Up to `max_documents` non-empty held-out documents per language (languages without the split are left out)."""
-    from lowres.data import corpora
-    from lowres.data.builtin_corpus import BuiltinCorpus
+    from lowres.data.text import corpora
+    from lowres.data.text.builtin_corpus import BuiltinCorpus
 
     documents = {}
     for lang in languages:
@@ -127,12 +129,12 @@ def evaluate_heldout(
     *,
     vocabulary=None,
     data_config: DataConfig | None = None,
-    architecture: str = "encoder_decoder",
-    scoring: Mapping[str, Any] | None = None,
+    architecture: Architecture | None = None,
+    mode_token: str | None = "[S2S]",
 ) -> dict[str, float]:
     """Held-out metrics: `eval/loss`, `eval/<lang>/loss` and `eval_task/<task>/loss` (nats per target
     token) and, with documents, `eval/<lang>/bits_per_byte` and their mean `eval/bits_per_byte`, scored
-    like `lowres eval` does (`scoring`: bits_per_byte.scoring_settings of the run)."""
+    like `lowres eval` does (after `mode_token`, with the data config's decoder attention)."""
     sums: dict[str, list[float]] = {}
     for task, batches in task_batches.items():
         nll, tokens = 0.0, 0.0
@@ -156,7 +158,8 @@ def evaluate_heldout(
     if documents and score_rows is not None:
         scores = model_bits_per_byte(
             score_rows, vocabulary, dict(documents), data_config.inputs_length, data_config.targets_length,
-            architecture=architecture, batch_size=data_config.batch_size, **(scoring or {}),
+            architecture=architecture, batch_size=data_config.batch_size, mode_token=mode_token,
+            decoder_attention=data_config.decoder_attention,
         )
         for lang, row in scores.items():
             metrics[f"eval/{lang}/bits_per_byte"] = row["bits_per_byte"]
@@ -165,7 +168,7 @@ def evaluate_heldout(
 
 
 def decoding_metrics(
-    tasks: Sequence[str], loaded: Mapping[str, Any], config: EvalConfig, batch_size: int
+    tasks: Sequence[str], model: TrainedModel, config: EvalConfig, batch_size: int
 ) -> dict[str, float]:
     """The predict metrics (chrF++, BLEU, ...) of every task in `tasks` that declares them, on greedy
     decodes of its first `decode_examples` held-out examples: `eval_task/<task>/<metric>`, and the
@@ -178,9 +181,9 @@ def decoding_metrics(
     decoded = [task for task in decoded if task.predict_metric_fns and _has_split(task, config.split)]
     if not decoded or not config.decode_examples:
         return {}
-    info = loaded["info"]
-    lengths = {"inputs": info["inputs_length"], "targets": info["targets_length"]}
-    generator = Generator(dict(loaded), DecodeConfig("greedy", max_length=info["targets_length"]), batch_size=batch_size)
+    info = model.info
+    lengths = {"inputs": info.inputs_length, "targets": info.targets_length}
+    generator = Generator(model, DecodeConfig("greedy", max_length=info.targets_length), batch_size=batch_size)
     metrics = {}
     for task in decoded:
         scores = evaluate_task(task, generator.generate, None, config.split, lengths, config.decode_examples, batch_size)
@@ -188,3 +191,50 @@ def decoding_metrics(
             metrics[f"eval_task/{task.name}/{key}"] = value
             metrics[f"eval/{task_language(task.name) or task.name}/{key}"] = value
     return metrics
+
+
+class HeldoutEvalHook(TrainHook):
+    """Runs `EvalConfig`'s held-out evaluation every `every_steps` steps and at the last step, with one
+    console line per evaluation. The held-out text is read at the first evaluation."""
+
+    name = "eval"
+
+    def __init__(self, config: EvalConfig):
+        self.config = config
+        self.train_run: TrainRun | None = None
+        self.batches: dict[str, list[Batch]] | None = None
+        self.documents: dict[str, list[str]] = {}
+
+    def start(self, run: TrainRun) -> None:
+        self.train_run = run
+
+    def due(self, step: int, last_step: int) -> bool:
+        return every(self.config.every_steps, step, last_step)
+
+    def _read_heldout(self) -> None:
+        run, config = self.train_run, self.config
+        self.batches, missing = heldout_task_batches(run.data.mixture, run.data_config, config, run.shard_info,
+                                                     run.converter)  # fmt: skip
+        if config.bits_per_byte:
+            self.documents = heldout_documents(run.data.corpus, run.data.languages, config.split, config.max_documents)
+        if missing:
+            run.print(f"eval: {len(missing)} task(s) have no {config.split!r} split and are not scored: "
+                      f"{', '.join(missing[:5])}{' ...' if len(missing) > 5 else ''}")
+
+    def run(self, info: StepInfo) -> dict[str, float]:
+        run = self.train_run
+        if self.batches is None:
+            self._read_heldout()
+        scores = evaluate_heldout(
+            self.batches, lambda batch: run.loss_sums(info.params, batch), self.documents,
+            lambda batch: run.row_nll(info.params, batch), vocabulary=run.data.vocabulary,
+            data_config=run.data_config, architecture=architecture_for(run.model_config),
+            mode_token=run.info.scoring_mode_token,
+        )  # fmt: skip
+        if self.config.decode_examples and jax.process_count() == 1:
+            model = TrainedModel(run.info, run.model_config, run.data.vocabulary, run.graphdef, run.rest, info.params,
+                                 info.step, run.model_dir)  # fmt: skip
+            scores.update(decoding_metrics(list(self.batches), model, self.config, run.data_config.batch_size))
+        bpb = f", bits/byte {scores['eval/bits_per_byte']:.3f}" if "eval/bits_per_byte" in scores else ""
+        run.print(f"eval step {info.step}: held-out loss {scores.get('eval/loss', float('nan')):.4f}{bpb}")
+        return scores

@@ -5,7 +5,7 @@ Two kinds, chosen by `VocabularyConfig.kind`:
   tokens, language tags (`<2pan_Guru>`) and task tags are SentencePiece *control symbols*: they own
   fixed ids but plain text never encodes to them (the UL2 release encoded "[NLU]" as text and users
   could not find the ids).
-- "bytes": the ByT5 layout (lowres.data.byte_vocab); reserved tokens take the lowest extra ids.
+- "bytes": the ByT5 layout (lowres.data.vocab.byte_vocabulary); reserved tokens take the lowest extra ids.
 For both kinds sentinels are seqio extra ids at the top of the vocabulary, as in T5: sentinel i is
 `vocab_size - 1 - i`, which is what seqio's span corruption and T5 checkpoints expect; they are not
 SentencePiece user symbols, so a vocabulary can be resized (more sentinels) without retraining.
@@ -28,9 +28,9 @@ import numpy as np
 import seqio
 import sentencepiece as spm
 
-from lowres.data.byte_vocab import ReservedByteVocabulary, is_byte_vocabulary_file, load_byte_vocabulary
+from lowres.data.vocab.byte_vocabulary import ReservedByteVocabulary, is_byte_vocabulary_file, load_byte_vocabulary
 from lowres.data.languages import normalize_language
-from lowres.data.mixtures import temperature_rates
+from lowres.data.mixing.rates import temperature_rates
 
 MODE_TOKENS = ("[NLU]", "[NLG]", "[S2S]")
 PAD_ID, EOS_ID, UNK_ID = 0, 1, 2  # T5 layout; seqio relies on pad=0, eos=1.

@@ -16,8 +16,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from lowres.data.byte_vocab import NUM_BYTES, NUM_SPECIAL, ReservedByteVocabulary
-from lowres.data.vocab import write_atomic
+from lowres.data.vocab.byte_vocabulary import NUM_BYTES, NUM_SPECIAL, ReservedByteVocabulary
+from lowres.data.vocab.vocabulary import write_atomic
 
 
 @dataclasses.dataclass(frozen=True)

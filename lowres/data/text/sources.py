@@ -6,7 +6,7 @@ import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
-from lowres.data import readers
+from lowres.data.text import readers
 from lowres.data.languages import normalize_language
 
 
@@ -46,7 +46,7 @@ def _lines_of(path: Path, lang: str) -> list[str]:
 
 
 def _builtin(split: str, wanted: list[str] | None) -> Documents:
-    from lowres.data.builtin_corpus import build_builtin_corpus
+    from lowres.data.text.builtin_corpus import build_builtin_corpus
 
     corpus = build_builtin_corpus(progress=False)
     if split not in ("train", "validation"):
@@ -275,7 +275,7 @@ class BuiltinSource(FileSource):
     description = "builtin"
 
     def __init__(self):
-        from lowres.data.builtin_corpus import build_builtin_corpus
+        from lowres.data.text.builtin_corpus import build_builtin_corpus
 
         self.corpus = build_builtin_corpus(progress=False)
 

@@ -7,14 +7,15 @@ from collections.abc import Sequence
 
 import seqio
 
-from lowres.data import objectives, readers
-from lowres.data.builtin_corpus import BuiltinCorpus
-from lowres.data.corpora import pair_task_name
+from lowres.data.tasks import objectives
+from lowres.data.text import readers
+from lowres.data.text.builtin_corpus import BuiltinCorpus
+from lowres.data.text.corpora import pair_task_name
 from lowres.data.languages import normalize_language
-from lowres.data.mixtures import register_mixture, temperature_rates
-from lowres.data.sources import TsvSource
-from lowres.data.tasks import TextSplitFiles, output_features, register_language_mixture
-from lowres.evaluation.seqio_metrics import chrf_bleu
+from lowres.data.mixing.rates import register_mixture, temperature_rates
+from lowres.data.text.sources import TsvSource
+from lowres.data.tasks.registration import TextSplitFiles, output_features, register_language_mixture
+from lowres.text_metrics import chrf_bleu
 
 CORPUS = "builtin"
 SPLITS = ("train", "validation")

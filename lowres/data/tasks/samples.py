@@ -6,7 +6,8 @@ from pathlib import Path
 
 import seqio
 
-from lowres.data.vocab import MODE_TOKENS
+from lowres.data.vocab.vocabulary import MODE_TOKENS
+from lowres.run_dir import RunInfo, read_run_info
 
 
 def describe_example(example: dict, vocabulary: seqio.SentencePieceVocabulary) -> dict[str, str]:
@@ -29,20 +30,18 @@ def sample_task(task_name: str, num_examples: int, lengths: dict[str, int], spli
     return [describe_example(ex, vocabulary) for ex in dataset.as_numpy_iterator()]
 
 
-def sample_vocabulary(corpus, model_dir: Path | None) -> tuple[seqio.Vocabulary, dict]:
+def sample_vocabulary(corpus, model_dir: Path | None) -> tuple[seqio.Vocabulary, RunInfo | None]:
     """A trained run's vocabulary and run info, or (no run) a default vocabulary trained once and cached."""
-    from lowres.data import vocab as vocab_lib
-    from lowres.data.builtin_corpus import default_cache_dir
+    from lowres.data.text.builtin_corpus import default_cache_dir
+    from lowres.data.vocab import vocabulary as vocab_lib
 
     if model_dir is not None:
-        from lowres.training.trainer import read_run_info
-
         info = read_run_info(model_dir)
-        return vocab_lib.load_vocabulary(model_dir / info["vocabulary"], info["num_sentinels"]), info
+        return vocab_lib.load_vocabulary(Path(model_dir) / info.vocabulary, info.num_sentinels), info
     texts = {lang: _lines(corpus, lang) for lang in corpus.languages}
     config = vocab_lib.VocabularyConfig()
     vocabulary = vocab_lib.prepare_vocabulary(default_cache_dir() / "sample-vocab", config, texts, corpus.languages)
-    return vocabulary, {}
+    return vocabulary, None
 
 
 def _lines(corpus, lang: str):
@@ -55,9 +54,9 @@ def resolve_sample_name(name: str, corpus, vocabulary, lang: str) -> str:
     `name` is an objective preset (its mixture over `lang`), `builtin.<objective>` or a task
     `builtin.<lang>.<denoiser>`.
     """
-    from lowres.data import objectives
+    from lowres.data.tasks import objectives
     from lowres.data.languages import normalize_language
-    from tasks.builtin import CORPUS, register_builtin_mixture
+    from lowres.data.tasks.builtin import CORPUS, register_builtin_mixture
 
     presets = [*objectives.OBJECTIVES, "custom"]
     parts = name.split(".")

@@ -32,7 +32,7 @@ from typing import Any, TypeVar
 import gin
 import numpy as np
 
-from lowres.data.mixture_schedules import Batch, TaskBatchStreams, sample_task
+from lowres.data.streams.schedules import Batch, TaskBatchStreams, sample_task
 from lowres.figures import save_png
 
 RULES = ("methods", "floor")

@@ -1,7 +1,8 @@
-"""Peak FLOP/s of a device, the denominator of MFU: a datasheet figure on known accelerators, else measured.
+"""Peak FLOP/s of a device in a compute dtype, the denominator of MFU: a datasheet figure on known
+accelerators, else measured.
 
-On a CPU (or an accelerator not in the table) the peak is the rate of a jitted float32 square
-matmul measured in this process — the most a dense-matmul workload can get here.
+On a CPU (or an accelerator not in the table) the peak is the rate of a jitted square matmul in that
+dtype measured in this process: the most a dense-matmul workload can get here.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import time
 
 import jax
 import jax.numpy as jnp
+
+from lowres.errors import ConfigError
 
 # Dense (no sparsity) peak FLOP/s per chip/GPU by device-kind pattern and dtype, from vendor
 # datasheets. TPUs publish no float32 figure: float32 matmuls run as multi-pass bfloat16 on the
@@ -44,13 +47,13 @@ DATASHEET_PEAKS: tuple[tuple[str, str, dict[str, float]], ...] = (
 )
 
 _DTYPE_ALIASES = {"float32": "float32", "f32": "float32", "fp32": "float32", "bfloat16": "bfloat16",
-                  "bf16": "bfloat16", "tf32": "tf32"}
+                  "bf16": "bfloat16", "float16": "float16", "f16": "float16", "fp16": "float16", "tf32": "tf32"}
 
 
 def _canonical_dtype(dtype: object) -> str:
     name = jnp.dtype(dtype).name if not isinstance(dtype, str) or dtype not in _DTYPE_ALIASES else dtype
     if name not in _DTYPE_ALIASES:
-        raise ValueError(f"no peak for dtype {dtype!r}; use one of {sorted(set(_DTYPE_ALIASES.values()))}")
+        raise ConfigError(f"no peak for dtype {dtype!r}; use one of {sorted(set(_DTYPE_ALIASES.values()))}")
     return _DTYPE_ALIASES[name]
 
 
@@ -59,6 +62,8 @@ def datasheet_peak(device_kind: str, dtype: object = "float32") -> tuple[float, 
     kind, wanted = device_kind.lower(), _canonical_dtype(dtype)
     for pattern, label, peaks in DATASHEET_PEAKS:
         if pattern in kind:
+            if wanted == "float16" and "bfloat16" in peaks:  # dense fp16 and bf16 tensor-core peaks are equal
+                return peaks["bfloat16"], f"datasheet: {label} float16 (= bfloat16 dense peak)"
             if wanted in peaks:
                 return peaks[wanted], f"datasheet: {label} {wanted}"
             if wanted == "float32" and "bfloat16" in peaks and label.startswith("TPU"):
@@ -71,7 +76,7 @@ def matmul_rates(size: int = 2048, repeats: int = 7, dtype: object = jnp.float32
     """(FLOP/s, FLOP per CPU-second of this process) of a jitted `size`×`size` matmul: medians of
     `repeats` timed runs. The second is steadier than the first on a machine shared with other jobs."""
     if size <= 0 or repeats <= 0:
-        raise ValueError(f"size and repeats must be positive, got size={size} repeats={repeats}")
+        raise ConfigError(f"size and repeats must be positive, got size={size} repeats={repeats}")
     ka, kb = jax.random.split(jax.random.key(0))
     a = jax.random.normal(ka, (size, size), dtype)
     b = jax.random.normal(kb, (size, size), dtype)

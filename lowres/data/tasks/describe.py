@@ -9,10 +9,10 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
-from lowres.data import corpora
+from lowres.data.text import corpora
 from lowres.data.languages import language_name
-from lowres.data.mixtures import expected_epochs
-from lowres.data.sources import SourceError
+from lowres.data.mixing.rates import expected_epochs
+from lowres.data.text.sources import SourceError
 
 __all__ = ["DescribeRow", "describe", "describe_rows", "resolve"]
 
@@ -35,7 +35,7 @@ def resolve(name: str) -> corpora.CorpusSpec:
         corpus, dot, objective = name.rpartition(".")
         if not dot or ":" in objective:
             raise
-        from lowres.data.objectives import OBJECTIVES
+        from lowres.data.tasks.objectives import OBJECTIVES
 
         try:
             spec = corpora.spec_for_source(corpus)
@@ -126,7 +126,7 @@ def describe(name: str, tokens: float | None = None, vocabulary=None, progress: 
 
 
 def _merged_cleaning(reports):
-    from lowres.data.cleaning import CleaningReport
+    from lowres.data.text.cleaning import CleaningReport
 
     total = CleaningReport()
     for report in reports:
@@ -141,7 +141,7 @@ def _merged_cleaning(reports):
 
 def _task_summary(spec: corpora.CorpusSpec, langs: Sequence[str]) -> str:
     """How many monolingual tasks registering the spec adds, and their names' pattern."""
-    from lowres.data.objectives import objective
+    from lowres.data.tasks.objectives import objective
 
     if spec.kind == "parallel":
         return "monolingual tasks: none (a parallel corpus)"

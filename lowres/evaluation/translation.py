@@ -1,5 +1,5 @@
-"""Translation quality through sacrebleu: chrF++ and BLEU with their signatures, plus the length ratio,
-and translation of FLORES-layout directories with a decoding model."""
+"""Translation evaluation on FLORES-layout directories: aligned sentence pairs, translated by a decoding
+model and scored with chrF++ and BLEU (lowres.text_metrics)."""
 
 from __future__ import annotations
 
@@ -7,27 +7,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from sacrebleu.metrics import BLEU, CHRF
-
-from lowres.data import readers
+from lowres.data.text import readers
 from lowres.data.languages import normalize_language
-
-
-def translation_scores(hypotheses: Sequence[str], references: Sequence[str]) -> dict[str, Any]:
-    """Corpus chrF++ (chrF with word bigrams) and BLEU of one system against one reference each."""
-    if len(hypotheses) != len(references):
-        raise ValueError(f"{len(hypotheses)} hypotheses but {len(references)} references; they must align line by line")
-    chrf, bleu = CHRF(word_order=2), BLEU()
-    chrf_score = chrf.corpus_score(list(hypotheses), [list(references)])
-    bleu_score = bleu.corpus_score(list(hypotheses), [list(references)])
-    return {
-        "chrf++": chrf_score.score,
-        "bleu": bleu_score.score,
-        "length_ratio": bleu_score.sys_len / max(bleu_score.ref_len, 1),  # BLEU's tokens, hypothesis / reference
-        "sentences": len(hypotheses),
-        "chrf++_signature": chrf.get_signature().format(),
-        "bleu_signature": bleu.get_signature().format(),
-    }
+from lowres.errors import DataError, MissingFileError, UsageError
+from lowres.text_metrics import translation_scores
 
 
 def parse_directions(spec: str) -> list[tuple[str, str]]:
@@ -36,7 +19,7 @@ def parse_directions(spec: str) -> list[tuple[str, str]]:
     for item in spec.split(","):
         src, sep, tgt = item.strip().partition("-")
         if not sep or not src or not tgt:
-            raise ValueError(f"--translate={spec!r}: write directions as SRC-TGT, comma separated (eng_Latn-pan_Guru)")
+            raise UsageError(f"--translate={spec!r}: write directions as SRC-TGT, comma separated (eng_Latn-pan_Guru)")
         pairs.append((normalize_language(src), normalize_language(tgt)))
     return pairs
 
@@ -46,10 +29,10 @@ def flores_pair(directory: Path, split: str, source: str, target: str) -> tuple[
     files = readers.flores_files(directory, split)
     missing = [lang for lang in (source, target) if lang not in files]
     if missing:
-        raise FileNotFoundError(f"{directory}: no {split} file for {missing} (FLORES layout: DIR/<code>.{split})")
+        raise MissingFileError(f"{directory}: no {split} file for {missing} (FLORES layout: DIR/<code>.{split})")
     src, ref = (files[lang].read_text(encoding="utf-8").splitlines() for lang in (source, target))
     if len(src) != len(ref):
-        raise ValueError(f"{files[source]} has {len(src)} lines but {files[target]} has {len(ref)}; FLORES files align")
+        raise DataError(f"{files[source]} has {len(src)} lines but {files[target]} has {len(ref)}; FLORES files align")
     return src, ref
 
 

@@ -14,8 +14,8 @@ import seqio
 import tensorflow as tf
 from tensorflow.python.autograph.core import ag_ctx  # no public switch for tf.data's autograph
 
-from lowres.data import objectives
-from lowres.data.mixtures import temperature_rates  # noqa: F401  (re-exported; it lives in mixtures)
+from lowres.data.tasks import objectives
+from lowres.data.mixing.rates import temperature_rates  # noqa: F401  (re-exported; it lives in mixtures)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -15,8 +15,8 @@ import gin
 import seqio
 import tensorflow as tf
 
-from lowres.data import vocab as vocab_lib
-from lowres.data.byte_vocab import ReservedByteVocabulary
+from lowres.data.vocab import vocabulary as vocab_lib
+from lowres.data.vocab.byte_vocabulary import ReservedByteVocabulary
 
 
 # ---------------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from pathlib import Path
 import sentencepiece as spm
 from sentencepiece import sentencepiece_model_pb2 as model_pb2
 
-from lowres.data import vocab as vocab_lib
+from lowres.data.vocab import vocabulary as vocab_lib
 
 _Type = model_pb2.ModelProto.SentencePiece.Type
 # Piece types taken over from the new model; UNKNOWN and BYTE pieces exist in both already.

@@ -1,6 +1,6 @@
 """Prepares a run's data: the corpus, the vocabulary stored with the model, and the seqio mixture.
 
-DataConfig.source is `builtin`, a declared corpus name (lowres.data.corpora) or a SOURCE string
+DataConfig.source is `builtin`, a declared corpus name (lowres.data.text.corpora) or a SOURCE string
 (flores:DIR, text:GLOB, jsonl:GLOB, udhr:GLOB, tfds:FAMILY) read as an ad-hoc corpus.
 """
 
@@ -11,13 +11,14 @@ from pathlib import Path
 
 import seqio
 
-from lowres.data import corpora, objectives
-from lowres.data import vocab as vocab_lib
-from lowres.data.builtin_corpus import BuiltinCorpus, build_builtin_corpus
+from lowres.data.text import corpora
+from lowres.data.tasks import objectives
+from lowres.data.vocab import vocabulary as vocab_lib
+from lowres.data.text.builtin_corpus import BuiltinCorpus, build_builtin_corpus
 from lowres.data.languages import normalize_language
-from lowres.data.mixtures import MixingConfig
-from lowres.data.pipeline import DataConfig
-from tasks.builtin import ENGLISH, register_builtin_mixture
+from lowres.data.mixing.rates import MixingConfig
+from lowres.data.config import DataConfig
+from lowres.data.tasks.builtin import ENGLISH, register_builtin_mixture
 
 VOCAB_FILE = "vocab/spm.model"
 

@@ -1,6 +1,6 @@
 """Batch streams beyond one static mixture: staged phases with replay, and per-task streams.
 
-Two stream kinds share `lowres.data.pipeline.training_batches`' contract (an endless iterator of
+Two stream kinds share `lowres.data.streams.pipeline.training_batches`' contract (an endless iterator of
 this host's numpy batches, resumable so that a restart sees exactly the uninterrupted run's batches):
 
 * `scheduled_batches(schedule, ...)`: a `MixtureSchedule` of (num_steps, mixture) phases, e.g.
@@ -22,7 +22,8 @@ import numpy as np
 import seqio
 
 from lowres.data.languages import normalize_language
-from lowres.data.pipeline import DataConfig, training_batches
+from lowres.data.config import DataConfig
+from lowres.data.streams.pipeline import training_batches
 
 Batch = dict[str, np.ndarray]
 
@@ -156,7 +157,7 @@ def scheduled_batches(
     data_config: DataConfig,
     shard_info: seqio.ShardInfo,
     start_step: int = 0,
-    architecture: str = "encoder_decoder",
+    converter: seqio.FeatureConverter | None = None,
 ) -> Iterator[Batch]:
     """Endless stream of this host's batches following `schedule`, starting at `start_step`.
 
@@ -170,7 +171,7 @@ def scheduled_batches(
     for index in range(first, len(mixtures)):
         offset = start_step - starts[index] if index == first else 0
         stream = training_batches(
-            mixtures[index], phase_config(data_config, index), shard_info, offset, architecture
+            mixtures[index], phase_config(data_config, index), shard_info, offset, converter
         )
         length = schedule.phases[index].num_steps
         if index < len(mixtures) - 1:
@@ -210,7 +211,7 @@ class TaskBatchStreams:
         tasks: Sequence[str],
         data_config: DataConfig,
         shard_info: seqio.ShardInfo,
-        architecture: str = "encoder_decoder",
+        converter: seqio.FeatureConverter | None = None,
         consumed: Mapping[str, int] | None = None,
     ):
         if not tasks:
@@ -221,7 +222,7 @@ class TaskBatchStreams:
         for name in tasks:
             seqio.get_mixture_or_task(name)
         self.tasks = tuple(tasks)
-        self._config, self._shard_info, self._architecture = data_config, shard_info, architecture
+        self._config, self._shard_info, self._converter = data_config, shard_info, converter
         self._consumed = {name: int((consumed or {}).get(name, 0)) for name in tasks}
         self._streams: dict[str, Iterator[Batch]] = {}
 
@@ -230,7 +231,7 @@ class TaskBatchStreams:
             raise KeyError(f"unknown task {task!r}; streams exist for {list(self.tasks)}")
         if task not in self._streams:
             self._streams[task] = training_batches(
-                task, self._config, self._shard_info, self._consumed[task], self._architecture
+                task, self._config, self._shard_info, self._consumed[task], self._converter
             )
         batch = next(self._streams[task])
         self._consumed[task] += 1
@@ -278,7 +279,7 @@ class AdjustableMixture:
         state: Mapping,
         data_config: DataConfig,
         shard_info: seqio.ShardInfo,
-        architecture: str = "encoder_decoder",
+        converter: seqio.FeatureConverter | None = None,
     ) -> AdjustableMixture:
-        streams = TaskBatchStreams(list(state["rates"]), data_config, shard_info, architecture, state["consumed"])
+        streams = TaskBatchStreams(list(state["rates"]), data_config, shard_info, converter, state["consumed"])
         return cls(streams, state["rates"], int(state["seed"]))

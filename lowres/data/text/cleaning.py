@@ -20,7 +20,7 @@ import numpy as np
 import pycountry
 
 from lowres.data.languages import script_of
-from lowres.data.readers import Document
+from lowres.data.text.readers import Document
 
 __all__ = [
     "CleaningConfig",

@@ -16,12 +16,12 @@ from typing import Any
 
 import gin
 
-from lowres.data import readers
-from lowres.data.cleaning import CleaningConfig, CleaningReport, clean_iter
+from lowres.data.text import readers
+from lowres.data.text.cleaning import CleaningConfig, CleaningReport, clean_iter
 from lowres.data.languages import normalize_language
-from lowres.data.mixtures import MixingConfig, mixing_rates, register_mixture
-from lowres.evaluation.seqio_metrics import chrf_bleu
-from lowres.data.sources import FileSource, SourceError, open_source
+from lowres.data.mixing.rates import MixingConfig, mixing_rates, register_mixture
+from lowres.text_metrics import chrf_bleu
+from lowres.data.text.sources import FileSource, SourceError, open_source
 
 __all__ = [
     "CorpusSpec",
@@ -55,7 +55,7 @@ class CorpusSpec:
     languages: "all" or a list of codes in any spelling.
     kind: monolingual (denoiser tasks), translationese (monolingual + provenance features) or
       parallel (translation tasks only).
-    objective: named objective (lowres.data.objectives.OBJECTIVES) for the monolingual tasks.
+    objective: named objective (lowres.data.tasks.objectives.OBJECTIVES) for the monolingual tasks.
     splits: seqio split -> source split; None takes the source's splits, with `train` standing for
       the first one when the source has no train split (e.g. FLORES dev).
     pairs: parallel pairs to register: None, "all", "eng_Latn-*", "*-pan_Guru", "eng-pan", or a list
@@ -185,7 +185,7 @@ def split_map(spec: CorpusSpec) -> dict[str, str]:
         return dict(spec.splits)
     source = _open(spec)
     if source is None:
-        from lowres.data import tfds_sources
+        from lowres.data.text import tfds_sources
 
         return {split: split for split, _ in tfds_sources.family(spec.source.partition(":")[2]).splits}
     available = source.splits()
@@ -198,7 +198,7 @@ def languages(spec: CorpusSpec) -> list[str]:
     """The spec's monolingual languages; a requested language the source lacks raises SourceError."""
     source = _open(spec)
     if source is None:
-        from lowres.data import tfds_sources
+        from lowres.data.text import tfds_sources
 
         available = sorted(tfds_sources.family(spec.source.partition(":")[2]).language_map())
     else:
@@ -267,7 +267,7 @@ def _documents(spec: CorpusSpec, lang: str, split: str, shard_index: int, num_sh
 def _tfds_documents(spec: CorpusSpec, lang: str, split: str, shard_index: int, num_shards: int):
     import seqio
 
-    from lowres.data import tfds_sources
+    from lowres.data.text import tfds_sources
 
     source, key = tfds_sources.tfds_source(spec.source.partition(":")[2], lang, spec.tfds_data_dir)
     shard = seqio.ShardInfo(shard_index, num_shards) if num_shards > 1 else None
@@ -297,7 +297,7 @@ def corpus_stats(spec: CorpusSpec, split: str = "train", vocabulary=None, progre
     """Counts every language of `spec` by streaming its documents once (TFDS: from the dataset info)."""
     langs = languages(spec)
     if spec.source.startswith("tfds:"):
-        from lowres.data import tfds_sources
+        from lowres.data.text import tfds_sources
 
         family = spec.source.partition(":")[2]
         info = {lang: tfds_sources.tfds_split_info(family, lang, split, spec.tfds_data_dir) for lang in langs}
@@ -398,7 +398,7 @@ def _tfds_to_raw(text_key: str, lang: str, corpus: str):
 def _mono_source(spec: CorpusSpec, lang: str, splits: list[str], num_examples: Mapping[str, int] | None):
     """(seqio source, preprocessors producing raw features) for one language."""
     if spec.source.startswith("tfds:"):
-        from lowres.data import tfds_sources
+        from lowres.data.text import tfds_sources
 
         source, text_key = tfds_sources.tfds_source(spec.source.partition(":")[2], lang, spec.tfds_data_dir)
         return source, [_tfds_to_raw(text_key, lang, spec.name)]
@@ -423,8 +423,8 @@ def register_corpus(
     """Registers the spec's task families and mixtures with `vocabulary`; replaces same-named ones."""
     import seqio
 
-    from lowres.data import objectives
-    from lowres.data.tasks import output_features
+    from lowres.data.tasks import objectives
+    from lowres.data.tasks.registration import output_features
 
     if isinstance(spec, str):
         spec = spec_for_source(spec)

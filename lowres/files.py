@@ -1,0 +1,64 @@
+"""Writing files so that a crash or kill mid-write leaves the previous complete file, never half a one."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from lowres.errors import DataError, MissingFileError
+
+
+def _default_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def write_atomic(path: str | os.PathLike, data: str | bytes, *, durable: bool = True) -> Path:
+    """Writes `data` (text as UTF-8) to `path` through a temporary file in the same directory and
+    `os.replace`; parents are created. The file gets the mode of the file it replaces, else the usual
+    mode for new files (0666 minus the umask; temporary files would otherwise stay owner-only).
+    `durable` flushes the bytes to disk before the rename, so a power loss cannot leave an empty file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = data.encode("utf-8") if isinstance(data, str) else bytes(data)
+    mode = path.stat().st_mode & 0o7777 if path.exists() else _default_mode()
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(payload)
+            if durable:
+                handle.flush()
+                os.fsync(handle.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def write_json(path: str | os.PathLike, value: Any, *, indent: int | None = 2) -> Path:
+    """`value` as JSON (UTF-8, non-ASCII kept, newline-terminated), written atomically."""
+    return write_atomic(path, json.dumps(value, indent=indent, ensure_ascii=False) + "\n")
+
+
+def read_json(path: str | os.PathLike, what: str = "file") -> Any:
+    """The JSON in `path`; a missing or unparsable file raises a one-line error naming the file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as error:
+        raise MissingFileError(f"{path} not found ({what})") from error
+    except UnicodeDecodeError as error:
+        raise DataError(f"{path} is not UTF-8 text ({what}): {error.reason} at byte {error.start}") from error
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise DataError(
+            f"{path} is not valid JSON ({what}): {error.msg} at line {error.lineno} column {error.colno}; "
+            "restore it from a copy or remove it"
+        ) from error

@@ -1,0 +1,33 @@
+"""A training job as the command line, sweeps and notebooks run it: the gin-bound settings, and the
+usual hooks around the loop (throughput and MFU, held-out evaluation, plots)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from lowres.evaluation.during_training import EvalConfig, HeldoutEvalHook
+from lowres.training.hooks import TrainHook
+from lowres.training.plots import PlotHook
+from lowres.training.throughput import ThroughputHook
+from lowres.training.trainer import TrainSettings, train
+
+
+def default_hooks(settings: TrainSettings, eval_config: EvalConfig) -> list[TrainHook]:
+    hooks: list[TrainHook] = [ThroughputHook(report_mfu=settings.train.report_mfu)]
+    if eval_config.every_steps:
+        hooks.append(HeldoutEvalHook(eval_config))
+    hooks.append(PlotHook())
+    return hooks
+
+
+def train_job(
+    model_dir: str | Path,
+    settings: TrainSettings | None = None,
+    eval_config: EvalConfig | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Trains (or resumes) in `model_dir`: `settings` and `eval_config` default to their gin-bound values."""
+    settings = settings or TrainSettings.from_gin()
+    eval_config = eval_config or EvalConfig()
+    return train(model_dir, settings, default_hooks(settings, eval_config), progress=progress)
