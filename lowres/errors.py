@@ -28,8 +28,8 @@ class NotWritableError(LowresError, PermissionError):
     """An output location that cannot be written."""
 
 
-class UsageError(LowresError):
-    """A command line that cannot be run as written."""
+class UsageError(LowresError, ValueError):
+    """A command line (or an option of one) that cannot be run as written."""
 
 
 class NonFiniteError(LowresError, FloatingPointError):

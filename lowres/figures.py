@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
+import io
 import os
-import tempfile
 from pathlib import Path
+
+from lowres.files import write_atomic
 
 
 def save_png(figure, path: str | os.PathLike, dpi: int = 100, **savefig_kwargs) -> Path:
-    """Writes `figure` to `path` (parents created) through a temporary file, closes it; returns the path."""
+    """Writes `figure` to `path` atomically (parents created), closes it; returns the path."""
     import matplotlib.pyplot as plt
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".png", delete=False) as tmp:
-        figure.savefig(tmp, format="png", dpi=dpi, **savefig_kwargs)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=dpi, **savefig_kwargs)
     plt.close(figure)
-    os.replace(tmp.name, path)
-    return path
+    return write_atomic(path, buffer.getvalue())

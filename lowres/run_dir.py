@@ -81,11 +81,13 @@ def is_run_dir(model_dir: str | Path) -> bool:
     return run_file(model_dir).is_file()
 
 
-def require_run_dir(model_dir: str | Path, option: str = "--model_dir") -> Path:
-    """`model_dir` as a Path; one clear error when it holds no trained run."""
+def require_run_dir(model_dir: str | Path, option: str = "--model_dir", how: str | None = None) -> Path:
+    """`model_dir` as a Path; one clear error when it holds no trained run (`how`: how to make one)."""
     if not is_run_dir(model_dir):
+        how = how or f"`lowres train --model_dir={model_dir}`"
         raise MissingFileError(
-            f"{option}={model_dir} holds no trained model (no {RUN_FILE}); run `lowres train --model_dir={model_dir}` first"
+            f"{option}={model_dir} holds no trained model (no {RUN_FILE}): it is not a lowres model directory; "
+            f"train one with {how} first"
         )
     return Path(model_dir)
 

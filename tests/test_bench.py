@@ -192,11 +192,51 @@ def test_drop_from_page_cache_keeps_the_bytes(tmp_path):
     assert (tmp_path / "d" / "x.bin").read_bytes() == b"abc" * 1000
 
 
-def test_decode_case_is_offered_only_when_present():
-    if suite.decode_available():
-        pytest.skip("lowres/bench/decode.py is present; its own tests cover it")
-    with pytest.raises(ValueError, match="decode.py"):
-        suite.run_case("decode", suite.Options(), log=lambda _: None)
+def test_decode_case_is_offered_only_when_present(monkeypatch):
+    """`decode_available` follows lowres/bench/decode.py; absent (simulated by hiding the module from the
+    import system), `bench decode` is a clear error and `all` leaves the case out; present, the case runs
+    `decode.run` with the command-line options and `all` plans it. `decode.run` is replaced by a stub:
+    the real measurement (and the optional HF/torch side) is tests/test_bench_decode.py's."""
+    import importlib.util
+    from pathlib import Path
+
+    from lowres.bench import decode
+
+    assert (Path(suite.__file__).parent / "decode.py").is_file() and suite.decode_available()
+    find_spec = importlib.util.find_spec
+
+    with monkeypatch.context() as absent:
+        absent.setattr(importlib.util, "find_spec",
+                       lambda name, *a: None if name == "lowres.bench.decode" else find_spec(name, *a))
+        assert not suite.decode_available()
+        with pytest.raises(ValueError, match="decode.py"):
+            suite.run_case("decode", suite.Options(), log=lambda _: None)
+        assert "decode" not in [step.argv[0] for step in suite.all_plan(suite.Options())]
+    assert suite.decode_available()
+
+    calls = []
+    rows = [{"architecture": "decoder_only", "batch": 2, "cache": True, "lowres_tokens_per_sec": 123.0}]
+
+    def fake_run(**kwargs):
+        calls.append(kwargs)
+        return {"case": "decode", "tokens_per_sec": 123.0, "rows": rows}
+
+    monkeypatch.setattr(decode, "run", fake_run)
+    logged = []
+    record, table = suite.run_case("decode", suite.Options(shape="tiny", steps=2), log=logged.append)
+    assert calls == [{"shape": "tiny", "steps": 2, "log": logged.append}]
+    assert record["rows"] == rows and table == decode.table(rows) and "| decoder_only | 2 |" in table
+    suite.run_case("decode", suite.Options(), log=logged.append)
+    assert calls[-1] == {"log": logged.append}  # unset options are left to decode.run's defaults
+
+    monkeypatch.setattr(decode, "run", lambda **kwargs: {"case": "decode", "tokens_per_sec": 5.0})
+    record, table = suite.run_case("decode", suite.Options(), log=logged.append)
+    assert table == report.field_table(record) and "| tokens_per_sec | 5" in table  # no rows: a field table
+
+    (planned,) = [step for step in suite.all_plan(suite.Options()) if step.argv[0] == "decode"]
+    assert planned.argv == ("decode", "--steps", "1") and planned.timeout_s == 75
+    (longer,) = [s for s in suite.all_plan(suite.Options(time_limit_s=2 * suite.ALL_BUDGET_S)) if s.argv[0] == "decode"]
+    assert longer.timeout_s == 150
 
 
 def test_data_case_accounting_without_building_pipelines(monkeypatch):

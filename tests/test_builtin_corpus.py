@@ -242,3 +242,24 @@ def test_uses_default_cache_dir(monkeypatch, tmp_path):
     corpus = build_builtin_corpus(languages=["yo"], progress=False)
     assert corpus.root == tmp_path / "builtin" / f"v{bc.CORPUS_VERSION}"
     assert corpus.mono_path("yo", "train").is_file()
+
+
+def test_settings_errors_and_atomically_written_files(tmp_path, corpus):
+    import os
+    import stat
+
+    from lowres.errors import ConfigError, DataError
+
+    with pytest.raises(ConfigError, match="'xx'"):
+        build_builtin_corpus(tmp_path, languages=["xx"], progress=False)
+    with pytest.raises(ConfigError, match="validation_fraction"):
+        build_builtin_corpus(tmp_path, validation_fraction=1.0, progress=False)
+    with pytest.raises(DataError, match="unknown split"):
+        corpus.mono_path("pan_Guru", "test")
+    umask = os.umask(0)
+    os.umask(umask)
+    # lowres.files.write_atomic gives the usual mode (the former private temporary files stayed 0600)
+    for path in (corpus.mono_path("pan_Guru", "train"), corpus.parallel_path("pan_Guru", "train"),
+                 corpus.root / "manifest.json"):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask, path
+    assert not list(corpus.root.glob("**/.*.tmp"))

@@ -44,6 +44,13 @@ def test_translation_tasks_are_registered_both_ways_with_the_target_tag_first(mi
         source, target = (english, native) if src == "eng_Latn" else (native, english)
         assert vocabulary.decode(examples[0]["inputs"][1:-1].tolist()) == source
         assert vocabulary.decode(examples[0]["targets"][:-1].tolist()) == target
+    # one registration for corpora and the built-in corpus (lowres.data.tasks.registration.register_translation_task)
+    from lowres.text_metrics import chrf_bleu
+
+    task = seqio.get_mixture_or_task("builtin.eng_Latn_to_pan_Guru.translate")
+    assert [getattr(p, "__name__", None) for p in task.preprocessors] == ["translate", "append_eos_after_trim"]
+    assert task.metric_fns == [chrf_bleu] and set(task.output_features) == {"inputs", "targets"}
+    assert task.source.list_shards("train") == [str(corpus.parallel_path("pan_Guru", "train"))]
 
 
 def test_translation_takes_its_rate_and_leaves_language_rates_alone(mixture, corpus):

@@ -106,3 +106,10 @@ def test_min_score_drops_low_and_unscored_translationese():
     assert [d.text for d in kept] == ["kept"]
     assert report.dropped["min_score"] == 3 and "dropped: min_score" in report.table()
     assert len(clean(docs, CleaningConfig(**_OFF))[0]) == 4  # off by default
+
+
+def test_cleaning_settings_are_config_errors():
+    from lowres.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="normalization"):
+        CleaningConfig(normalization="NFD")

@@ -11,6 +11,7 @@ from lowres.data.mixing.clones import (
     CloneConfig,
     anchor_ids,
     clone_id_map,
+    clone_task_name,
     cloned_vocab_size,
     original_ids,
     register_clone_mixture,
@@ -96,3 +97,12 @@ def test_clone_mixture_and_bad_config(task):
         CloneConfig(probability=1.5)
     with pytest.raises(ValueError, match="clone_index"):
         CloneConfig(clone_index=0)
+
+
+def test_clone_settings_are_config_errors():
+    from lowres.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="probability"):
+        CloneConfig(probability=1.5)
+    with pytest.raises(ConfigError, match="not named <corpus>.<lang>.<objective>"):
+        clone_task_name("no_dots", CloneConfig())

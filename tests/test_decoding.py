@@ -1,6 +1,7 @@
 """Search algorithms on a hand-built bigram model with a known next-token distribution, and cached
 decoding of the real architectures against full recomputation."""
 
+import functools
 import itertools
 import math
 import types
@@ -180,6 +181,51 @@ def test_cached_decoding_matches_full_recomputation(architecture):
     np.testing.assert_array_equal(outputs[True].tokens, outputs[False].tokens)
     np.testing.assert_allclose(outputs[True].scores, outputs[False].scores, rtol=1e-4)
     assert (outputs[True].lengths == 8).sum() >= 2  # random weights rarely stop: most steps were compared
+
+
+def decode_with_and_without_cache(architecture: str, config: DecodeConfig, use_caches=(True, False)) -> dict:
+    """Decoded outputs of three prompts of different lengths (plus an empty row), cached and recomputed."""
+    loaded = restored(architecture)
+    rng = np.random.default_rng(0)
+    inputs = [list(rng.integers(3, 64, size=n)) + [EOS] for n in (3, 12, 7)]
+    outputs = {}
+    for use_cache in use_caches:
+        gen = Generator(loaded, config, batch_size=4, use_cache=use_cache)
+        prompts = np.zeros((4, 16), np.int32)
+        lengths = np.ones((4,), np.int32)
+        for row, x in enumerate(inputs):
+            p = gen.prompt(x)
+            prompts[row, : len(p)], lengths[row] = p, len(p)
+        outputs[use_cache] = jax.device_get(gen.decode_padded(prompts, lengths))
+    return outputs
+
+
+@functools.lru_cache(maxsize=None)
+def cached_greedy_tokens(architecture: str) -> np.ndarray:
+    return decode_with_and_without_cache(architecture, DecodeConfig("greedy", max_length=6), (True,))[True].tokens
+
+
+SEARCHES = {
+    # beam: the cache is reordered to each step's surviving beams (greedy never reorders it)
+    "beam": DecodeConfig("beam", max_length=6, beam_size=3, brevity_alpha=0.6),
+    # sampling: the same seed draws the same tokens when the logits agree
+    "sample": DecodeConfig("sample", max_length=6, temperature=1.5, seed=3),
+    # contrastive: top-k candidates are expanded from copies of the cache and compared by their features
+    "contrastive": DecodeConfig("contrastive", max_length=6, contrastive_k=4, penalty_alpha=0.6),
+}
+
+
+@pytest.mark.parametrize("method", sorted(SEARCHES))
+@pytest.mark.parametrize("architecture", ["encoder_decoder", "decoder_only"])
+def test_cached_search_matches_full_recomputation(architecture, method):
+    outputs = decode_with_and_without_cache(architecture, SEARCHES[method])
+    cached, full = outputs[True], outputs[False]
+    np.testing.assert_array_equal(cached.tokens, full.tokens)
+    np.testing.assert_array_equal(cached.lengths, full.lengths)
+    np.testing.assert_allclose(cached.scores, full.scores, rtol=1e-4, atol=1e-5)
+    assert np.all(np.isfinite(cached.scores)) and (cached.lengths == 6).sum() >= 2  # most steps were compared
+    # the search really departed from greedy decoding, so its own machinery was exercised
+    assert not np.array_equal(cached.tokens, cached_greedy_tokens(architecture)), method
 
 
 SHARDED_SCRIPT = """

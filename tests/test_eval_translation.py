@@ -97,7 +97,7 @@ def test_seqio_task_metrics_use_the_tasks_postprocessor_and_metric_fns():
     import tensorflow as tf
 
     from lowres.evaluation.seqio_metrics import evaluate_task
-from lowres.text_metrics import chrf_bleu
+    from lowres.text_metrics import chrf_bleu
 
     pairs = [("un chat", "a cat"), ("deux chiens", "two dogs"), ("bonjour", "hello there")]
     vocabulary = seqio.ByteVocabulary()

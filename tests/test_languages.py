@@ -126,3 +126,14 @@ def test_every_flores_code_normalises_and_keeps_an_explicit_script():
         else:
             assert lang.startswith(code) or code in ("ajp", "msa")  # retired or macro codes may map elsewhere
     assert len(set(normalised.values())) == 204  # ajp (retired) and apc share apc_Arab
+
+
+def test_unknown_language_is_a_data_error_that_keeps_its_code():
+    from lowres.errors import DataError
+
+    with pytest.raises(DataError) as info:
+        normalize_language("qqqq")
+    assert isinstance(info.value, UnknownLanguageError) and isinstance(info.value, ValueError)
+    assert info.value.code == "qqqq"
+    custom = UnknownLanguageError("xx", "not in this family")
+    assert custom.code == "xx" and str(custom).startswith("not in this family: 'xx'")

@@ -106,3 +106,29 @@ def test_plot_and_bad_input(tmp_path):
         LearnedMixingConfig(beta=1.0)
     with pytest.raises(ValueError, match="rule"):
         LearnedMixingConfig(rule="max")
+
+
+def test_settings_errors_and_atomic_state_files(tmp_path):
+    import os
+    import stat
+
+    from lowres.errors import ConfigError, DataError
+
+    with pytest.raises(ConfigError, match="beta"):
+        LearnedMixingConfig(beta=1.0)
+    with pytest.raises(ConfigError, match="distinct task names"):
+        LearnedMixingSampler(["lm", "lm"])
+    sampler = LearnedMixingSampler(["lm", "mt"], LearnedMixingConfig(measure_every=1))
+    with pytest.raises(DataError, match="non-finite"):
+        sampler.update("lm", float("inf"), 0.5)
+    path = tmp_path / "state" / "mixing.json"
+    sampler.save(path)
+    umask = os.umask(0)
+    os.umask(umask)
+    # lowres.files.write_atomic: the usual mode for new files (a private temporary file kept 0600)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask
+    assert [p.name for p in path.parent.iterdir()] == ["mixing.json"]  # no temporary file left behind
+    assert LearnedMixingSampler.load(path).state_dict() == sampler.state_dict()
+    path.write_text("{torn", encoding="utf-8")
+    with pytest.raises(DataError, match=r"mixing\.json is not valid JSON"):
+        LearnedMixingSampler.load(path)

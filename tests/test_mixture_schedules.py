@@ -160,3 +160,14 @@ def test_adjustable_mixture_resumes_from_recorded_state(mixture):
                                           for s in range(6)]
     with pytest.raises(ValueError, match="rates name"):
         first.set_rates({eng: 1.0})
+
+
+def test_schedule_settings_are_config_errors(mixture):
+    from lowres.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="phases is empty"):
+        MixtureSchedule([])
+    with pytest.raises(ConfigError, match="has no tasks for languages"):
+        register_language_subset(mixture, ["zul"])
+    with pytest.raises(ConfigError, match="replay fraction"):
+        register_replay_mixture(mixture, mixture, 1.0)

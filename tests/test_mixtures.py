@@ -102,3 +102,18 @@ def test_sampled_mixture_shares_match_rates_within_two_points():
     assert first.shape == (n,)
     for token, lang in enumerate(SIZES, start=3):
         assert abs(np.mean(first == token) - rates[lang]) < 0.02, lang
+
+
+def test_mixing_settings_are_config_errors_and_empty_languages_data_errors():
+    from lowres.data.config import MixingConfig as Declared
+    from lowres.errors import ConfigError, DataError
+
+    assert MixingConfig is Declared  # declared with the data settings, computed here
+    with pytest.raises(ConfigError, match="MixingConfig.method"):
+        MixingConfig(method="uniform")
+    with pytest.raises(ConfigError, match="alpha"):
+        mixtures.temperature_rates({"a": 1.0}, alpha=2.0)
+    with pytest.raises(DataError, match="every size must be positive"):
+        mixtures.temperature_rates({"a": 0.0})
+    with pytest.raises(ConfigError, match="no task with a positive rate"):
+        mixtures.register_mixture("test_mixtures.nothing", [("x", 0.0)])

@@ -392,3 +392,14 @@ def test_prefix_lm_statistics_over_10k_examples():
                                           np.clip(np.arange(length)[None] - (input_lengths - 1)[:, None], 0, None),
                                           axis=1))
     np.testing.assert_array_equal(rebuilt, tokens.numpy())
+
+
+def test_objective_settings_are_config_errors():
+    from lowres.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown objective 'nope'"):
+        objectives.objective("nope")
+    with pytest.raises(ConfigError, match="noise_density"):
+        objectives.SpanCorruption(3.0, 1.5)
+    with pytest.raises(ConfigError, match="Translation.direction"):
+        objectives.Translation(direction="sideways")

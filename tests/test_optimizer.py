@@ -54,6 +54,20 @@ def test_rewarming_restarts_the_schedule_at_the_given_step():
     assert lr(config, 210, 110) == pytest.approx(1.0) and lr(config, 210, 210) == pytest.approx(0.1)
 
 
+def test_rewarming_in_a_fresh_run_follows_a_first_cycle_that_ends_at_the_rewarm_step():
+    # Steps before N are a complete schedule of N steps (what the pretraining run used), not zeros.
+    config = OptimizerConfig(schedule="cosine", learning_rate=1.0, warmup_steps=10, end_learning_rate_fraction=0.1,
+                             rewarm_from_step=100)
+    first = OptimizerConfig(schedule="cosine", learning_rate=1.0, warmup_steps=10, end_learning_rate_fraction=0.1)
+    for step in (0, 5, 10, 50, 99):
+        assert lr(config, 210, step) == pytest.approx(lr(first, 100, step))
+    assert lr(config, 210, 10) == pytest.approx(1.0) and lr(config, 210, 99) < 0.15
+    for step in (100, 105, 150, 210):
+        assert lr(config, 210, step) == pytest.approx(lr(first, 110, step - 100))
+    with pytest.raises(ValueError, match="rewarm_from_step=100 must lie below.*num_steps=100"):
+        learning_rate_schedule(config, 100)
+
+
 def test_bad_names_fail_when_configured():
     with pytest.raises(ValueError, match="schedule='bogus'.*wsd"):
         OptimizerConfig(schedule="bogus")

@@ -29,7 +29,7 @@ def _batches(mixture, attention, num_batches=2):
     config = DataConfig(objective="ul2", inputs_length=LENGTHS["inputs"], targets_length=LENGTHS["targets"],
                         batch_size=8, shuffle_buffer_size=32, decoder_attention=attention)
     stream = training_batches(mixture, config, seqio.ShardInfo(0, 1),
-                              converter=architecture_for("decoder_only").feature_converter())
+                              converter=architecture_for("decoder_only").feature_converter(config.pack, attention))
     return [next(stream) for _ in range(num_batches)]
 
 

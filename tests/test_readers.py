@@ -342,3 +342,24 @@ def test_flores_file_holding_a_link_name_reads_its_target(flores_dir):
     files = readers.flores_files(flores_dir)
     assert files["msa_Latn"] == files["zsm_Latn"] == flores_dir / "zsm.dev"
     assert _texts(readers.read_flores(flores_dir, "msa", group_by_url=False)) == ["a", "b", "c", "d"]
+
+
+def test_reader_errors_are_lowres_errors(tmp_path):
+    from lowres.errors import ConfigError, DataError, MissingFileError
+
+    with pytest.raises(MissingFileError, match="nothing-here"):
+        readers.expand_paths(tmp_path / "nothing-here*.txt")
+    with pytest.raises(MissingFileError, match="not a directory of FLORES"):
+        readers.flores_files(tmp_path / "no-flores")
+    (tmp_path / "bad.jsonl").write_text("{not json\n", encoding="utf-8")
+    with pytest.raises(DataError, match=r"bad\.jsonl:1: invalid JSON"):
+        list(readers.read_jsonl(tmp_path / "bad.jsonl", "c", lang="pa"))
+    (tmp_path / "p.tsv").write_text("one column\n", encoding="utf-8")
+    with pytest.raises(DataError, match="no tab"):
+        list(readers.read_tsv_pairs(tmp_path / "p.tsv", "en", "pa"))
+    with pytest.raises(ConfigError, match="layout"):
+        readers.read_text(tmp_path / "bad.jsonl", "pa", "c", layout="pages")
+    with pytest.raises(ConfigError, match="invalid_utf8"):
+        readers.read_text(tmp_path / "bad.jsonl", "pa", "c", invalid_utf8="drop")
+    with pytest.raises(ConfigError, match="shard_index"):
+        readers.shard_files([], 2, 2)

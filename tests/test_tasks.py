@@ -5,7 +5,7 @@ import pytest
 import seqio
 
 from lowres.data.vocab import vocabulary as vocab_lib
-from lowres.data.tasks.registration import temperature_rates
+from lowres.data.mixing.rates import temperature_rates
 from lowres.data.tasks.builtin import register_builtin_mixture
 
 LENGTHS = {"inputs": 64, "targets": 64}
@@ -80,3 +80,17 @@ def test_temperature_rates_formula():
     assert temperature_rates({"a": 1000.0, "b": 10.0}, alpha=0.0) == {"a": 0.5, "b": 0.5}
     with pytest.raises(ValueError, match="alpha"):
         temperature_rates({"a": 1.0}, alpha=2.0)
+
+
+def test_task_names_come_from_one_module_and_read_back(mixture):
+    from lowres.data.tasks.names import mixture_name, pair_task_name, task_language, task_name
+
+    assert task_name("builtin", "pan_Guru", "causal") == "builtin.pan_Guru.causal"
+    assert pair_task_name("flores200", "eng_Latn", "pan_Guru", "translate") == "flores200.eng_Latn_to_pan_Guru.translate"
+    assert mixture_name("builtin", "r_and_s") == mixture == "builtin.r_and_s"
+    assert task_language(task_name("c", "yor_Latn", "x")) == "yor_Latn"
+    assert task_language(pair_task_name("c", "eng_Latn", "pan_Guru", "translate")) == "eng_Latn_to_pan_Guru"
+    assert task_language(mixture_name("c", "r_and_s")) == ""
+    registered = {t.name for t in seqio.get_mixture_or_task(mixture).tasks}
+    assert task_name("builtin", "pan_Guru", "span_3_0p15_nlu") in registered
+    assert {task_language(name) for name in registered} == {"pan_Guru", "yor_Latn", "eng_Latn"}

@@ -7,10 +7,12 @@ import pytest
 tfds = pytest.importorskip("tensorflow_datasets")
 import seqio  # noqa: E402
 
+from lowres.data.tasks.corpus_tasks import register_corpus  # noqa: E402
 from lowres.data.text import corpora  # noqa: E402
 from lowres.data.text import tfds_sources
 from lowres.data.languages import UnknownLanguageError  # noqa: E402
 from lowres.data.text.tfds_sources import TfdsFamily, TfdsNotPreparedError  # noqa: E402
+from lowres.errors import DataError, MissingFileError  # noqa: E402
 
 DOCS = {"pa": ["ਪਹਿਲਾ ਲੇਖ", "ਦੂਜਾ ਲੇਖ", "ਤੀਜਾ ਲੇਖ"], "hi": ["पहला लेख", "दूसरा लेख"]}
 
@@ -65,7 +67,7 @@ def test_tiny_tfds_corpus_reads_registers_and_counts(data_dir):
     assert {doc.lang for doc in corpora.documents(spec, "hin_Deva")} == {"hin_Deva"}
     stats = corpora.corpus_stats(spec)
     assert stats.documents == {"hin_Deva": 2, "pan_Guru": 3} and not stats.exact_bytes
-    registered = corpora.register_corpus(spec, seqio.ByteVocabulary())
+    registered = register_corpus(spec, seqio.ByteVocabulary())
     task = seqio.get_mixture_or_task("tiny_tfds.pan_Guru.causal")
     assert isinstance(task.source, seqio.TfdsDataSource)
     targets = [ex["targets"] for ex in task.get_dataset({"inputs": 8, "targets": 512}, "train", shuffle=False)
@@ -81,3 +83,11 @@ def test_not_prepared_name_says_what_to_do(tmp_path, data_dir):
     tfds_sources.register_family(TfdsFamily("missing", "no_such_dataset_xyz/{code}", {"train": "train"}, lambda: ("pa",)))
     with pytest.raises(TfdsNotPreparedError, match="'no_such_dataset_xyz/pa' is not installed"):
         corpora.corpus_stats(corpora.CorpusSpec("m", "tfds:missing", tfds_data_dir=str(tmp_path)))
+
+
+def test_tfds_errors_are_lowres_errors():
+    assert issubclass(TfdsNotPreparedError, MissingFileError) and issubclass(TfdsNotPreparedError, FileNotFoundError)
+    with pytest.raises(DataError, match="unknown TFDS family 'cc99'"):
+        tfds_sources.family("cc99")
+    with pytest.raises(DataError, match="TFDS family 'wiki40b' has no such language"):
+        tfds_sources.family("wiki40b").resolve("pan_Guru")

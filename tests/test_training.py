@@ -229,7 +229,7 @@ def test_chunked_loss_equals_full_loss_and_gradients(architecture):
 def test_example_gin_configs_parse_and_build_their_configs(name):
     import gin
 
-    from lowres import cli
+    from lowres.cli.common import parse_gin
     from lowres.data.config import DataConfig
     from lowres.checkpoints.store import CheckpointConfig
     from lowres.training.optimizer import OptimizerConfig
@@ -237,7 +237,7 @@ def test_example_gin_configs_parse_and_build_their_configs(name):
 
     gin.clear_config()
     try:
-        cli._parse_gin([name], [])  # includes resolve against gin_configs/ from any directory
+        parse_gin([name], [], registers="lowres.jobs")  # includes resolve against gin_configs/ from any directory
         for configurable in (TrainConfig, DataConfig, OptimizerConfig, CheckpointConfig, ModelConfig,
                              partitioning.MeshConfig):
             configurable()  # every binding names a real field and passes validation

@@ -220,6 +220,7 @@ def test_filter_keeps_the_lowest_percent_and_threshold(source, tmp_path):
 def test_translationese_jsonl_loads_as_a_seqio_task_with_provenance(source, tmp_path):
     import seqio
 
+    from lowres.data.tasks.corpus_tasks import register_corpus
     from lowres.data.text import corpora
     from lowres.data.vocab.byte_vocabulary import ReservedByteVocabulary
     from lowres.data.text.cleaning import CleaningConfig
@@ -229,7 +230,7 @@ def test_translationese_jsonl_loads_as_a_seqio_task_with_provenance(source, tmp_
     filter_directory(tmp_path / "out", tmp_path / "kept", FilterConfig(keep_percent=43))
     spec = corpora.CorpusSpec("synthpan", f"jsonl:{tmp_path}/kept/docs-*.jsonl", kind="translationese",
                               objective="causal_lm", cleaning=CleaningConfig(min_score=-math.log(2.5)))  # fmt: skip
-    registered = corpora.register_corpus(spec, ReservedByteVocabulary(num_sentinels=0), shuffle_buffer_size=4)
+    registered = register_corpus(spec, ReservedByteVocabulary(num_sentinels=0), shuffle_buffer_size=4)
     assert registered.languages == ("pan_Guru",)
     task = seqio.get_mixture_or_task(registered.tasks[0])
     raw = list(task.source.get_dataset("train", shuffle=False).as_numpy_iterator())

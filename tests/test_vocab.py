@@ -214,3 +214,25 @@ def test_fingerprint_changes_with_file_kind_and_sentinels(tmp_path, every_script
     assert vocab_lib.vocabulary_fingerprint(copy, 10) == fingerprint  # content, not location
     copy.write_bytes(path.read_bytes() + b"\0")
     assert vocab_lib.vocabulary_fingerprint(copy, 10) != fingerprint
+
+
+def test_vocabulary_errors_are_lowres_errors_and_files_get_the_usual_mode(tmp_path):
+    import stat
+
+    from lowres.errors import ConfigError, MissingFileError
+
+    with pytest.raises(ConfigError, match="VocabularyConfig.kind"):
+        vocab_lib.VocabularyConfig(kind="words")
+    with pytest.raises(ConfigError, match="no whitespace"):
+        vocab_lib.reserved_tokens([], ["<two words>"])
+    with pytest.raises(MissingFileError, match="does not exist"):
+        vocab_lib.load_vocabulary(tmp_path / "missing.model")
+    config = vocab_lib.VocabularyConfig(kind="bytes")
+    vocab_lib.prepare_vocabulary(tmp_path / "run", config, {"pan_Guru": []})
+    path = tmp_path / "run" / vocab_lib.vocabulary_file(config)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask  # written by lowres.files.write_atomic
+    assert [p.name for p in path.parent.iterdir()] == [path.name]
+    with pytest.raises(ConfigError, match="holds a bytes vocabulary"):
+        vocab_lib.prepare_vocabulary(tmp_path / "run", vocab_lib.VocabularyConfig(), {"pan_Guru": ["ਪੰਜਾਬੀ"]})

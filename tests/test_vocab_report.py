@@ -107,7 +107,8 @@ def test_cli_vocab_report_reads_a_run_directory(small_vocab, tmp_path, capsys):
     model_dir = tmp_path / "run"
     (model_dir / "vocab").mkdir(parents=True)
     (model_dir / "vocab" / "spm.model").write_bytes(small_vocab.read_bytes())
-    (model_dir / "lowres.json").write_text(json.dumps({"vocabulary": "vocab/spm.model", "num_sentinels": 4}))
+    (model_dir / "lowres.json").write_text(json.dumps({"model": {}, "vocabulary": "vocab/spm.model", "num_sentinels": 4,
+                                                      "inputs_length": 8, "targets_length": 8}))
     data = tmp_path / "pan.txt"
     data.write_text("ਸਾਰੇ ਮਨੁੱਖ\n", encoding="utf-8")
     assert cli.main(["vocab", "report", f"--model_dir={model_dir}", f"--data=text:{data}", "--lang=pan"]) == 0

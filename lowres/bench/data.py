@@ -17,6 +17,7 @@ import numpy as np
 
 from lowres.bench import report
 from lowres.bench import train as train_bench
+from lowres.errors import UsageError
 
 OBJECTIVES = ("ul2", "r_and_s")
 ARCHITECTURES = ("encoder_decoder", "decoder_only")
@@ -86,7 +87,7 @@ def run(num_batches: int = 200, *, objectives: tuple[str, ...] = OBJECTIVES,
     for name, chosen, known in (("objective", objectives, OBJECTIVES), ("architecture", architectures, ARCHITECTURES)):
         unknown = sorted(set(chosen) - set(known))
         if unknown or not chosen:
-            raise ValueError(f"bench data: unknown {name} {', '.join(unknown) or '(none given)'}; "
+            raise UsageError(f"bench data: unknown {name} {', '.join(unknown) or '(none given)'}; "
                              f"choose from {', '.join(known)}")
     base = train_bench.quickstart_shape()
     rows = []

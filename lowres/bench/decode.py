@@ -17,11 +17,11 @@ import time
 import types
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from lowres.bench import report
+from lowres.errors import UsageError
 
 ROW_COLUMNS = ("architecture", "batch", "cache", "lowres_tokens_per_sec", "lowres_latency_s", "hf_tokens_per_sec",
                  "hf_latency_s", "speedup_vs_hf")
@@ -98,7 +98,7 @@ def run(shape: str = "quickstart", steps: int | None = None, log: Callable[[str]
         batches=(1, 32), architectures=("encoder_decoder", "decoder_only"), caches=(True, False)) -> dict:
     """Every (architecture, batch, cache) row; the record's tokens_per_sec is lowres' at the largest batch."""
     if shape not in SHAPES:
-        raise ValueError(f"bench decode --shape={shape!r} is unknown; choose one of {sorted(SHAPES)}")
+        raise UsageError(f"bench decode --shape={shape!r} is unknown; choose one of {sorted(SHAPES)}")
     s = SHAPES[shape]
     repeats = steps or 3
     rows = []

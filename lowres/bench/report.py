@@ -6,10 +6,11 @@ import json
 import os
 import resource
 import statistics
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from lowres.files import write_atomic
 
 # Fields every case's JSON object carries (None where a field does not apply to the case).
 COMMON_FIELDS = (
@@ -114,8 +115,4 @@ def field_table(record: Mapping[str, Any]) -> str:
 
 def write_json(path: str | Path, record: Mapping[str, Any]) -> None:
     """Writes `record` atomically (temp file + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, encoding="utf-8", suffix=".tmp") as tmp:
-        tmp.write(json.dumps(record, indent=2) + "\n")
-    os.replace(tmp.name, path)
+    write_atomic(path, json.dumps(record, indent=2) + "\n")

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from lowres.bench import report
+from lowres.errors import UsageError
 
 CASES = ("train", "data", "checkpoint", "scale", "decode", "all")
 SUMMARY_COLUMNS = ("case", "shape", "tokens_per_sec", "mfu", "mfu_per_cpu_second", "tflops_per_device",
@@ -52,7 +53,7 @@ def run_case(case: str, options: Options, log: Callable[[str], None]) -> tuple[d
         from lowres.bench import data
 
         if options.shape not in (None, "quickstart"):
-            raise ValueError(f"bench data measures the quickstart shape only, not --shape={options.shape}")
+            raise UsageError(f"bench data measures the quickstart shape only, not --shape={options.shape}")
         chosen = {"objectives": (options.objective,) if options.objective else data.OBJECTIVES,
                   "architectures": (options.architecture,) if options.architecture else data.ARCHITECTURES}
         record = data.run(options.steps or 200, **chosen, trainer_tokens_per_sec=options.trainer_tokens_per_sec,
@@ -85,7 +86,7 @@ def run_case(case: str, options: Options, log: Callable[[str], None]) -> tuple[d
         return record, report.field_table(record)
     if case == "all":
         return run_all(options, log)
-    raise ValueError(f"unknown bench case {case!r}; choose one of {CASES}")
+    raise UsageError(f"unknown bench case {case!r}; choose one of {CASES}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -17,6 +17,7 @@ import numpy as np
 
 from lowres.bench import report
 from lowres.training import peak
+from lowres.errors import ConfigError, NonFiniteError, UsageError
 
 DATA_VOCAB_SIZE = 4000  # SentencePiece pieces trained on the built-in corpus for real-data runs
 QUICKSTART_GIN = Path(__file__).resolve().parents[2] / "gin_configs" / "quickstart.gin"
@@ -111,7 +112,7 @@ def get_shape(name: str) -> Shape:
     if name == "quickstart":
         return quickstart_shape()
     if name not in SHAPES:
-        raise ValueError(f"unknown benchmark shape {name!r}; choose one of {sorted(SHAPES) + ['quickstart']}")
+        raise UsageError(f"unknown benchmark shape {name!r}; choose one of {sorted(SHAPES) + ['quickstart']}")
     return SHAPES[name]
 
 
@@ -165,7 +166,7 @@ def real_batches(shape: Shape, seed: int = 0, objective: str | None = None,
     vocab_config = VocabularyConfig(vocab_size=DATA_VOCAB_SIZE)
     data = prepare_data(default_cache_dir() / "bench" / f"spm{DATA_VOCAB_SIZE}", config, vocab_config, progress=False)
     if data.vocabulary.vocab_size > shape.vocab_size:
-        raise ValueError(
+        raise ConfigError(
             f"shape {shape.name}: its {shape.vocab_size}-entry output layer cannot hold the data vocabulary's "
             f"{data.vocabulary.vocab_size} ids"
         )
@@ -179,7 +180,7 @@ def run(shape: Shape, steps: int = 20, *, synthetic: bool = False, warmup_steps:
     The peak FLOP/s (MFU's denominator) is taken first: a `peak_size` square matmul off accelerators.
     """
     if steps < 1:
-        raise ValueError(f"--steps must be at least 1, got {steps}")
+        raise UsageError(f"--steps must be at least 1, got {steps}")
     import jax
     from flax import nnx
 
@@ -228,7 +229,7 @@ def run(shape: Shape, steps: int = 20, *, synthetic: bool = False, warmup_steps:
                     eta = (steps - done) * float(np.median(times))
                     log(f"[train {shape.name}] step {done}/{steps}: {t2 - t0:.3f}s, loss {loss:.3f}, ETA {eta:.0f}s")
     if not np.isfinite(losses[-1]):
-        raise FloatingPointError(f"benchmark shape {shape.name}: non-finite loss {losses[-1]}")
+        raise NonFiniteError(f"benchmark shape {shape.name}: non-finite loss {losses[-1]}")
     stats = report.step_stats(times)
     tokens = shape.tokens_per_step()
     flops_per_step = shape.flops_per_step()

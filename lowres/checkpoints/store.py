@@ -16,6 +16,7 @@ from typing import Any
 import gin
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as policies
+from lowres.errors import ConfigError, MissingFileError
 
 
 @gin.configurable
@@ -42,9 +43,9 @@ class CheckpointConfig:
 
     def __post_init__(self):
         if self.save_interval_steps <= 0 and self.save_interval_minutes <= 0:
-            raise ValueError("CheckpointConfig: set save_interval_steps and/or save_interval_minutes above 0")
+            raise ConfigError("CheckpointConfig: set save_interval_steps and/or save_interval_minutes above 0")
         if self.best_mode not in ("min", "max"):
-            raise ValueError(f"CheckpointConfig.best_mode={self.best_mode!r}; use 'min' or 'max'")
+            raise ConfigError(f"CheckpointConfig.best_mode={self.best_mode!r}; use 'min' or 'max'")
 
 
 def _save_policy(config: CheckpointConfig):
@@ -117,7 +118,7 @@ class CheckpointStore:
         `metrics` (e.g. {"loss": ...}) rank checkpoints for `best_metric`.
         """
         if self.config.best_metric and metrics is not None and self.config.best_metric not in metrics:
-            raise ValueError(
+            raise ConfigError(
                 f"CheckpointConfig.best_metric={self.config.best_metric!r} is not among the logged metrics "
                 f"({', '.join(sorted(metrics))})"
             )
@@ -140,7 +141,7 @@ class CheckpointStore:
         """
         step = self.latest_step() if step is None else step
         if step is None:
-            raise FileNotFoundError(f"no checkpoint found under {self.directory}")
+            raise MissingFileError(f"no checkpoint found under {self.directory}")
         items = {
             "params": ocp.args.StandardRestore(abstract_params),
             "metadata": ocp.args.JsonRestore(),
@@ -154,7 +155,7 @@ class CheckpointStore:
         """Only the metadata item of a step (default: the latest)."""
         step = self.latest_step() if step is None else step
         if step is None:
-            raise FileNotFoundError(f"no checkpoint found under {self.directory}")
+            raise MissingFileError(f"no checkpoint found under {self.directory}")
         return self.manager.restore(step, args=ocp.args.Composite(metadata=ocp.args.JsonRestore()))["metadata"]
 
     def wait(self) -> None:

@@ -1,9 +1,10 @@
-"""The run's data settings: what to train on, how examples are cut and batched, and with which seed."""
+"""Data settings: what a run trains on, how examples are cut and batched and with which seed (DataConfig),
+and how a corpus weights its languages (MixingConfig, computed by lowres.data.mixing.rates)."""
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import gin
 
@@ -52,3 +53,33 @@ class DataConfig:
             raise ConfigError(
                 f"DataConfig.decoder_attention={self.decoder_attention!r}; choose one of {', '.join(DECODER_ATTENTION)}"
             )
+
+
+@gin.configurable
+@dataclasses.dataclass(frozen=True)
+class MixingConfig:
+    """How languages are weighted: `method` is temperature, unimax or fixed; sizes in bytes, chars or tokens.
+
+    `budget` (UniMax) and `total` (epoch caps) are training amounts in `size_unit`; `max_epochs`
+    caps UniMax's allocation and, with `total`, any method's rates.
+    """
+
+    method: str = "temperature"
+    alpha: float = 0.3
+    size_unit: str = "bytes"
+    budget: float | None = None
+    max_epochs: float | None = None
+    total: float | None = None
+    weights: Mapping[str, float] | None = None
+
+    def __post_init__(self):
+        if isinstance(self.weights, Mapping):  # stored as items so the config stays hashable
+            object.__setattr__(self, "weights", tuple(sorted(self.weights.items())))
+        if self.method not in ("temperature", "unimax", "fixed"):
+            raise ConfigError(f"MixingConfig.method must be temperature, unimax or fixed, got {self.method!r}")
+        if self.size_unit not in ("bytes", "chars", "tokens"):
+            raise ConfigError(f"MixingConfig.size_unit must be 'bytes', 'chars' or 'tokens', got {self.size_unit!r}")
+        if self.method == "unimax" and self.budget is None:
+            raise ConfigError("MixingConfig(method='unimax') needs budget= (training amount in size_unit)")
+        if self.method == "fixed" and not self.weights:
+            raise ConfigError("MixingConfig(method='fixed') needs weights={language: weight}")

@@ -14,6 +14,8 @@ import pycountry
 from babel import Locale
 from babel.core import get_global
 
+from lowres.errors import DataError
+
 __all__ = ["UnknownLanguageError", "language_name", "normalize_language", "script_of"]
 
 _HINT = "use an ISO 639-1/639-3 code such as 'pa' or 'pan', optionally with a script: 'pan_Guru'"
@@ -23,7 +25,7 @@ _REGION_RE = re.compile(r"^(?:[a-z]{2}|[0-9]{3})$")
 _GF_ID_RE = re.compile(r"^([a-z]{2,3})_([A-Z][a-z]{3})$")
 
 
-class UnknownLanguageError(ValueError):
+class UnknownLanguageError(DataError):
     """A language code that cannot be mapped to ISO 639-3 + ISO 15924."""
 
     def __init__(self, code: str, reason: str = "unknown language code"):

@@ -11,7 +11,6 @@ import dataclasses
 import itertools
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
 
 import gin
 import jax
@@ -20,7 +19,7 @@ import seqio
 
 from lowres.checkpoints.trained_model import TrainedModel
 from lowres.data.config import DataConfig
-from lowres.data.streams.schedules import task_language
+from lowres.data.tasks.names import task_language
 from lowres.errors import ConfigError
 from lowres.evaluation.bits_per_byte import model_bits_per_byte
 from lowres.models.architecture import Architecture, architecture_for

@@ -16,8 +16,6 @@ A multi-model file is {"models": [report, ...]}.
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -28,6 +26,7 @@ from lowres.data.text.sources import Documents
 from lowres.figures import save_png
 from lowres.checkpoints.trained_model import TrainedModel, load_trained_model
 from lowres.errors import DataError
+from lowres.files import write_atomic, write_json
 from lowres.evaluation.bits_per_byte import model_bits_per_byte, unigram_byte_bits_per_byte
 from lowres.inference.scoring import jitted_scorer
 
@@ -159,12 +158,8 @@ def write_outputs(reports: Sequence[dict[str, Any]], output: Path) -> tuple[str,
     data = reports[0] if len(reports) == 1 else {"models": list(reports)}
     markdown = table(reports[0]) if len(reports) == 1 else comparison_table(reports)
     paths = []
-    for path, text in ((output, json.dumps(data, indent=2, ensure_ascii=False) + "\n"),
-                       (output.with_suffix(".md"), markdown + "\n")):
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-        paths.append(path)
+    paths.append(write_json(output, data))
+    paths.append(write_atomic(output.with_suffix(".md"), markdown + "\n"))
     paths.append(bar_chart(reports, output.with_suffix(".png")))
     return markdown, paths
 
@@ -220,14 +215,14 @@ def run_eval(
     translate_limit: int | None = None, beam: int = 1,
 ) -> list[dict[str, Any]]:  # fmt: skip
     """One report per model directory on the same documents (and translation directions)."""
-    from lowres.data.text.sources import load_documents
+    from lowres.data.text.sources import SourceRef, load_documents
     from lowres.evaluation.translation import evaluate_directions, parse_directions
 
     directions = parse_directions(translate) if translate else []
-    kind, _, flores_dir = data.partition(":")
-    if directions and kind != "flores":
+    ref = SourceRef.parse(data)
+    if directions and ref.kind != "flores":
         raise DataError("--translate needs --data=flores:DIR (a FLORES-layout directory with both languages)")
-    if kind == "task":
+    if ref.kind == "task":
         documents = _task_documents(data, split, langs, Path(model_dirs[0]))
     else:
         documents = load_documents(data, split, langs, lang)
@@ -237,7 +232,7 @@ def run_eval(
         result = {"model_dir": str(model_dir), **evaluate(model, documents, batch_size=batch_size), "data": data}
         if directions:
             result["translation"] = evaluate_directions(
-                translator(model, beam, batch_size), Path(flores_dir), documents.split, directions, translate_limit
+                translator(model, beam, batch_size), Path(ref.location), documents.split, directions, translate_limit
             )
         reports.append(result)
     return reports

@@ -10,17 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from lowres.data.languages import UnknownLanguageError, normalize_language
-from lowres.data.text.sources import Documents, SourceError
+from lowres.data.text.sources import Documents, SourceError, SourceRef
 from lowres.run_dir import RunInfo, read_run_info
 
 
 def parse_task_source(data: str) -> tuple[str, str | None]:
     """`task:NAME[:split]` -> (NAME, split or None)."""
-    kind, _, rest = data.partition(":")
-    name, _, split = rest.partition(":")
-    if kind != "task" or not name:
-        raise SourceError(f"--data={data!r}: write task:NAME or task:NAME:SPLIT (a registered seqio task)")
-    return name, split or None
+    return SourceRef.parse(data, ("task",)).task()
 
 
 def register_run_tasks(model_dir: Path, info: RunInfo) -> None:

@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 import gin
 import jax
 import jax.numpy as jnp
+from lowres.errors import ConfigError
 
 NEG_INF = -1.0e9  # finite, so that -inf arithmetic never makes NaNs in scores
 VALID = -1.0e6  # beam scores below this come from NEG_INF-seeded (empty) beams
@@ -39,11 +40,11 @@ class DecodeConfig:
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
-            raise ValueError(f"DecodeConfig.method={self.method!r} is unknown; choose one of {METHODS}")
+            raise ConfigError(f"DecodeConfig.method={self.method!r} is unknown; choose one of {METHODS}")
         if self.max_length < 1 or self.beam_size < 1 or self.contrastive_k < 1 or self.top_k < 0:
-            raise ValueError("DecodeConfig: max_length, beam_size and contrastive_k must be >= 1, top_k >= 0")
+            raise ConfigError("DecodeConfig: max_length, beam_size and contrastive_k must be >= 1, top_k >= 0")
         if not 0.0 < self.top_p <= 1.0 or self.temperature <= 0.0:
-            raise ValueError("DecodeConfig: top_p must lie in (0, 1] and temperature must be > 0")
+            raise ConfigError("DecodeConfig: top_p must lie in (0, 1] and temperature must be > 0")
 
 
 class Stepper(NamedTuple):

@@ -33,7 +33,7 @@ def decode_batch(
 ) -> Decoded:  # fmt: skip
     """One padded batch of prompts -> Decoded (pure: jit it with `config` fixed)."""
     model = merge_model(graphdef, params, rest)
-    *start, step, gather = model.decoding_start(inputs, lengths, config.max_length, use_cache)
+    *start, (step, gather) = model.decoding_start(inputs, lengths, config.max_length, use_cache)
     return search(config, *start, Stepper(step, gather), eos_id=eos_id, key=key)
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from lowres.data.vocab import vocabulary as vocab_lib
+from lowres.errors import ConfigError, DataError, MissingFileError
 
 
 def translation_inputs(
@@ -27,7 +28,7 @@ def translation_inputs(
         if mode_token:
             prefix.insert(0, vocab_lib.reserved_id(vocabulary, mode_token))
     except KeyError as error:
-        raise ValueError(f"the model's vocabulary cannot translate: {error.args[0]}") from error
+        raise ConfigError(f"the model's vocabulary cannot translate: {error.args[0]}") from error
     tokens = prefix + list(vocabulary.encode(text))
     return tokens[: max_length - 1] + [vocabulary.eos_id]
 
@@ -87,13 +88,13 @@ def translate_file(
     """Translates `input_path` line by line into `output_path`, continuing a previous partial run."""
     input_path, output_path = Path(input_path), Path(output_path)
     if not input_path.is_file():
-        raise FileNotFoundError(f"--input={input_path} does not exist or is not a file")
+        raise MissingFileError(f"--input={input_path} does not exist or is not a file")
     with open(input_path, "rb") as handle:
         total = sum(1 for _ in handle)
     output_path.parent.mkdir(parents=True, exist_ok=True)
     done = complete_lines(output_path)
     if done > total:
-        raise ValueError(f"--output={output_path} has {done} lines but --input has {total}: not a partial "
+        raise DataError(f"--output={output_path} has {done} lines but --input has {total}: not a partial "
                          "translation of this input; choose another --output")
     start, started = done, time.perf_counter()
     bar = tqdm(total=total, initial=done, unit="sent", disable=not progress, dynamic_ncols=True, desc="translate")

@@ -6,6 +6,7 @@ Kept free of JAX so data, training and CLI code can read model sizes without bui
 from __future__ import annotations
 
 import dataclasses
+from lowres.errors import ConfigError
 
 ACTIVATIONS = ("gelu", "silu")
 DTYPES = ("float32", "bfloat16", "float16")
@@ -22,32 +23,32 @@ def _check_positive_ints(config, names: tuple[str, ...]) -> None:
     for name in names:
         value = getattr(config, name)
         if not isinstance(value, int) or value <= 0:
-            raise ValueError(f"{name} must be a positive int, got {value!r}")
+            raise ConfigError(f"{name} must be a positive int, got {value!r}")
 
 
 def _check_common(config) -> None:
     """Checks the fields both architectures share."""
     if not 0.0 <= config.dropout_rate < 1.0:
-        raise ValueError(f"dropout_rate must be in [0, 1), got {config.dropout_rate}")
+        raise ConfigError(f"dropout_rate must be in [0, 1), got {config.dropout_rate}")
     if config.activation not in ACTIVATIONS:
-        raise ValueError(f"activation must be one of {ACTIVATIONS}, got {config.activation!r}")
+        raise ConfigError(f"activation must be one of {ACTIVATIONS}, got {config.activation!r}")
     for name in ("dtype", "param_dtype"):
         if getattr(config, name) not in DTYPES:
-            raise ValueError(f"{name} must be one of {DTYPES}, got {getattr(config, name)!r}")
+            raise ConfigError(f"{name} must be one of {DTYPES}, got {getattr(config, name)!r}")
     if config.norm not in NORMS:
-        raise ValueError(f"norm must be one of {NORMS}, got {config.norm!r}")
+        raise ConfigError(f"norm must be one of {NORMS}, got {config.norm!r}")
     if not 0.0 <= config.mix_ln_alpha <= 1.0:
-        raise ValueError(f"mix_ln_alpha must be in [0, 1], got {config.mix_ln_alpha}")
+        raise ConfigError(f"mix_ln_alpha must be in [0, 1], got {config.mix_ln_alpha}")
 
 
 def _from_preset(cls, presets: dict[str, dict], preset: str, vocab_size: int, overrides: dict):
     """Builds `cls` from a named preset, with any field overridden by keyword."""
     if preset not in presets:
-        raise ValueError(f"unknown preset {preset!r}; valid presets: {sorted(presets)}")
+        raise ConfigError(f"unknown preset {preset!r}; valid presets: {sorted(presets)}")
     fields = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(overrides) - fields)
     if unknown:
-        raise ValueError(f"unknown {cls.__name__} field(s) {unknown}; valid fields: {sorted(fields)}")
+        raise ConfigError(f"unknown {cls.__name__} field(s) {unknown}; valid fields: {sorted(fields)}")
     return cls(vocab_size=vocab_size, **{**presets[preset], **overrides})
 
 
@@ -91,7 +92,7 @@ class EncoderDecoderConfig:
         _check_common(self)
         # Bidirectional buckets split the table in two halves, each needing an exact and a log range.
         if self.relative_attention_num_buckets < 4:
-            raise ValueError("relative_attention_num_buckets must be at least 4")
+            raise ConfigError("relative_attention_num_buckets must be at least 4")
 
     def num_params(self) -> int:
         """Exact parameter count, equal to the sizes of the initialised model's arrays."""
@@ -162,13 +163,13 @@ class DecoderOnlyConfig:
         )
         _check_common(self)
         if self.num_heads % self.num_kv_heads:
-            raise ValueError(f"num_kv_heads={self.num_kv_heads} must divide num_heads={self.num_heads}")
+            raise ConfigError(f"num_kv_heads={self.num_kv_heads} must divide num_heads={self.num_heads}")
         if self.head_dim % 2:
-            raise ValueError(f"head_dim must be even for rotary embeddings, got {self.head_dim}")
+            raise ConfigError(f"head_dim must be even for rotary embeddings, got {self.head_dim}")
         if self.rope_theta <= 0:
-            raise ValueError(f"rope_theta must be positive, got {self.rope_theta}")
+            raise ConfigError(f"rope_theta must be positive, got {self.rope_theta}")
         if self.remat not in REMAT_POLICIES:
-            raise ValueError(f"remat must be one of {REMAT_POLICIES}, got {self.remat!r}")
+            raise ConfigError(f"remat must be one of {REMAT_POLICIES}, got {self.remat!r}")
 
     def num_non_embedding_params(self) -> int:
         """Parameters outside the embedding and output matrices: the figure GPT-2 model names quote."""

@@ -281,7 +281,7 @@ class DecoderOnly(nnx.Module):
 
     def decoding_start(self, prompt: jax.Array, lengths: jax.Array, max_length: int, use_cache: bool = True):
         """How decoding starts from right-padded prompts [B, P] (`[0] + inputs`, attended bidirectionally) of
-        `lengths` [B]: (first logits, context features, context mask, state, step, gather), as in
+        `lengths` [B]: (first logits, context features, context mask, state, (step, gather)), as in
         EncoderDecoder.decoding_start."""
         batch, width = prompt.shape
         valid = jnp.arange(width)[None] < lengths[:, None]

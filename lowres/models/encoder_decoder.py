@@ -31,7 +31,7 @@ from lowres.models.layers import (
     output_logits,
     segment_mask,
 )
-from lowres.models.decoding_state import at_positions, take_rows, unembed_position
+from lowres.models.decoding_state import take_rows, unembed_position
 from lowres.models.logical import constrain
 
 
@@ -374,7 +374,7 @@ class EncoderDecoder(nnx.Module):
 
     def decoding_start(self, inputs: jax.Array, lengths: jax.Array, max_length: int, use_cache: bool = True):
         """How decoding starts from encoder inputs [B, S] (`lengths` unused): (first next-token logits [B, V],
-        context features, context mask, state, step, gather), where step(token, state, i) -> (logits, features,
+        context features, context mask, state, (step, gather)), where step(token, state, i) -> (logits, features,
         state) feeds the i-th generated token and gather(state, rows) reorders rows. With `use_cache=False`
         every step recomputes the whole decoder prefix (the reference the cached path is tested against)."""
         batch = inputs.shape[0]

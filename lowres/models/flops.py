@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from lowres.models import config as config_lib
+from lowres.errors import ConfigError
 
 FORWARD_AND_BACKWARD = 3
 DEFAULT_VOCAB_SIZE = 32128
@@ -174,7 +175,7 @@ def model_summary_rows(presets: Iterable[str] | None = None, *, vocab_size: int 
         known = {name for _, table, _ in architectures for name in table}
         unknown = [name for name in wanted if name not in known]
         if unknown:
-            raise ValueError(f"unknown preset(s) {unknown}; valid presets: {sorted(known)}")
+            raise ConfigError(f"unknown preset(s) {unknown}; valid presets: {sorted(known)}")
     rows = []
     for architecture, table, build in architectures:
         for name in table if wanted is None else [n for n in wanted if n in table]:

@@ -19,6 +19,7 @@ from flax import nnx
 from flax.core import spmd as flax_spmd
 
 from lowres.models.logical import constrain
+from lowres.errors import ConfigError
 
 # Finite stand-in for -inf: fully masked rows (padding queries) then softmax to a uniform, finite row.
 MASK_VALUE = -1e10
@@ -134,7 +135,7 @@ def remat(fn: Callable, policy: str, *, prevent_cse: bool = True) -> Callable:
         "dots_no_batch": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
     }
     if policy not in policies:
-        raise ValueError(f"unknown remat policy {policy!r}; valid: {['none', *policies]}")
+        raise ConfigError(f"unknown remat policy {policy!r}; valid: {['none', *policies]}")
     return jax.checkpoint(fn, policy=policies[policy], prevent_cse=prevent_cse)
 
 
@@ -262,7 +263,7 @@ class MultiHeadAttention(nnx.Module):
         (d_model*head_dim)^-1/2) rather than at runtime. `out_init_scale` and `keyed_dropout` as in GatedMLP."""
         num_kv_heads = num_heads if num_kv_heads is None else num_kv_heads
         if num_heads % num_kv_heads:
-            raise ValueError(f"num_kv_heads={num_kv_heads} must divide num_heads={num_heads}")
+            raise ConfigError(f"num_kv_heads={num_kv_heads} must divide num_heads={num_heads}")
         self.dtype = dtype
         self.query_scale = None if fold_query_scale else head_dim**-0.5
         query_init = fan_in_init(1.0 / head_dim if fold_query_scale else 1.0, 0, (1, 2))

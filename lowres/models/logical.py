@@ -11,6 +11,7 @@ from collections.abc import Sequence
 import jax
 from flax.core import spmd as flax_spmd
 from jax.sharding import PartitionSpec
+from lowres.errors import ConfigError
 
 # Every logical name a lowres model may use. The rules table must map each of them (to a mesh
 # axis or None); `check_rules_cover` enforces it so a typo cannot silently replicate a tensor.
@@ -64,6 +65,6 @@ def check_rules_cover(rules, names: Sequence[str] = LOGICAL_AXES) -> None:
     mapped = {name for name, _ in rules}
     missing = [n for n in names if n not in mapped]
     if missing:
-        raise ValueError(
+        raise ConfigError(
             f"logical axis rules do not map {missing}; add e.g. ('{missing[0]}', None) to the rules table"
         )

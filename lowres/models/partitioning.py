@@ -11,6 +11,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from lowres.models import logical
+from lowres.errors import ConfigError
 
 MESH_AXES = ("data", "fsdp", "tensor")
 
@@ -43,14 +44,14 @@ class MeshConfig:
     def shape(self, num_devices: int) -> tuple[int, int, int]:
         sizes = [self.data, self.fsdp, self.tensor]
         if sizes.count(-1) > 1:
-            raise ValueError("MeshConfig: at most one of data/fsdp/tensor may be -1")
+            raise ConfigError("MeshConfig: at most one of data/fsdp/tensor may be -1")
         known = math.prod(s for s in sizes if s != -1)
         if -1 in sizes:
             if num_devices % known:
-                raise ValueError(f"MeshConfig: {num_devices} devices are not divisible by {known}")
+                raise ConfigError(f"MeshConfig: {num_devices} devices are not divisible by {known}")
             sizes[sizes.index(-1)] = num_devices // known
         if math.prod(sizes) != num_devices:
-            raise ValueError(
+            raise ConfigError(
                 f"MeshConfig: data*fsdp*tensor = {math.prod(sizes)} but there are {num_devices} devices; "
                 "set one axis to -1 to fill the rest"
             )

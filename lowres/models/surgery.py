@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from lowres.errors import ConfigError
 
 METHODS = ("random", "mean", "multivariate_normal", "mean_of_pieces", "focus")
 # Ridge added to the fitted covariance, relative to its mean variance, so it stays positive definite.
@@ -36,23 +37,23 @@ class IdMap:
         if isinstance(id_map, Mapping):
             keys = [int(k) for k in id_map]
             if any(k < 0 for k in keys):
-                raise ValueError(f"new ids must be non-negative, got {min(keys)}")
+                raise ConfigError(f"new ids must be non-negative, got {min(keys)}")
             size = max(keys, default=-1) + 1 if new_vocab_size is None else new_vocab_size
             if keys and max(keys) >= size:
-                raise ValueError(f"new id {max(keys)} does not fit new_vocab_size {size}")
+                raise ConfigError(f"new id {max(keys)} does not fit new_vocab_size {size}")
             entries: list[int | None] = [None] * size
             for key, old in id_map.items():
                 entries[int(key)] = old
         else:
             entries = list(id_map)
             if new_vocab_size is not None and new_vocab_size != len(entries):
-                raise ValueError(f"id map has {len(entries)} entries but new_vocab_size is {new_vocab_size}")
+                raise ConfigError(f"id map has {len(entries)} entries but new_vocab_size is {new_vocab_size}")
         old_ids = np.full(len(entries), -1, dtype=np.int64)
         for new_id, old in enumerate(entries):
             if old is None:
                 continue
             if int(old) < 0:
-                raise ValueError(f"old id {old} for new id {new_id} is negative; use None for new tokens")
+                raise ConfigError(f"old id {old} for new id {new_id} is negative; use None for new tokens")
             old_ids[new_id] = int(old)
         return cls(old_ids)
 
@@ -104,13 +105,13 @@ def _mean_of_pieces_rows(
     old: np.ndarray, added: np.ndarray, pieces: Mapping[int, Sequence[int]] | None
 ) -> np.ndarray:
     if pieces is None:
-        raise ValueError("method 'mean_of_pieces' needs new_token_pieces (new id -> old piece ids)")
+        raise ConfigError("method 'mean_of_pieces' needs new_token_pieces (new id -> old piece ids)")
     fallback = old.mean(axis=0)
     rows = np.empty((len(added), old.shape[1]))
     for row, new_id in enumerate(added):
         ids = np.asarray(list(pieces.get(int(new_id), ())), dtype=np.int64)
         if ids.size and (ids.min() < 0 or ids.max() >= len(old)):
-            raise ValueError(f"pieces {ids.tolist()} of new id {new_id} fall outside the old vocabulary of {len(old)}")
+            raise ConfigError(f"pieces {ids.tolist()} of new id {new_id} fall outside the old vocabulary of {len(old)}")
         rows[row] = old[ids].mean(axis=0) if ids.size else fallback
     return rows
 
@@ -118,12 +119,12 @@ def _mean_of_pieces_rows(
 def _focus_rows(old: np.ndarray, id_map: IdMap, similarity: np.ndarray | None) -> np.ndarray:
     added, kept = id_map.added, id_map.kept
     if similarity is None:
-        raise ValueError("method 'focus' needs aux_similarity [num_new, num_kept]")
+        raise ConfigError("method 'focus' needs aux_similarity [num_new, num_kept]")
     expected = (len(added), len(kept))
     if np.shape(similarity) != expected:
-        raise ValueError(f"aux_similarity has shape {np.shape(similarity)}, expected [num_new, num_kept] = {expected}")
+        raise ConfigError(f"aux_similarity has shape {np.shape(similarity)}, expected [num_new, num_kept] = {expected}")
     if not len(kept):
-        raise ValueError("method 'focus' needs at least one kept token")
+        raise ConfigError("method 'focus' needs at least one kept token")
     return sparsemax(similarity, axis=-1) @ old[id_map.old_ids[kept]]
 
 
@@ -144,16 +145,16 @@ def resize_embeddings(
     per kept token, both in ascending new-id order (`IdMap.added`, `IdMap.kept`).
     """
     if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; valid methods: {list(METHODS)}")
+        raise ConfigError(f"unknown method {method!r}; valid methods: {list(METHODS)}")
     matrix = np.asarray(old_matrix)
     if matrix.ndim != 2:
-        raise ValueError(f"old_matrix must be 2-D [vocab, d], got shape {matrix.shape}")
+        raise ConfigError(f"old_matrix must be 2-D [vocab, d], got shape {matrix.shape}")
     if axis not in (0, 1, -1, -2):
-        raise ValueError(f"axis must index a 2-D matrix, got {axis}")
+        raise ConfigError(f"axis must index a 2-D matrix, got {axis}")
     rows = np.moveaxis(matrix, axis, 0)
     mapping = IdMap.from_any(id_map, new_vocab_size)
     if mapping.old_ids.max(initial=-1) >= len(rows):
-        raise ValueError(
+        raise ConfigError(
             f"id map refers to old id {mapping.old_ids.max()} but old_matrix has shape {matrix.shape} "
             f"({len(rows)} rows along axis {axis})"
         )
@@ -225,10 +226,10 @@ def resize_params(
     matrices = [_lookup(params, spec.path) for spec in specs]
     for spec, matrix in zip(specs, matrices, strict=True):
         if np.ndim(matrix) != 2:
-            raise ValueError(f"param {spec.path} has shape {np.shape(matrix)}; expected a 2-D vocabulary matrix")
+            raise ConfigError(f"param {spec.path} has shape {np.shape(matrix)}; expected a 2-D vocabulary matrix")
     sizes = {spec.path: np.shape(m)[spec.vocab_axis] for spec, m in zip(specs, matrices, strict=True)}
     if len(set(sizes.values())) > 1:
-        raise ValueError(f"vocabulary matrices disagree on the old vocabulary size: {sizes}")
+        raise ConfigError(f"vocabulary matrices disagree on the old vocabulary size: {sizes}")
     mapping = IdMap.from_any(id_map, kwargs.pop("new_vocab_size", None))
     result = dict(params)
     for index, (spec, matrix) in enumerate(zip(specs, matrices, strict=True)):

@@ -23,6 +23,7 @@ from lowres.data.streams.schedules import MixtureSchedule, TaskBatchStreams, sch
 from lowres.data.config import DataConfig
 from lowres.data.streams.pipeline import training_batches
 from lowres.training import resume
+from lowres.errors import ConfigError
 
 Batch = dict[str, np.ndarray]
 STREAM_KINDS = ("mixture", "schedule", "learned")
@@ -46,9 +47,9 @@ class StreamConfig:
 
     def __post_init__(self):
         if self.kind not in STREAM_KINDS:
-            raise ValueError(f"StreamConfig.kind={self.kind!r}; choose one of {', '.join(STREAM_KINDS)}")
+            raise ConfigError(f"StreamConfig.kind={self.kind!r}; choose one of {', '.join(STREAM_KINDS)}")
         if self.kind == "learned" and len(set(self.learned_tasks)) < 2:
-            raise ValueError(
+            raise ConfigError(
                 f"StreamConfig.learned_tasks={list(self.learned_tasks)!r}: learned mixing needs at least two "
                 "distinct task or mixture names, e.g. ['builtin.r_and_s', 'builtin.translate']"
             )
@@ -101,7 +102,7 @@ class LearnedBatches:
         if saved:
             self.sampler = LearnedMixingSampler.from_state_dict(saved["sampler"])
             if self.sampler.tasks != tuple(tasks):
-                raise ValueError(f"the checkpoint's learned mixing draws from {list(self.sampler.tasks)}, "
+                raise ConfigError(f"the checkpoint's learned mixing draws from {list(self.sampler.tasks)}, "
                                  f"not StreamConfig.learned_tasks={list(tasks)}; restore the setting or use a new --model_dir")
         else:
             self.sampler = LearnedMixingSampler(tasks, config)

@@ -20,6 +20,7 @@ import numpy as np
 
 from lowres.checkpoints.store import CheckpointStore
 from lowres.training.step import TrainState, leaf_names
+from lowres.errors import ConfigError, MissingFileError
 
 
 @gin.configurable
@@ -36,7 +37,7 @@ class InitConfig:
 def _store(path: Path) -> CheckpointStore:
     directory = path / "checkpoints" if (path / "checkpoints").is_dir() else path
     if not directory.is_dir():
-        raise FileNotFoundError(f"InitConfig.checkpoint={str(path)!r}: no such directory")
+        raise MissingFileError(f"InitConfig.checkpoint={str(path)!r}: no such directory")
     return CheckpointStore(directory, read_only=True)
 
 
@@ -53,7 +54,7 @@ def initialize_from(config: InitConfig, state: TrainState) -> tuple[TrainState, 
     try:
         step = config.step if config.step is not None else store.latest_step()
         if step is None:
-            raise FileNotFoundError(f"InitConfig.checkpoint={config.checkpoint!r} holds no checkpoint")
+            raise MissingFileError(f"InitConfig.checkpoint={config.checkpoint!r} holds no checkpoint")
         import orbax.checkpoint as ocp
 
         items = {"params": ocp.args.StandardRestore()}
@@ -80,22 +81,22 @@ def initialize_from(config: InitConfig, state: TrainState) -> tuple[TrainState, 
         loaded.append(name)
         values.append(jax.device_put(np.asarray(value).astype(leaf.dtype), leaf.sharding))
     if mismatches:
-        raise ValueError(
+        raise ConfigError(
             f"InitConfig.checkpoint={config.checkpoint!r} (step {step}) does not fit this model: "
             + "; ".join(mismatches)
             + ". Map names with InitConfig.mapping, or resize vocabulary matrices with lowres.models.surgery first"
         )
     if not loaded:
-        raise ValueError(f"InitConfig.checkpoint={config.checkpoint!r}: no parameter name matches this model")
+        raise ConfigError(f"InitConfig.checkpoint={config.checkpoint!r}: no parameter name matches this model")
     params = jax.tree.unflatten(treedef, values)
     opt_state = state.opt_state
     if config.optimizer_state:
         if fresh or config.mapping:
-            raise ValueError("InitConfig.optimizer_state=True needs the same parameters under the same names")
+            raise ConfigError("InitConfig.optimizer_state=True needs the same parameters under the same names")
         old_opt = jax.tree.leaves(restored["opt_state"])
         new_opt, opt_def = jax.tree.flatten(state.opt_state)
         if len(old_opt) != len(new_opt) or any(np.shape(a) != np.shape(b) for a, b in zip(old_opt, new_opt)):
-            raise ValueError("InitConfig.optimizer_state=True: the checkpoint's optimiser state has another structure "
+            raise ConfigError("InitConfig.optimizer_state=True: the checkpoint's optimiser state has another structure "
                              "(a different optimiser?); set optimizer_state=False")
         opt_state = jax.tree.unflatten(
             opt_def, [jax.device_put(np.asarray(a).astype(b.dtype), b.sharding) for a, b in zip(old_opt, new_opt)]

@@ -6,8 +6,9 @@ import dataclasses
 
 import gin
 import jax
-import jax.numpy as jnp
 import optax
+
+from lowres.errors import ConfigError
 
 SCHEDULES = ("constant", "linear", "cosine", "rsqrt", "wsd", "infinite")
 OPTIMIZERS = ("adamw", "adafactor", "lion")
@@ -25,7 +26,7 @@ class OptimizerConfig:
     `cooldown_steps` to `constant_fraction` x peak, constant for any number of steps, and from
     `anneal_start_step` (0: never) an exponential anneal to `end_learning_rate_fraction` x peak
     over `anneal_steps`. `rewarm_from_step` > 0 restarts the whole schedule (warm-up included)
-    at that step: re-warming when a checkpoint continues on new data.
+    at that step, after a first cycle that ends there: re-warming when a run continues on new data.
     """
 
     name: str = "adamw"
@@ -52,9 +53,9 @@ class OptimizerConfig:
 
     def __post_init__(self):
         if self.schedule not in SCHEDULES:
-            raise ValueError(f"OptimizerConfig.schedule={self.schedule!r} is unknown; use {', '.join(SCHEDULES)}")
+            raise ConfigError(f"OptimizerConfig.schedule={self.schedule!r} is unknown; use {', '.join(SCHEDULES)}")
         if self.name not in OPTIMIZERS:
-            raise ValueError(f"OptimizerConfig.name={self.name!r} is unknown; use {', '.join(OPTIMIZERS)}")
+            raise ConfigError(f"OptimizerConfig.name={self.name!r} is unknown; use {', '.join(OPTIMIZERS)}")
 
 
 def _decay_part(config: OptimizerConfig, total_steps: int) -> optax.Schedule:
@@ -94,17 +95,33 @@ def _decay_part(config: OptimizerConfig, total_steps: int) -> optax.Schedule:
     return optax.join_schedules(parts, boundaries) if boundaries else parts[0]
 
 
-def learning_rate_schedule(config: OptimizerConfig, total_steps: int) -> optax.Schedule:
-    """Linear warm-up to `learning_rate`, then the named schedule; see OptimizerConfig."""
+def _one_cycle(config: OptimizerConfig, total_steps: int) -> optax.Schedule:
+    """Linear warm-up to `learning_rate`, then the named schedule, over `total_steps` steps."""
     warmup = max(config.warmup_steps, 0)
-    decay = _decay_part(config, total_steps - config.rewarm_from_step)
-    schedule = decay if warmup == 0 else optax.join_schedules(
-        [optax.linear_schedule(0.0, config.learning_rate, warmup), decay], [warmup]
-    )
+    decay = _decay_part(config, total_steps)
+    if warmup == 0:
+        return decay
+    return optax.join_schedules([optax.linear_schedule(0.0, config.learning_rate, warmup), decay], [warmup])
+
+
+def learning_rate_schedule(config: OptimizerConfig, total_steps: int) -> optax.Schedule:
+    """Linear warm-up to `learning_rate`, then the named schedule; see OptimizerConfig.
+
+    With `rewarm_from_step` = N the run has two cycles: steps [0, N) follow the schedule of a run that
+    ends at step N (what a pretraining run of N steps used), and from step N the schedule starts again,
+    warm-up included, over the remaining `total_steps - N` steps (re-warming and re-decaying when a
+    run continues on new data, METHODS section 6).
+    """
     if config.rewarm_from_step <= 0:
-        return schedule
-    offset = config.rewarm_from_step
-    return lambda step: schedule(jnp.maximum(step - offset, 0))
+        return _one_cycle(config, total_steps)
+    boundary = config.rewarm_from_step
+    if boundary >= total_steps:
+        raise ConfigError(
+            f"OptimizerConfig.rewarm_from_step={boundary} must lie below the run's last step "
+            f"(TrainConfig.num_steps={total_steps}): it is where the second cycle of the schedule starts"
+        )
+    return optax.join_schedules([_one_cycle(config, boundary), _one_cycle(config, total_steps - boundary)],
+                                [boundary])
 
 
 NO_DECAY_NAMES = ("norm", "scale", "bias")

@@ -17,6 +17,7 @@ from typing import Any
 
 import jax
 import numpy as np
+from lowres.errors import ConfigError, DataError
 
 
 def batch_fingerprint(batch: Mapping[str, np.ndarray]) -> str:
@@ -54,7 +55,7 @@ def check_resume(metadata: Mapping[str, Any], *, vocabulary_sha256: str, data: M
     """Refuses to resume when the vocabulary or the data stream differs from the checkpoint's."""
     saved_vocab = metadata.get("vocabulary_sha256")
     if saved_vocab and saved_vocab != vocabulary_sha256:
-        raise ValueError(
+        raise ConfigError(
             f"{where}: the vocabulary in the model directory is not the one this checkpoint was trained with "
             "(sha256 differs); restore the original vocabulary file or train in a new --model_dir"
         )
@@ -73,7 +74,7 @@ def check_resume(metadata: Mapping[str, Any], *, vocabulary_sha256: str, data: M
         if key in saved.get("config", {}) and saved["config"][key] != value:
             problems.append(f"DataConfig.{key} {saved['config'][key]!r} -> {value!r}")
     if problems:
-        raise ValueError(
+        raise ConfigError(
             f"{where}: the data stream differs from the checkpoint's ({'; '.join(problems)}), so resuming would "
             "not see the examples the run would have seen; restore those settings or start a new --model_dir "
             "(initialising from this one)"
@@ -84,7 +85,7 @@ def replay_to(stream: Iterator[Mapping[str, np.ndarray]], expected: str | None, 
     """Consumes the stream's first batch (the checkpoint's last) and checks it against `expected`."""
     last = next(stream)
     if expected is not None and batch_fingerprint(last) != expected:
-        raise RuntimeError(
+        raise DataError(
             f"{where}: the data stream replayed to step {step} does not match the checkpoint "
             f"(fingerprint {batch_fingerprint(last)} != {expected}); the input pipeline is not deterministic "
             "or its inputs changed"

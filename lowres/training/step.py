@@ -13,6 +13,7 @@ import optax
 from flax import nnx
 
 from lowres.models.losses import LossOptions, chunked_loss_sums, loss_sums, merge_model, model_inputs
+from lowres.errors import ConfigError
 
 
 @flax.struct.dataclass
@@ -35,7 +36,7 @@ def split_microbatches(batch: Mapping[str, jax.Array], microbatches: int) -> dic
     out = {}
     for key, value in batch.items():
         if value.shape[0] % microbatches:
-            raise ValueError(f"batch size {value.shape[0]} is not divisible by {microbatches} microbatches")
+            raise ConfigError(f"batch size {value.shape[0]} is not divisible by {microbatches} microbatches")
         rows = value.reshape(value.shape[0] // microbatches, microbatches, *value.shape[1:])
         out[key] = jnp.moveaxis(rows, 1, 0)
     return out

@@ -26,9 +26,11 @@ from tqdm.auto import tqdm
 
 from lowres.data.text import readers
 from lowres.data.languages import normalize_language
-from lowres.data.text.sources import open_source
+from lowres.data.text.sources import SourceRef, open_source
 from lowres.translationese.sentences import join_document, split_document
 from lowres.translationese.translators import Translator
+from lowres.errors import ConfigError, DataError, MissingFileError
+from lowres.files import write_json
 
 DOCS_GLOB = "docs-*-of-*.jsonl"
 
@@ -55,10 +57,10 @@ class BuildConfig:
         object.__setattr__(self, "src", normalize_language(self.src))
         object.__setattr__(self, "tgt", normalize_language(self.tgt))
         if self.num_shards < 1 or not 0 <= self.shard_index < self.num_shards:
-            raise ValueError(f"--shard_index must lie in [0, --num_shards), got {self.shard_index} of {self.num_shards}")
+            raise ConfigError(f"--shard_index must lie in [0, --num_shards), got {self.shard_index} of {self.num_shards}")
         for name in ("batch_size", "chunk_documents"):
             if getattr(self, name) < 1:
-                raise ValueError(f"--{name} must be >= 1, got {getattr(self, name)}")
+                raise ConfigError(f"--{name} must be >= 1, got {getattr(self, name)}")
 
     def settings(self) -> dict[str, Any]:
         """The fields that decide the output: a resumed shard must be built with the same ones."""
@@ -72,7 +74,7 @@ def shard_name(shard_index: int, num_shards: int) -> str:
 
 def source_documents(config: BuildConfig) -> Iterator[readers.Document]:
     """This shard's documents of the source language, in source order."""
-    options = {"layout": config.layout} if config.source.startswith("text:") else {}
+    options = {"layout": config.layout} if SourceRef.parse(config.source).kind == "text" else {}
     source = open_source(config.source, lang=config.src, **options)
     split = config.split
     if split is None:
@@ -129,13 +131,6 @@ def translate_documents(
 # ---------------------------------------------------------------- files
 
 
-def write_json(path: Path, data: Any) -> None:
-    """Writes JSON atomically (temporary file, then os.replace)."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def complete_records(path: Path) -> list[dict[str, Any]]:
     """The newline-terminated JSON records of a partial output; a torn last line is cut off the file."""
     if not path.exists():
@@ -151,7 +146,7 @@ def complete_records(path: Path) -> list[dict[str, Any]]:
         try:
             records.append(json.loads(line))
         except json.JSONDecodeError as error:
-            raise ValueError(f"{path}:{lineno}: not a JSON record ({error.msg}); this file was not written by "
+            raise DataError(f"{path}:{lineno}: not a JSON record ({error.msg}); this file was not written by "
                              "`lowres translationese build`, choose another --output") from error
     return records
 
@@ -168,7 +163,7 @@ def shard_files(directory: str | Path) -> list[Path]:
     """The document shards of a build directory, in shard order; none is an error naming the directory."""
     files = sorted(Path(directory).glob(DOCS_GLOB))
     if not files:
-        raise FileNotFoundError(f"{directory} holds no translationese shards ({DOCS_GLOB}); run "
+        raise MissingFileError(f"{directory} holds no translationese shards ({DOCS_GLOB}); run "
                                 "`lowres translationese build --output=DIR` first")
     return files
 
@@ -179,7 +174,7 @@ def _check_settings(manifest_path: Path, manifest: dict[str, Any]) -> None:
     old = json.loads(manifest_path.read_text(encoding="utf-8"))
     for key in ("settings", "translator"):
         if old.get(key) != manifest[key]:
-            raise ValueError(
+            raise DataError(
                 f"{manifest_path}: this shard was started with {key} {old.get(key)} but now {manifest[key]}; "
                 "rerun with the same settings to resume, or choose another --output"
             )
@@ -198,7 +193,7 @@ def build_shard(config: BuildConfig, translator: Translator, progress: bool = Tr
     done = complete_records(path)
     total = sum(1 for _ in source_documents(config))
     if len(done) > total:
-        raise ValueError(f"{path} holds {len(done)} documents but the source shard has {total}: not this source's "
+        raise DataError(f"{path} holds {len(done)} documents but the source shard has {total}: not this source's "
                          "output; choose another --output")
     if previous.get("status") == "complete" and len(done) == total:
         logging.info("%s is complete (%d documents); nothing to do", path, total)
@@ -209,7 +204,7 @@ def build_shard(config: BuildConfig, translator: Translator, progress: bool = Tr
     docs = source_documents(config)
     for lineno, (record, doc) in enumerate(zip(done, docs), 1):
         if record.get("source_id") != doc.doc_id:
-            raise ValueError(f"{path}:{lineno}: holds source document {record.get('source_id')!r} where the source "
+            raise DataError(f"{path}:{lineno}: holds source document {record.get('source_id')!r} where the source "
                              f"has {doc.doc_id!r}; the source changed since this shard was started, choose another --output")
     stats, started = ChunkStats(), time.perf_counter()
     bar = tqdm(total=total, initial=len(done), unit="doc", desc=f"translate {name}", disable=not progress,

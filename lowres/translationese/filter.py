@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +17,10 @@ import gin
 import numpy as np
 
 from lowres.figures import save_png
-from lowres.translationese.build import DOCS_GLOB, read_records, shard_files, write_json
+from lowres.translationese.build import DOCS_GLOB, read_records, shard_files
 from lowres.translationese.score import scores_path
+from lowres.errors import ConfigError, DataError, MissingFileError, UsageError
+from lowres.files import write_atomic, write_json
 
 
 @gin.configurable
@@ -33,11 +34,11 @@ class FilterConfig:
 
     def __post_init__(self):
         if (self.keep_percent is None) == (self.max_perplexity is None):
-            raise ValueError("give exactly one of --keep_percent and --max_perplexity")
+            raise ConfigError("give exactly one of --keep_percent and --max_perplexity")
         if self.keep_percent is not None and not 0.0 <= self.keep_percent <= 100.0:
-            raise ValueError(f"--keep_percent must lie in [0, 100], got {self.keep_percent}")
+            raise ConfigError(f"--keep_percent must lie in [0, 100], got {self.keep_percent}")
         if self.max_perplexity is not None and not self.max_perplexity > 0:
-            raise ValueError(f"--max_perplexity must be positive, got {self.max_perplexity}")
+            raise ConfigError(f"--max_perplexity must be positive, got {self.max_perplexity}")
 
 
 def keep_mask(perplexities: np.ndarray, config: FilterConfig) -> np.ndarray:
@@ -57,13 +58,13 @@ def _joined(docs_path: Path) -> list[tuple[dict[str, Any], dict[str, Any]]]:
     """(document, score) pairs of one shard; the scores file must list the same documents in order."""
     path = scores_path(docs_path)
     if not path.exists():
-        raise FileNotFoundError(f"{path} is missing; run `lowres translationese score --input={docs_path.parent}` first")
+        raise MissingFileError(f"{path} is missing; run `lowres translationese score --input={docs_path.parent}` first")
     docs, scores = list(read_records([docs_path])), list(read_records([path]))
     if len(docs) != len(scores):
-        raise ValueError(f"{path} has {len(scores)} scores for {len(docs)} documents in {docs_path}; rerun score")
+        raise DataError(f"{path} has {len(scores)} scores for {len(docs)} documents in {docs_path}; rerun score")
     for lineno, (doc, score) in enumerate(zip(docs, scores), 1):
         if doc.get("id") != score.get("id"):
-            raise ValueError(f"{path}:{lineno}: scores document {score.get('id')!r} but {docs_path} has "
+            raise DataError(f"{path}:{lineno}: scores document {score.get('id')!r} but {docs_path} has "
                              f"{doc.get('id')!r} there; rerun score")
     return list(zip(docs, scores))
 
@@ -95,7 +96,7 @@ def filter_directory(input_dir: str | Path, output_dir: str | Path, config: Filt
     """Writes the kept documents of every shard to `output_dir` (same shard names) plus filter.json and a histogram."""
     input_dir, output_dir = Path(input_dir), Path(output_dir)
     if input_dir.resolve() == output_dir.resolve():
-        raise ValueError("--output must differ from --input (the unfiltered documents are kept)")
+        raise UsageError("--output must differ from --input (the unfiltered documents are kept)")
     shards = {path.name: _joined(path) for path in shard_files(input_dir)}
     perplexities = np.array([s["perplexity"] if s.get("perplexity") is not None else np.nan
                              for pairs in shards.values() for _, s in pairs], np.float64)  # fmt: skip
@@ -113,9 +114,7 @@ def filter_directory(input_dir: str | Path, output_dir: str | Path, config: Filt
                 lines.append(json.dumps(record, ensure_ascii=False) + "\n")
             index += 1
         out = output_dir / name
-        tmp = out.with_name(out.name + ".tmp")
-        tmp.write_text("".join(lines), encoding="utf-8")
-        os.replace(tmp, out)
+        write_atomic(out, "".join(lines))
     kept, total = int(mask.sum()), len(mask)
     histogram = output_dir / "perplexity_histogram.png"
     plot_histogram(perplexities, cut, kept, total - kept, histogram)

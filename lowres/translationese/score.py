@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,8 +21,9 @@ from tqdm.auto import tqdm
 
 from lowres.checkpoints.trained_model import TrainedModel
 from lowres.errors import ConfigError
+from lowres.files import write_atomic, write_json
 from lowres.inference.generate import bucket
-from lowres.translationese.build import read_records, shard_files, write_json
+from lowres.translationese.build import read_records, shard_files
 
 
 def scores_path(docs_path: Path) -> Path:
@@ -113,9 +113,7 @@ def score_directory(directory: str | Path, scorer: TinyLMScorer, model: dict[str
             bar.update(len(part))
             bar.set_postfix(tok_s=f"{tokens / (time.perf_counter() - started):.0f}")
         bar.close()
-        tmp = out.with_name(out.name + ".tmp")
-        tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-        os.replace(tmp, out)
+        write_atomic(out, "".join(line + "\n" for line in lines))
         shards[path.name] = len(records)
         write_json(summary_path, {"model": model, "window": scorer.window, "shards": shards})
     seconds = time.perf_counter() - started

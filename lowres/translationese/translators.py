@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from lowres.data.languages import normalize_language
 from lowres.run_dir import require_run_dir
+from lowres.errors import ConfigError, DataError, MissingFileError, UsageError
 
 if TYPE_CHECKING:
     from lowres.checkpoints.trained_model import TrainedModel
@@ -57,7 +58,7 @@ class FunctionTranslator:
 
 def _checked(outputs: list[str], sentences: Sequence[str], name: str) -> list[str]:
     if len(outputs) != len(sentences):
-        raise ValueError(f"translator {name} returned {len(outputs)} translations for {len(sentences)} sentences")
+        raise DataError(f"translator {name} returned {len(outputs)} translations for {len(sentences)} sentences")
     return [" ".join(str(o).split()) for o in outputs]  # one line per sentence, whatever the model emits
 
 
@@ -121,7 +122,7 @@ def hf_language_code(lang: str, style: str) -> str | None:
         return getattr(record, "alpha_2", None) or iso3
     if style == "none":
         return None
-    raise ValueError(f"unknown Hugging Face language-code style {style!r}; choose one of {HF_CODE_STYLES}")
+    raise ConfigError(f"unknown Hugging Face language-code style {style!r}; choose one of {HF_CODE_STYLES}")
 
 
 class HuggingFaceTranslator:
@@ -189,21 +190,21 @@ def translator_from_spec(spec: str, beam: int = 5, batch_size: int = 32, max_len
     """A translator from `lowres:DIR`, `hf:DIR` or `py:MODULE:ATTR` (a Translator, a factory, or a function)."""
     kind, sep, arg = spec.partition(":")
     if not sep or not arg:
-        raise ValueError(f"--translator={spec!r}: use {TRANSLATOR_SPECS}")
+        raise UsageError(f"--translator={spec!r}: use {TRANSLATOR_SPECS}")
     if kind == "lowres":
         return LowresTranslator.from_model_dir(arg, beam=beam, batch_size=batch_size, max_length=max_length)
     if kind == "hf":
         if not Path(arg).is_dir():
-            raise FileNotFoundError(f"--translator={spec}: {arg} is not a directory (a saved Hugging Face model)")
+            raise MissingFileError(f"--translator={spec}: {arg} is not a directory (a saved Hugging Face model)")
         return HuggingFaceTranslator(arg, beam=beam, max_length=max_length or 256)
     if kind == "py":
         module, sep, attribute = arg.partition(":")
         if not sep:
-            raise ValueError(f"--translator={spec!r}: py: needs MODULE:ATTRIBUTE")
+            raise UsageError(f"--translator={spec!r}: py: needs MODULE:ATTRIBUTE")
         target = getattr(importlib.import_module(module), attribute)
         if isinstance(target, type):
             target = target()
         if isinstance(target, Translator):
             return target
         return FunctionTranslator(target, name=spec)
-    raise ValueError(f"--translator={spec!r}: unknown kind {kind!r}; use {TRANSLATOR_SPECS}")
+    raise UsageError(f"--translator={spec!r}: unknown kind {kind!r}; use {TRANSLATOR_SPECS}")

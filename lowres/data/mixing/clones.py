@@ -21,6 +21,8 @@ import numpy as np
 import seqio
 import tensorflow as tf
 
+from lowres.errors import ConfigError
+
 
 @gin.configurable
 @dataclasses.dataclass(frozen=True)
@@ -35,11 +37,11 @@ class CloneConfig:
 
     def __post_init__(self):
         if not 0.0 <= self.probability <= 1.0:
-            raise ValueError(f"CloneConfig.probability={self.probability} must lie in [0, 1]")
+            raise ConfigError(f"CloneConfig.probability={self.probability} must lie in [0, 1]")
         if not 0.0 <= self.anchor_fraction <= 1.0:
-            raise ValueError(f"CloneConfig.anchor_fraction={self.anchor_fraction} must lie in [0, 1]")
+            raise ConfigError(f"CloneConfig.anchor_fraction={self.anchor_fraction} must lie in [0, 1]")
         if self.clone_index < 1:
-            raise ValueError(f"CloneConfig.clone_index={self.clone_index} must be at least 1 (0 is the original)")
+            raise ConfigError(f"CloneConfig.clone_index={self.clone_index} must be at least 1 (0 is the original)")
 
     @property
     def suffix(self) -> str:
@@ -75,7 +77,7 @@ def clone_id_map(vocab_size: int, anchors: np.ndarray, clone_index: int = 1) -> 
     table = np.arange(vocab_size, dtype=np.int64) + clone_index * vocab_size
     table[np.asarray(anchors, dtype=np.int64)] = np.asarray(anchors, dtype=np.int64)
     if table.max() >= np.iinfo(np.int32).max:
-        raise ValueError(f"clone {clone_index} of a {vocab_size}-id vocabulary does not fit int32 ids")
+        raise ConfigError(f"clone {clone_index} of a {vocab_size}-id vocabulary does not fit int32 ids")
     return table.astype(np.int32)
 
 
@@ -114,7 +116,7 @@ def clone_task_name(task_name: str, config: CloneConfig) -> str:
     """`<corpus>.<lang>.<objective>` -> `<corpus>.<lang><suffix>.<objective>`."""
     parts = task_name.split(".")
     if len(parts) < 3:
-        raise ValueError(f"task {task_name!r} is not named <corpus>.<lang>.<objective>; cannot name its clone")
+        raise ConfigError(f"task {task_name!r} is not named <corpus>.<lang>.<objective>; cannot name its clone")
     parts[1] += config.suffix
     return ".".join(parts)
 

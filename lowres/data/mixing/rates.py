@@ -6,17 +6,23 @@ language pairs and tasks; `register_mixture` turns them into a seqio mixture.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
-import gin
+from lowres.data.config import MixingConfig
+from lowres.data.text.sources import SourceError
+from lowres.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from lowres.data.text.corpora import CorpusSpec, CorpusStats
 
 __all__ = [
     "MixingConfig",
     "cap_epochs",
     "expected_epochs",
     "fixed_rates",
+    "language_rates",
     "mixing_rates",
     "register_mixture",
     "temperature_rates",
@@ -26,17 +32,17 @@ __all__ = [
 
 def _check_sizes(sizes: Mapping[str, float]) -> None:
     if not sizes:
-        raise ValueError("no languages to mix")
+        raise DataError("no languages to mix")
     bad = {key: size for key, size in sizes.items() if not size > 0}
     if bad:
-        raise ValueError(f"every size must be positive; got {bad} (an empty language cannot be sampled)")
+        raise DataError(f"every size must be positive; got {bad} (an empty language cannot be sampled)")
 
 
 def temperature_rates(sizes: Mapping[str, float], alpha: float = 0.3) -> dict[str, float]:
     """Sampling rates p(l) proportional to size_l ** alpha, normalised to sum to 1."""
     _check_sizes(sizes)
     if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"temperature alpha must lie in [0, 1], got {alpha}")
+        raise ConfigError(f"temperature alpha must lie in [0, 1], got {alpha}")
     weights = {lang: float(size) ** alpha for lang, size in sizes.items()}
     total = sum(weights.values())
     return {lang: w / total for lang, w in weights.items()}
@@ -50,7 +56,7 @@ def unimax_rates(sizes: Mapping[str, float], budget: float, max_epochs: float = 
     """
     _check_sizes(sizes)
     if budget <= 0 or max_epochs <= 0:
-        raise ValueError(f"UniMax needs budget > 0 and max_epochs > 0, got {budget} and {max_epochs}")
+        raise ConfigError(f"UniMax needs budget > 0 and max_epochs > 0, got {budget} and {max_epochs}")
     remaining = float(budget)
     allocation: dict[str, float] = {}
     order = sorted(sizes, key=lambda key: (sizes[key], key))
@@ -65,7 +71,7 @@ def unimax_rates(sizes: Mapping[str, float], budget: float, max_epochs: float = 
 def fixed_rates(weights: Mapping[str, float]) -> dict[str, float]:
     """User-given weights, normalised to sum to 1."""
     if not weights or any(w < 0 for w in weights.values()) or not sum(weights.values()) > 0:
-        raise ValueError(f"fixed weights must be non-negative with a positive sum, got {dict(weights)}")
+        raise ConfigError(f"fixed weights must be non-negative with a positive sum, got {dict(weights)}")
     total = float(sum(weights.values()))
     return {key: float(w) / total for key, w in weights.items()}
 
@@ -88,7 +94,7 @@ def cap_epochs(
     """
     caps = {key: (max_epochs[key] if isinstance(max_epochs, Mapping) else max_epochs) for key in rates}
     if total <= 0 or any(cap is not None and cap <= 0 for cap in caps.values()):
-        raise ValueError(f"cap_epochs needs total > 0 and positive caps, got total={total}, caps={caps}")
+        raise ConfigError(f"cap_epochs needs total > 0 and positive caps, got total={total}, caps={caps}")
     limit = {key: (None if caps[key] is None else caps[key] * sizes[key] / total) for key in rates}
     result = dict(rates)
     fixed: set[str] = set()
@@ -111,36 +117,6 @@ def cap_epochs(
     return result
 
 
-@gin.configurable
-@dataclasses.dataclass(frozen=True)
-class MixingConfig:
-    """How languages are weighted: `method` is temperature, unimax or fixed; sizes in bytes, chars or tokens.
-
-    `budget` (UniMax) and `total` (epoch caps) are training amounts in `size_unit`; `max_epochs`
-    caps UniMax's allocation and, with `total`, any method's rates.
-    """
-
-    method: str = "temperature"
-    alpha: float = 0.3
-    size_unit: str = "bytes"
-    budget: float | None = None
-    max_epochs: float | None = None
-    total: float | None = None
-    weights: Mapping[str, float] | None = None
-
-    def __post_init__(self):
-        if isinstance(self.weights, Mapping):  # stored as items so the config stays hashable
-            object.__setattr__(self, "weights", tuple(sorted(self.weights.items())))
-        if self.method not in ("temperature", "unimax", "fixed"):
-            raise ValueError(f"MixingConfig.method must be temperature, unimax or fixed, got {self.method!r}")
-        if self.size_unit not in ("bytes", "chars", "tokens"):
-            raise ValueError(f"MixingConfig.size_unit must be 'bytes', 'chars' or 'tokens', got {self.size_unit!r}")
-        if self.method == "unimax" and self.budget is None:
-            raise ValueError("MixingConfig(method='unimax') needs budget= (training amount in size_unit)")
-        if self.method == "fixed" and not self.weights:
-            raise ValueError("MixingConfig(method='fixed') needs weights={language: weight}")
-
-
 def mixing_rates(config: MixingConfig, sizes: Mapping[str, float]) -> dict[str, float]:
     """Rates per key (language) under `config`; fixed weights may name languages by any spelling."""
     if config.method == "temperature":
@@ -154,13 +130,25 @@ def mixing_rates(config: MixingConfig, sizes: Mapping[str, float]) -> dict[str, 
         missing = sorted(set(sizes) - set(weights))
         unknown = sorted(set(weights) - set(sizes))
         if unknown:
-            raise ValueError(f"fixed weights name {unknown}, which the corpus does not hold (it has {sorted(sizes)})")
+            raise ConfigError(f"fixed weights name {unknown}, which the corpus does not hold (it has {sorted(sizes)})")
         if missing:
-            raise ValueError(f"fixed weights give no weight to {missing}; give every language a weight (0 to skip)")
+            raise ConfigError(f"fixed weights give no weight to {missing}; give every language a weight (0 to skip)")
         rates = fixed_rates(weights)
     if config.max_epochs is not None and config.total is not None:
         rates = cap_epochs(rates, sizes, config.total, config.max_epochs)
     return rates
+
+
+def language_rates(spec: CorpusSpec, stats: CorpusStats) -> dict[str, float]:
+    """Mixing rate per language of a corpus under spec.mixing (sizes in bytes, chars, or tokens when counted)."""
+    sizes = {"tokens": stats.tokens, "chars": stats.chars, "bytes": stats.bytes}[spec.mixing.size_unit]
+    if sizes is None:
+        raise ConfigError(f"corpus {spec.name!r} mixes by {spec.mixing.size_unit}, which this source does not "
+                          "count" + (" without a vocabulary" if spec.mixing.size_unit == "tokens" else ""))
+    empty = sorted(lang for lang, size in sizes.items() if size == 0)
+    if empty:
+        raise SourceError(f"corpus {spec.name!r}: no text left for {empty} (after cleaning, if on)")
+    return mixing_rates(spec.mixing, sizes)
 
 
 def register_mixture(name: str, tasks_and_rates: Sequence[tuple[str, float]]):
@@ -169,6 +157,6 @@ def register_mixture(name: str, tasks_and_rates: Sequence[tuple[str, float]]):
 
     kept = [(task, rate) for task, rate in tasks_and_rates if rate > 0]
     if not kept:
-        raise ValueError(f"mixture {name!r} has no task with a positive rate")
+        raise ConfigError(f"mixture {name!r} has no task with a positive rate")
     seqio.MixtureRegistry.remove(name)
     return seqio.MixtureRegistry.add(name, kept)

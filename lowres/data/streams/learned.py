@@ -22,9 +22,7 @@ Checkpoint `sampler.state_dict()` and both streams' `state_dict()` (all JSON) wi
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -33,7 +31,9 @@ import gin
 import numpy as np
 
 from lowres.data.streams.schedules import Batch, TaskBatchStreams, sample_task
+from lowres.errors import ConfigError, DataError
 from lowres.figures import save_png
+from lowres.files import read_json, write_json
 
 RULES = ("methods", "floor")
 State = TypeVar("State")
@@ -57,13 +57,13 @@ class LearnedMixingConfig:
 
     def __post_init__(self):
         if not 0.0 <= self.beta < 1.0:
-            raise ValueError(f"LearnedMixingConfig.beta={self.beta} must lie in [0, 1)")
+            raise ConfigError(f"LearnedMixingConfig.beta={self.beta} must lie in [0, 1)")
         if self.measure_every < 1:
-            raise ValueError(f"LearnedMixingConfig.measure_every={self.measure_every} must be at least 1")
+            raise ConfigError(f"LearnedMixingConfig.measure_every={self.measure_every} must be at least 1")
         if self.rule not in RULES:
-            raise ValueError(f"LearnedMixingConfig.rule={self.rule!r}: choose one of {RULES}")
+            raise ConfigError(f"LearnedMixingConfig.rule={self.rule!r}: choose one of {RULES}")
         if self.epsilon <= 0:
-            raise ValueError(f"LearnedMixingConfig.epsilon={self.epsilon} must be positive")
+            raise ConfigError(f"LearnedMixingConfig.epsilon={self.epsilon} must be positive")
 
 
 def mixing_rates(rewards: Mapping[str, float], epsilon: float, rule: str = "methods") -> dict[str, float]:
@@ -75,11 +75,11 @@ def mixing_rates(rewards: Mapping[str, float], epsilon: float, rule: str = "meth
         probs = weights / weights.sum()
     elif rule == "floor":
         if epsilon * len(names) > 1.0:
-            raise ValueError(f"epsilon={epsilon} leaves no mass for {len(names)} tasks (needs epsilon <= 1/{len(names)})")
+            raise ConfigError(f"epsilon={epsilon} leaves no mass for {len(names)} tasks (needs epsilon <= 1/{len(names)})")
         share = positive / positive.sum() if positive.sum() > 0 else np.full(len(names), 1.0 / len(names))
         probs = epsilon + (1.0 - epsilon * len(names)) * share
     else:
-        raise ValueError(f"unknown mixing rule {rule!r}; choose one of {RULES}")
+        raise ConfigError(f"unknown mixing rule {rule!r}; choose one of {RULES}")
     return {n: float(p) for n, p in zip(names, probs)}
 
 
@@ -92,7 +92,7 @@ class LearnedMixingSampler:
 
     def __init__(self, tasks: Sequence[str], config: LearnedMixingConfig | None = None):
         if len(set(tasks)) != len(tasks) or not tasks:
-            raise ValueError(f"LearnedMixingSampler needs distinct task names, got {list(tasks)}")
+            raise ConfigError(f"LearnedMixingSampler needs distinct task names, got {list(tasks)}")
         self.config = config or LearnedMixingConfig()
         self.tasks = tuple(tasks)
         self.rewards = {t: 0.0 for t in self.tasks}
@@ -117,7 +117,7 @@ class LearnedMixingSampler:
             raise KeyError(f"unknown task {task!r}; the sampler mixes {list(self.tasks)}")
         reward = float(loss_before) - float(loss_after)
         if not np.isfinite(reward):
-            raise ValueError(f"non-finite reward for {task!r}: loss {loss_before} -> {loss_after}")
+            raise DataError(f"non-finite reward for {task!r}: loss {loss_before} -> {loss_after}")
         beta = self.config.beta
         self.rewards[task] = beta * self.rewards[task] + (1.0 - beta) * reward
         self.num_updates[task] += 1
@@ -159,11 +159,11 @@ class LearnedMixingSampler:
 
     def save(self, path: str | os.PathLike) -> None:
         """Writes the state as JSON atomically (a crash never leaves a half-written file)."""
-        _write_atomic(Path(path), json.dumps(self.state_dict(), indent=1) + "\n")
+        write_json(path, self.state_dict(), indent=1)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> LearnedMixingSampler:
-        return cls.from_state_dict(json.loads(Path(path).read_text(encoding="utf-8")))
+        return cls.from_state_dict(read_json(path, "learned mixing state"))
 
 
 def learned_mixing_step(
@@ -195,7 +195,7 @@ def plot_rate_history(history: Sequence[Mapping[str, Any]], path: str | os.PathL
     import matplotlib.pyplot as plt
 
     if not history:
-        raise ValueError("the rate history is empty: no measurement was recorded yet")
+        raise DataError("the rate history is empty: no measurement was recorded yet")
     path = Path(path)
     steps = [h["step"] for h in history]
     fig, ax = plt.subplots(figsize=(6, 3.5))
@@ -206,9 +206,3 @@ def plot_rate_history(history: Sequence[Mapping[str, Any]], path: str | os.PathL
     fig.tight_layout()
     return save_png(fig, path, dpi=100)
 
-
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, encoding="utf-8") as tmp:
-        tmp.write(text)
-    os.replace(tmp.name, path)

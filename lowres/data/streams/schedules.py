@@ -21,9 +21,11 @@ import gin
 import numpy as np
 import seqio
 
-from lowres.data.languages import normalize_language
 from lowres.data.config import DataConfig
+from lowres.data.languages import normalize_language
 from lowres.data.streams.pipeline import training_batches
+from lowres.data.tasks.names import task_language
+from lowres.errors import ConfigError, DataError
 
 Batch = dict[str, np.ndarray]
 
@@ -59,19 +61,19 @@ class MixtureSchedule:
         phases = tuple(p if isinstance(p, Phase) else Phase(*p) for p in self.phases)
         object.__setattr__(self, "phases", phases)
         if not phases:
-            raise ValueError("MixtureSchedule.phases is empty: give at least one (num_steps, mixture) phase")
+            raise ConfigError("MixtureSchedule.phases is empty: give at least one (num_steps, mixture) phase")
         for i, phase in enumerate(phases):
             where = f"MixtureSchedule.phases[{i}]"
             if not phase.mixture:
-                raise ValueError(f"{where} names no mixture")
+                raise ConfigError(f"{where} names no mixture")
             if phase.num_steps is None and i != len(phases) - 1:
-                raise ValueError(f"{where}: only the last phase may run without num_steps")
+                raise ConfigError(f"{where}: only the last phase may run without num_steps")
             if phase.num_steps is not None and phase.num_steps <= 0:
-                raise ValueError(f"{where}.num_steps={phase.num_steps} must be positive")
+                raise ConfigError(f"{where}.num_steps={phase.num_steps} must be positive")
             if not 0.0 <= phase.replay < 1.0:
-                raise ValueError(f"{where}.replay={phase.replay} must lie in [0, 1)")
+                raise ConfigError(f"{where}.replay={phase.replay} must lie in [0, 1)")
             if phase.replay and i == 0:
-                raise ValueError(f"{where}.replay: the first phase has no earlier data to replay")
+                raise ConfigError(f"{where}.replay: the first phase has no earlier data to replay")
 
     @property
     def boundaries(self) -> tuple[int, ...]:
@@ -96,12 +98,6 @@ def _rate_name(x: float) -> str:
     return f"{x:g}".replace(".", "p").replace("-", "m")
 
 
-def task_language(task_name: str) -> str:
-    """The language (or `src_to_tgt` pair) of a `<corpus>.<lang>.<objective>` task name; "" otherwise."""
-    parts = task_name.split(".")
-    return parts[1] if len(parts) >= 3 else ""
-
-
 def register_language_subset(mixture: str, languages: Sequence[str]) -> str:
     """Registers (idempotently) the part of `mixture` whose tasks are in `languages`; returns its name.
 
@@ -115,7 +111,7 @@ def register_language_subset(mixture: str, languages: Sequence[str]) -> str:
     kept = [t for t in tasks if task_language(t.name) in wanted]
     if not kept:
         have = sorted({task_language(t.name) for t in tasks})
-        raise ValueError(f"mixture {mixture!r} has no tasks for languages {wanted}; it has {have}")
+        raise ConfigError(f"mixture {mixture!r} has no tasks for languages {wanted}; it has {have}")
     name = f"{mixture}.only_{'_'.join(_name_part(lang) for lang in sorted(wanted))}"
     rate = parent.get_rate if isinstance(parent, seqio.Mixture) else (lambda task: 1.0)
     seqio.MixtureRegistry.remove(name)
@@ -126,7 +122,7 @@ def register_language_subset(mixture: str, languages: Sequence[str]) -> str:
 def register_replay_mixture(current: str, earlier: str, fraction: float) -> str:
     """Registers a mixture drawing a share `fraction` of examples from `earlier`, the rest from `current`."""
     if not 0.0 < fraction < 1.0:
-        raise ValueError(f"replay fraction must lie in (0, 1), got {fraction}")
+        raise ConfigError(f"replay fraction must lie in (0, 1), got {fraction}")
     name = f"{current}.replay_{_rate_name(fraction)}_of_{earlier}"
     seqio.MixtureRegistry.remove(name)
     seqio.MixtureRegistry.add(name, [(current, 1.0 - fraction), (earlier, fraction)])
@@ -193,7 +189,7 @@ def sample_task(rates: Mapping[str, float], seed: int, step: int) -> str:
     names = list(rates)
     weights = np.array([rates[n] for n in names], dtype=np.float64)
     if not names or (weights < 0).any() or not weights.sum() > 0:
-        raise ValueError(f"rates must be non-negative with a positive sum, got {dict(rates)}")
+        raise ConfigError(f"rates must be non-negative with a positive sum, got {dict(rates)}")
     rng = np.random.default_rng([seed, step])
     return names[int(rng.choice(len(names), p=weights / weights.sum()))]
 
@@ -215,10 +211,10 @@ class TaskBatchStreams:
         consumed: Mapping[str, int] | None = None,
     ):
         if not tasks:
-            raise ValueError("TaskBatchStreams needs at least one task or mixture name")
+            raise ConfigError("TaskBatchStreams needs at least one task or mixture name")
         unknown = set(consumed or {}) - set(tasks)
         if unknown:
-            raise ValueError(f"recorded stream state names tasks {sorted(unknown)} that are not in {list(tasks)}")
+            raise DataError(f"recorded stream state names tasks {sorted(unknown)} that are not in {list(tasks)}")
         for name in tasks:
             seqio.get_mixture_or_task(name)
         self.tasks = tuple(tasks)
@@ -260,10 +256,10 @@ class AdjustableMixture:
 
     def set_rates(self, rates: Mapping[str, float]) -> None:
         if set(rates) != set(self.streams.tasks):
-            raise ValueError(f"rates name {sorted(rates)}, but the streams are {sorted(self.streams.tasks)}")
+            raise ConfigError(f"rates name {sorted(rates)}, but the streams are {sorted(self.streams.tasks)}")
         total = float(sum(rates.values()))
         if any(r < 0 for r in rates.values()) or total <= 0:
-            raise ValueError(f"rates must be non-negative with a positive sum, got {dict(rates)}")
+            raise ConfigError(f"rates must be non-negative with a positive sum, got {dict(rates)}")
         self.rates = {name: float(rates[name]) / total for name in self.streams.tasks}
 
     def batch(self, step: int) -> tuple[str, Batch]:

@@ -1,5 +1,8 @@
 """SeqIO registrations over the built-in corpus: one task per (language, denoiser), translation tasks
-over its English-aligned pairs in both directions, and one training mixture."""
+over its English-aligned pairs in both directions, and one training mixture.
+
+The repository's `tasks/builtin.py` imports this module to register them for plain seqio users.
+"""
 
 from __future__ import annotations
 
@@ -7,20 +10,39 @@ from collections.abc import Sequence
 
 import seqio
 
-from lowres.data.tasks import objectives
-from lowres.data.text import readers
-from lowres.data.text.builtin_corpus import BuiltinCorpus
-from lowres.data.text.corpora import pair_task_name
 from lowres.data.languages import normalize_language
 from lowres.data.mixing.rates import register_mixture, temperature_rates
+from lowres.data.tasks import objectives
+from lowres.data.tasks.names import mixture_name, pair_task_name
+from lowres.data.tasks.registration import TextSplitFiles, register_language_mixture, register_translation_task
+from lowres.data.text.builtin_corpus import BuiltinCorpus
 from lowres.data.text.sources import TsvSource
-from lowres.data.tasks.registration import TextSplitFiles, output_features, register_language_mixture
-from lowres.text_metrics import chrf_bleu
+from lowres.errors import ConfigError
 
 CORPUS = "builtin"
 SPLITS = ("train", "validation")
 ENGLISH = "eng_Latn"
-TRANSLATION_MIXTURE = f"{CORPUS}.translate"
+TRANSLATION_MIXTURE = mixture_name(CORPUS, "translate")
+
+
+def default_vocabulary(corpus: BuiltinCorpus) -> seqio.Vocabulary:
+    """The default SentencePiece vocabulary (VocabularyConfig()) over the corpus' training text: trained
+    on first use and cached as `<cache dir>/sample-vocab/vocab/spm.model` (LOWRES_CACHE_DIR or ~/.cache/lowres).
+
+    A trained run keeps its own vocabulary in its run directory; this one serves `lowres data sample`
+    and seqio users of `tasks/builtin.py` who have no run.
+    """
+    from lowres.data.text.builtin_corpus import default_cache_dir
+    from lowres.data.vocab import vocabulary as vocab_lib
+
+    texts = {lang: train_lines(corpus, lang) for lang in corpus.languages}
+    return vocab_lib.prepare_vocabulary(default_cache_dir() / "sample-vocab", vocab_lib.VocabularyConfig(), texts,
+                                        corpus.languages)
+
+
+def train_lines(corpus: BuiltinCorpus, lang: str):
+    """The training split of one language, read only when the vocabulary has to be trained."""
+    yield from corpus.mono_path(lang, "train").read_text(encoding="utf-8").splitlines()
 
 
 def builtin_sources(corpus: BuiltinCorpus, languages: Sequence[str] | None = None) -> list[TextSplitFiles]:
@@ -56,7 +78,6 @@ def register_builtin_translation_tasks(
 
     Inputs are `<2tgt> source`, with no mode token, the layout `lowres translate` feeds the model.
     """
-    features = output_features(vocabulary)
     sizes = {}
     for lang in translation_languages(corpus, languages):
         pattern = str(corpus.parallel_path(lang, "train")).replace(".train.tsv", ".{split}.tsv")
@@ -65,26 +86,18 @@ def register_builtin_translation_tasks(
         def records(split, index, count, source=source, lang=lang):
             return source.pairs(ENGLISH, lang, split, index, count)
 
-        data_source = readers.document_source(
-            records, SPLITS, "parallel", CORPUS, lambda split, source=source: source.files(ENGLISH, split)
-        )
+        def files(split, source=source):
+            return source.files(ENGLISH, split)
+
         num_bytes = corpus.parallel_path(lang, "train").stat().st_size
         for src, tgt, direction in ((ENGLISH, lang, "forward"), (lang, ENGLISH, "backward")):
-            translation = objectives.Translation(direction=direction)
-            name = pair_task_name(CORPUS, src, tgt, "translate")
-            seqio.TaskRegistry.remove(name)
-            seqio.TaskRegistry.add(
-                name,
-                source=data_source,
-                preprocessors=[objectives.translation_preprocessor(translation),
-                               seqio.preprocessors.append_eos_after_trim],
-                output_features=features,
-                metric_fns=[chrf_bleu],
-                shuffle_buffer_size=shuffle_buffer_size,
+            name = register_translation_task(
+                pair_task_name(CORPUS, src, tgt, "translate"), records, files, SPLITS, CORPUS, vocabulary,
+                objectives.Translation(direction=direction), shuffle_buffer_size,
             )
             sizes[name] = num_bytes
     if not sizes:
-        raise ValueError("translation over the built-in corpus needs a non-English language in DataConfig.languages")
+        raise ConfigError("translation over the built-in corpus needs a non-English language in DataConfig.languages")
     return sizes
 
 
@@ -107,8 +120,8 @@ def register_builtin_mixture(
     pair bytes), the rest from the denoising mixture with its rates unchanged relative to each other.
     """
     if not 0.0 <= translation_rate < 1.0:
-        raise ValueError(f"translation_rate must lie in [0, 1), got {translation_rate}")
-    name = f"{CORPUS}.{objective}"
+        raise ConfigError(f"translation_rate must lie in [0, 1), got {translation_rate}")
+    name = mixture_name(CORPUS, objective)
     mono = register_language_mixture(
         name,
         CORPUS,
@@ -120,7 +133,7 @@ def register_builtin_mixture(
     )
     if not translation_languages(corpus, languages):
         if translation_rate:
-            raise ValueError("translation over the built-in corpus needs a non-English language in DataConfig.languages")
+            raise ConfigError("translation over the built-in corpus needs a non-English language in DataConfig.languages")
         return name
     pair_rates = temperature_rates(
         register_builtin_translation_tasks(corpus, vocabulary, languages, shuffle_buffer_size), alpha

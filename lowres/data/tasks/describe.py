@@ -9,9 +9,10 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
-from lowres.data.text import corpora
 from lowres.data.languages import language_name
-from lowres.data.mixing.rates import expected_epochs
+from lowres.data.mixing.rates import expected_epochs, language_rates
+from lowres.data.tasks.names import mixture_name, pair_task_name, task_name
+from lowres.data.text import corpora
 from lowres.data.text.sources import SourceError
 
 __all__ = ["DescribeRow", "describe", "describe_rows", "resolve"]
@@ -51,7 +52,7 @@ def describe_rows(spec: corpora.CorpusSpec, tokens: float | None = None, vocabul
                   progress: bool = False) -> tuple[list[DescribeRow], corpora.CorpusStats]:
     """One row per language of the train split; epochs are over `tokens` training tokens."""
     stats = corpora.corpus_stats(spec, "train", vocabulary, progress)
-    rates = corpora.language_rates(spec, stats)
+    rates = language_rates(spec, stats)
     sizes = stats.tokens if stats.tokens is not None else stats.bytes
     epochs = expected_epochs(rates, sizes, tokens) if tokens else {}
     rows = [
@@ -83,7 +84,7 @@ def describe(name: str, tokens: float | None = None, vocabulary=None, progress: 
            "fixed": "fixed weights"}[mixing.method]
     lines = [
         f"corpus {spec.name}: {spec.source} ({spec.kind}), train split = source split {split!r}",
-        f"mixture {spec.name}.{spec.objective}: {how}, sizes in {mixing.size_unit}"
+        f"mixture {mixture_name(spec.name, spec.objective)}: {how}, sizes in {mixing.size_unit}"
         + (f", max {mixing.max_epochs:g} epochs" if mixing.max_epochs else ""),
     ]
     if vocabulary is None:
@@ -113,8 +114,8 @@ def describe(name: str, tokens: float | None = None, vocabulary=None, progress: 
         shown = ", ".join(f"{a}-{b}" for a, b in pairs[:10]) + (f", ... ({len(pairs)} pairs)" if len(pairs) > 10 else "")
         lines.append(f"parallel pairs: {shown}")
         translation = spec.translation.name if spec.translation else "translate"
-        example = corpora.pair_task_name(spec.name, *pairs[0], translation)
-        lines.append(f"translation tasks: {len(pairs)} ({example}, ...), mixture {spec.name}.{translation}")
+        example = pair_task_name(spec.name, *pairs[0], translation)
+        lines.append(f"translation tasks: {len(pairs)} ({example}, ...), mixture {mixture_name(spec.name, translation)}")
     if stats.cleaning:
         lines.append("cleaning (all languages):")
         lines.append(_merged_cleaning(stats.cleaning.values()).table())
@@ -146,5 +147,6 @@ def _task_summary(spec: corpora.CorpusSpec, langs: Sequence[str]) -> str:
     if spec.kind == "parallel":
         return "monolingual tasks: none (a parallel corpus)"
     denoisers = [denoiser.name for denoiser, _ in objective(spec.objective)]
+    pattern = task_name(spec.name, "<lang>", "{" + ",".join(denoisers) + "}")
     return (f"monolingual tasks: {len(langs) * len(denoisers)} = {len(langs)} languages x {len(denoisers)} "
-            f"denoisers, {spec.name}.<lang>.{{{','.join(denoisers)}}}")
+            f"denoisers, {pattern}")

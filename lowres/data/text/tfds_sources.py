@@ -13,11 +13,12 @@ import logging
 from collections.abc import Callable, Mapping
 
 from lowres.data.languages import UnknownLanguageError, normalize_language
+from lowres.errors import DataError, MissingFileError
 
 __all__ = ["TfdsFamily", "TfdsNotPreparedError", "family", "register_family", "tfds_source", "tfds_split_info"]
 
 
-class TfdsNotPreparedError(FileNotFoundError):
+class TfdsNotPreparedError(MissingFileError):
     """A TFDS dataset that is not installed or not prepared in the data directory."""
 
 
@@ -110,7 +111,7 @@ register_family(TfdsFamily("wiki40b", "wiki40b/{code}", {"train": "train", "vali
 
 def family(name: str) -> TfdsFamily:
     if name not in _FAMILIES:
-        raise ValueError(f"unknown TFDS family {name!r}; registered: {sorted(_FAMILIES)} (add one with register_family)")
+        raise DataError(f"unknown TFDS family {name!r}; registered: {sorted(_FAMILIES)} (add one with register_family)")
     return _FAMILIES[name]
 
 

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import seqio
 
+from lowres.errors import ConfigError, DataError
+
 BYTE_VOCAB_FORMAT = "lowres-byte-vocabulary"
 NUM_SPECIAL = 3
 NUM_BYTES = 256
@@ -30,9 +32,9 @@ class ReservedByteVocabulary(seqio.ByteVocabulary):
         tokens = tuple(reserved_tokens)
         if len(set(tokens)) != len(tokens):
             duplicates = sorted({t for t in tokens if tokens.count(t) > 1})
-            raise ValueError(f"reserved tokens must be unique; repeated: {duplicates}")
+            raise ConfigError(f"reserved tokens must be unique; repeated: {duplicates}")
         if num_sentinels < 0:
-            raise ValueError(f"num_sentinels must be >= 0, got {num_sentinels}")
+            raise ConfigError(f"num_sentinels must be >= 0, got {num_sentinels}")
         super().__init__(extra_ids=len(tokens) + num_sentinels)
         self.reserved_tokens = tokens
         self.num_sentinels = num_sentinels
@@ -68,11 +70,11 @@ def load_byte_vocabulary(path: str | os.PathLike, num_sentinels: int | None = No
     try:
         spec = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise ValueError(f"{path} is not a byte-vocabulary JSON file ({error})") from error
+        raise DataError(f"{path} is not a byte-vocabulary JSON file ({error})") from error
     if not isinstance(spec, dict) or spec.get("format") != BYTE_VOCAB_FORMAT:
-        raise ValueError(f"{path} is not a lowres byte vocabulary (expected \"format\": \"{BYTE_VOCAB_FORMAT}\")")
+        raise DataError(f"{path} is not a lowres byte vocabulary (expected \"format\": \"{BYTE_VOCAB_FORMAT}\")")
     if num_sentinels is not None and num_sentinels != spec["num_sentinels"]:
-        raise ValueError(
+        raise ConfigError(
             f"{path} has {spec['num_sentinels']} sentinels but {num_sentinels} were asked for; "
             "set VocabularyConfig.num_sentinels to match the stored vocabulary"
         )

@@ -23,6 +23,8 @@ import sentencepiece as spm
 from sentencepiece import sentencepiece_model_pb2 as model_pb2
 
 from lowres.data.vocab import vocabulary as vocab_lib
+from lowres.errors import DataError, MissingFileError
+from lowres.files import write_atomic
 
 _Type = model_pb2.ModelProto.SentencePiece.Type
 # Piece types taken over from the new model; UNKNOWN and BYTE pieces exist in both already.
@@ -54,14 +56,14 @@ class VocabularyExtension:
 def _load_proto(path: str | os.PathLike) -> model_pb2.ModelProto:
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"SentencePiece model {path} does not exist")
+        raise MissingFileError(f"SentencePiece model {path} does not exist")
     proto = model_pb2.ModelProto()
     try:
         proto.ParseFromString(path.read_bytes())
     except Exception as error:  # noqa: BLE001 - protobuf raises its own DecodeError
-        raise ValueError(f"{path} is not a SentencePiece model ({error})") from error
+        raise DataError(f"{path} is not a SentencePiece model ({error})") from error
     if not proto.pieces:
-        raise ValueError(f"{path} is not a SentencePiece model (it has no pieces)")
+        raise DataError(f"{path} is not a SentencePiece model (it has no pieces)")
     return proto
 
 
@@ -93,7 +95,7 @@ def extend_vocabulary(
     base_type = _MODEL_TYPES.get(base.trainer_spec.model_type, str(base.trainer_spec.model_type))
     addition_type = _MODEL_TYPES.get(addition.trainer_spec.model_type, str(addition.trainer_spec.model_type))
     if base_type != addition_type or base_type not in ("unigram", "bpe"):
-        raise ValueError(
+        raise DataError(
             f"can only extend unigram or BPE models with one of the same type; {base_model} is {base_type}, "
             f"{addition_model} is {addition_type}"
         )
@@ -115,7 +117,7 @@ def extend_vocabulary(
         new_piece.score = piece.score if base_type == "unigram" or piece.type == _Type.CONTROL else lowest - 1 - rank
         added.append(piece.piece)
     extended.trainer_spec.vocab_size = len(extended.pieces)
-    vocab_lib.write_atomic(output_path, extended.SerializeToString())
+    write_atomic(output_path, extended.SerializeToString())
 
     old_pieces = len(base.pieces)
     old_to_new = {i: i for i in range(old_pieces)}

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import json
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from lowres.data.vocab.byte_vocabulary import NUM_BYTES, NUM_SPECIAL, ReservedByteVocabulary
-from lowres.data.vocab.vocabulary import write_atomic
+from lowres.files import write_atomic, write_json
 
 
 @dataclasses.dataclass(frozen=True)
@@ -143,5 +142,5 @@ def plot_fertility(report: Mapping[str, Any], path: str | os.PathLike) -> Path:
 def write_report(report: Mapping[str, Any], output: str | os.PathLike) -> tuple[Path, Path]:
     """Writes the JSON report atomically and the fertility chart beside it (same name, .png)."""
     output = Path(output)
-    write_atomic(output, (json.dumps(report, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
+    write_json(output, report)
     return output, plot_fertility(report, output.with_suffix(".png"))

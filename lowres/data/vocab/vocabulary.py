@@ -28,9 +28,11 @@ import numpy as np
 import seqio
 import sentencepiece as spm
 
-from lowres.data.vocab.byte_vocabulary import ReservedByteVocabulary, is_byte_vocabulary_file, load_byte_vocabulary
 from lowres.data.languages import normalize_language
 from lowres.data.mixing.rates import temperature_rates
+from lowres.data.vocab.byte_vocabulary import ReservedByteVocabulary, is_byte_vocabulary_file, load_byte_vocabulary
+from lowres.errors import ConfigError, DataError, MissingFileError
+from lowres.files import write_atomic
 
 MODE_TOKENS = ("[NLU]", "[NLG]", "[S2S]")
 PAD_ID, EOS_ID, UNK_ID = 0, 1, 2  # T5 layout; seqio relies on pad=0, eos=1.
@@ -68,9 +70,9 @@ class VocabularyConfig:
 
     def __post_init__(self):
         if self.kind not in KINDS:
-            raise ValueError(f"VocabularyConfig.kind={self.kind!r}; choose one of {list(KINDS)}")
+            raise ConfigError(f"VocabularyConfig.kind={self.kind!r}; choose one of {list(KINDS)}")
         if self.max_sentences <= 0:
-            raise ValueError(f"VocabularyConfig.max_sentences must be positive, got {self.max_sentences}")
+            raise ConfigError(f"VocabularyConfig.max_sentences must be positive, got {self.max_sentences}")
         object.__setattr__(self, "task_tags", tuple(self.task_tags))
 
 
@@ -80,10 +82,10 @@ def reserved_tokens(languages: Sequence[str] = (), task_tags: Sequence[str] = ()
     tokens = list(MODE_TOKENS) + [language_tag(lang) for lang in codes] + list(task_tags)
     for tag in task_tags:
         if not tag or any(ch.isspace() for ch in tag):
-            raise ValueError(f"task tag {tag!r} must be non-empty and contain no whitespace")
+            raise ConfigError(f"task tag {tag!r} must be non-empty and contain no whitespace")
     repeated = sorted({t for t in tokens if tokens.count(t) > 1})
     if repeated:
-        raise ValueError(f"reserved tokens repeat {repeated}; task tags must differ from mode tokens and language tags")
+        raise ConfigError(f"reserved tokens repeat {repeated}; task tags must differ from mode tokens and language tags")
     return tokens
 
 
@@ -115,7 +117,7 @@ def sample_sentences(
         kept[lang], seen[lang], sizes[lang] = sample, count, size
     empty = [lang for lang, count in seen.items() if not count]
     if empty:
-        raise ValueError(f"no training text for {empty}; drop these languages or give them text")
+        raise DataError(f"no training text for {empty}; drop these languages or give them text")
     rates = temperature_rates(sizes, alpha)
     budget = min(max_sentences, sum(seen.values()))
     rng = np.random.default_rng(seed)
@@ -173,18 +175,6 @@ def _without_scratch_paths(serialized: bytes) -> bytes:
     return proto.SerializeToString()
 
 
-def write_atomic(path: str | os.PathLike, data: bytes) -> None:
-    """Writes `data` so that readers see either the old file or the complete new one."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=path.parent, delete=False, suffix=".tmp") as tmp:
-        tmp.write(data)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp.name, 0o666 & ~umask)  # temporary files are private; the result gets the usual mode
-    os.replace(tmp.name, path)
-
-
 def _normalization_options(rule_name: str, scratch: Path) -> dict:
     """SentencePiece normaliser options; "identity" becomes a one-rule table that touches no real text.
 
@@ -203,7 +193,7 @@ def _train(texts, model, config: VocabularyConfig, reserved, normalization: dict
         _run_trainer(texts, model, config, reserved, normalization)
     except RuntimeError as error:
         message = str(error).split("] ")[-1]
-        raise ValueError(
+        raise ConfigError(
             f"SentencePiece training failed: {message} (VocabularyConfig.vocab_size={config.vocab_size} must also "
             f"hold 256 byte pieces, 3 specials and {len(reserved)} reserved tokens)"
         ) from error
@@ -234,7 +224,7 @@ def load_vocabulary(path: str | os.PathLike, num_sentinels: int = 100) -> Vocabu
     """The seqio vocabulary stored at `path` (a SentencePiece model or a byte-vocabulary JSON file)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"vocabulary file {path} does not exist; train one with `lowres train` first")
+        raise MissingFileError(f"vocabulary file {path} does not exist; train one with `lowres train` first")
     if is_byte_vocabulary_file(path):
         return load_byte_vocabulary(path, num_sentinels)
     return seqio.SentencePieceVocabulary(str(path), extra_ids=num_sentinels)
@@ -255,7 +245,7 @@ def prepare_vocabulary(
     path = model_dir / VOCAB_FILES[config.kind]
     for kind, other in VOCAB_FILES.items():
         if kind != config.kind and (model_dir / other).exists():
-            raise ValueError(
+            raise ConfigError(
                 f"{model_dir / other} holds a {kind} vocabulary but VocabularyConfig.kind={config.kind!r}; "
                 f"use kind={kind!r} or a new model directory"
             )
@@ -263,7 +253,7 @@ def prepare_vocabulary(
         if config.kind == "bytes":
             languages = list(dict.fromkeys([*texts_by_language, *tag_languages]))
             tokens = reserved_tokens(languages, config.task_tags)
-            write_atomic(path, ReservedByteVocabulary(tokens, config.num_sentinels).to_json().encode("utf-8"))
+            write_atomic(path, ReservedByteVocabulary(tokens, config.num_sentinels).to_json())
         else:
             train_vocabulary(texts_by_language, path, config, tag_languages)
     return load_vocabulary(path, config.num_sentinels)

@@ -1,0 +1,58 @@
+"""`lowres bench`: training throughput and MFU, data pipeline, checkpoints, scale, decode."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from lowres.errors import UsageError
+
+
+def add_parser(commands) -> None:
+    bench = commands.add_parser(
+        "bench", help="benchmarks: training throughput and MFU, data pipeline, checkpoints, scale",
+        description="Run a benchmark case and print its table; --json adds one JSON object as the last line. "
+        "Cases: train (--shape maxtext-ref | t5-ref | quickstart), data (pipeline tokens/s per core vs the "
+        "trainer), checkpoint (--shape PRESET: Orbax save/restore vs file copy), scale (largest decoder preset "
+        "that trains here), decode, all (every case, each in its own process).",
+    )
+    bench.add_argument("case", choices=("train", "data", "checkpoint", "scale", "decode", "all"))
+    bench.add_argument("--shape", default=None, metavar="NAME",
+                       help="train: maxtext-ref (default), t5-ref, quickstart; checkpoint: a decoder preset "
+                       "(default gpt2-small); scale: comma-separated presets")
+    bench.add_argument("--steps", type=int, default=None, metavar="N",
+                       help="train: timed steps after compile (default 20); data: timed batches after 250 warm-up "
+                       "batches (200); checkpoint: repeats (3); scale: timed steps (1); decode: repeats (3)")
+    bench.add_argument("--objective", default=None, metavar="NAME",
+                       help="data: measure this objective's pipeline only, ul2 or r_and_s (default: both)")
+    bench.add_argument("--architecture", default=None, metavar="NAME",
+                       help="data: measure this architecture's pipeline only, encoder_decoder or decoder_only "
+                       "(default: both)")
+    bench.add_argument("--synthetic", action="store_true", help="train on random batches instead of the UL2 mixture")
+    bench.add_argument("--json", action="store_true", help="print the result as one JSON object on the last line")
+    bench.add_argument("--output", default=None, metavar="FILE.json", help="also write the JSON result here")
+    bench.add_argument("--peak_size", type=int, default=2048, metavar="N",
+                       help="side of the float32 matmul that measures this machine's peak (CPU; default 2048)")
+    bench.add_argument("--trainer_tokens_per_sec", type=float, default=None, help=argparse.SUPPRESS)
+    bench.add_argument("--time_limit_s", type=float, default=None, metavar="S",
+                       help="scale: seconds for all candidates together (default 600); all: seconds for the "
+                       "whole suite, shared among the cases in fixed proportions (default 600)")
+
+
+def run(args) -> int:
+    from lowres.bench import report, suite
+
+    if args.steps is not None and args.steps < 1:
+        raise UsageError(f"--steps must be at least 1, got {args.steps}")
+    if args.case != "data" and (args.objective or args.architecture):
+        raise UsageError(f"--objective and --architecture apply to `lowres bench data` only, not {args.case}")
+    options = suite.Options(args.shape, args.steps, args.synthetic, args.trainer_tokens_per_sec, args.peak_size,
+                            args.time_limit_s, args.objective, args.architecture)
+    record, table = suite.run_case(args.case, options, log=lambda line: print(line, flush=True))
+    print(table)
+    if args.output:
+        report.write_json(args.output, record)
+        print(f"wrote {args.output}")
+    if args.json:
+        print(json.dumps(record))
+    return 0

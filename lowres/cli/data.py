@@ -1,0 +1,94 @@
+"""`lowres data describe|sample`: inspect data sources, mixtures and objectives."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from lowres.cli import common
+from lowres.errors import UsageError
+
+
+def add_parser(commands) -> None:
+    data_commands = common.add_action_group(commands, "data", "inspect data sources", "Inspect data sources.")
+    describe = data_commands.add_parser(
+        "describe", help="languages, documents, sizes, mixing rates and epochs of a source or mixture",
+        description="Print languages, documents, bytes, tokens (with --model_dir's vocabulary), mixing rates and "
+        "expected epochs per language for --tokens training tokens. SOURCE_OR_MIXTURE: builtin, flores:DIR, "
+        "text:GLOB, jsonl:GLOB, udhr:GLOB, a corpus declared in --gin_file, or <corpus>.<objective>.",
+    )
+    describe.add_argument("source", nargs="?", default="builtin", metavar="SOURCE_OR_MIXTURE")
+    describe.add_argument("--tokens", type=float, default=None, metavar="N",
+                          help="training tokens, for expected epochs per language")
+    describe.add_argument("--model_dir", default=None, metavar="DIR", help="a trained run whose vocabulary counts tokens")
+    describe.add_argument("--gin_file", action="append", default=[], metavar="FILE",
+                          help="gin file declaring corpora (declared_corpora.specs); repeatable")
+    describe.add_argument("--lang", default=None, metavar="CODE", help="language of a single-language text:FILE")
+    sample = data_commands.add_parser(
+        "sample", help="decoded examples of each denoiser of an objective",
+        description="Register the builtin tasks of an objective and print decoded examples of a task or of every "
+        "task of a mixture: the mode token, the inputs with sentinels, the targets. NAME is an objective preset "
+        "(ul2, t5_span_corruption, ...), a mixture builtin.<objective> or a task builtin.<lang>.<denoiser>.",
+    )
+    sample.add_argument("name", nargs="?", default=None, metavar="NAME", help="task, mixture or objective (default: --objective)")
+    sample.add_argument("--model_dir", default=None, metavar="DIR",
+                        help="a trained run whose vocabulary is used (default: a vocabulary trained once on the builtin "
+                        "corpus and cached)")
+    sample.add_argument("--objective", default="ul2", help="objective preset (ul2, ul2r, r_and_s, ...)")
+    sample.add_argument("--lang", default="eng", metavar="CODE", help="language of the builtin corpus")
+    sample.add_argument("-n", type=int, default=3, help="examples per denoiser")
+    sample.add_argument("--inputs_length", type=int, default=None, help="default: the run's, else 128")
+    sample.add_argument("--targets_length", type=int, default=None, help="default: the run's, else 128")
+
+
+def describe(args) -> int:
+    if args.gin_file:  # lowres.data.text.corpora registers the configurables a corpus gin file binds
+        common.parse_gin(args.gin_file, [], registers="lowres.data.text.corpora", skip_unknown=True,
+                         finalize_config=False)
+    vocabulary = common.load_vocabulary(args.model_dir)[0] if args.model_dir else None
+    from lowres.data.tasks.describe import describe as describe_source
+
+    source = args.source
+    with common.data_errors():
+        if args.lang and source.startswith("text:"):
+            from lowres.data.text import corpora
+
+            corpora.declare_corpus(corpora.CorpusSpec("text", source, languages=[args.lang]))
+            source = "text"
+        print(describe_source(source, args.tokens, vocabulary, progress=True))
+    if source == "builtin":
+        from lowres.data.text.builtin_corpus import build_builtin_corpus, describe_table
+
+        print("\nsplits and English-aligned pairs:")
+        print(describe_table(build_builtin_corpus(progress=False)))
+    return 0
+
+
+def sample(args) -> int:
+    import seqio
+
+    from lowres.data.tasks.samples import (
+        resolve_sample_name,
+        sample_task,
+        sample_vocabulary,
+    )
+    from lowres.data.text.builtin_corpus import build_builtin_corpus
+
+    corpus = build_builtin_corpus(progress=False)
+    vocabulary, info = sample_vocabulary(corpus, Path(args.model_dir) if args.model_dir else None)
+    with common.reraise_as(UsageError, ValueError):  # an unknown task, mixture or language
+        name = resolve_sample_name(args.name or args.objective, corpus, vocabulary, args.lang)
+    lengths = {"inputs": args.inputs_length or (info.inputs_length if info else 128),
+               "targets": args.targets_length or (info.targets_length if info else 128)}
+    provider = seqio.get_mixture_or_task(name)
+    for task in provider.tasks if isinstance(provider, seqio.Mixture) else [provider]:
+        print(f"== {task.name}")
+        for i, row in enumerate(sample_task(task.name, args.n, lengths), 1):
+            print(f"[{i}] mode:    {row['mode']}\n    inputs:  {row['inputs']}\n    targets: {row['targets']}")
+    return 0
+
+
+ACTIONS = {"describe": describe, "sample": sample}
+
+
+def run(args) -> int:
+    return ACTIONS[args.data_command](args)
