@@ -2,7 +2,6 @@
 
 import math
 
-import numpy as np
 import pytest
 
 from lowres.evaluation.bits_per_byte import (

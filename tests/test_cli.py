@@ -146,3 +146,24 @@ def test_one_binding_switches_to_a_decoder_only_model_with_mix_ln(tmp_path, cach
                         env=env)
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     assert json.loads(output.read_text())["languages"]["yor_Latn"]["bits_per_byte"] > 0
+
+
+@pytest.mark.parametrize("error,code,prefix", [
+    (__import__("lowres.errors", fromlist=["DataError"]).DataError("the file x.txt holds no text\nsecond line"), 2,
+     "lowres: error: the file x.txt holds no text"),
+    (ValueError("operands could not be broadcast together"), 1, "lowres: internal error: ValueError: operands"),
+    (FileNotFoundError(2, "No such file or directory"), 1, "lowres: internal error: FileNotFoundError"),
+])
+def test_only_lowres_errors_become_one_line_user_errors(error, code, prefix, monkeypatch, capsys):
+    """A LowresError is the user's to fix (exit 2, first line only); any other exception, even a ValueError
+    from numpy or JAX internals, is a bug in lowres and says so (exit 1)."""
+
+    def fail(args):
+        raise error
+
+    monkeypatch.setattr(cli.COMMANDS["plot"], "run", fail)
+    assert cli.main(["plot", "somewhere"]) == code
+    err = capsys.readouterr().err
+    assert err.startswith(prefix) and len(err.strip().splitlines()) == 1, err
+    with pytest.raises(type(error)):
+        cli.main(["--debug", "plot", "somewhere"])

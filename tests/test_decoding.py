@@ -10,13 +10,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from flax import nnx
 
 from lowres.inference import decoding
 from lowres.checkpoints.trained_model import TrainedModel
 from lowres.inference.decoding import DecodeConfig, Stepper
 from lowres.inference.generate import Generator
-from lowres.models.architecture import ModelConfig, build_model
+from lowres.models.architecture import ModelConfig
 
 EOS = 1
 
@@ -165,19 +164,8 @@ def restored(architecture, vocab=64):
 
 @pytest.mark.parametrize("architecture", ["encoder_decoder", "decoder_only"])
 def test_cached_decoding_matches_full_recomputation(architecture):
-    loaded = restored(architecture)
-    rng = np.random.default_rng(0)
-    inputs = [list(rng.integers(3, 64, size=n)) + [EOS] for n in (3, 12, 7)]  # different prompt lengths
-    config = DecodeConfig("greedy", max_length=8)
-    outputs = {}
-    for use_cache in (True, False):
-        gen = Generator(loaded, config, batch_size=4, use_cache=use_cache)
-        prompts = np.zeros((4, 16), np.int32)
-        lengths = np.ones((4,), np.int32)
-        for row, x in enumerate(inputs):
-            p = gen.prompt(x)
-            prompts[row, : len(p)], lengths[row] = p, len(p)
-        outputs[use_cache] = jax.device_get(gen.decode_padded(prompts, lengths))
+    # three prompts of different lengths (plus an empty row)
+    outputs = decode_with_and_without_cache(architecture, DecodeConfig("greedy", max_length=8))
     np.testing.assert_array_equal(outputs[True].tokens, outputs[False].tokens)
     np.testing.assert_allclose(outputs[True].scores, outputs[False].scores, rtol=1e-4)
     assert (outputs[True].lengths == 8).sum() >= 2  # random weights rarely stop: most steps were compared
@@ -200,7 +188,7 @@ def decode_with_and_without_cache(architecture: str, config: DecodeConfig, use_c
     return outputs
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def cached_greedy_tokens(architecture: str) -> np.ndarray:
     return decode_with_and_without_cache(architecture, DecodeConfig("greedy", max_length=6), (True,))[True].tokens
 

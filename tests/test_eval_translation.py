@@ -2,7 +2,6 @@
 for several models side by side, with JSON, markdown and PNG outputs."""
 
 import json
-from pathlib import Path
 
 import pytest
 import sacrebleu

@@ -12,8 +12,20 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from lowres.models import NORMS, DecoderOnly, EncoderDecoder, NormPlacement, decoder_only_config, encoder_decoder_config
-from lowres.models.layers import apply_rope, causal_mask, relative_position_bucket, rope_tables
+from lowres.models import (
+    NORMS,
+    DecoderOnly,
+    EncoderDecoder,
+    NormPlacement,
+    decoder_only_config,
+    encoder_decoder_config,
+)
+from lowres.models.layers import (
+    apply_rope,
+    causal_mask,
+    relative_position_bucket,
+    rope_tables,
+)
 
 VOCAB = 64
 EPS = 1e-6  # RMSNorm epsilon
@@ -155,8 +167,8 @@ def decoder_only_reference(p, toks, norm: str, num_layers: int, theta: float) ->
             lp = jax.tree.map(lambda a, layer=layer: a[layer], p["layers"])
             sublayers = [
                 (lp["attention_norm"]["scale"],
-                 lambda h, lp=lp: attention_reference(h, h, lp["attention"], mask, rope=((positions, positions), theta),
-                                                      runtime_scale=True)),
+                 lambda h, lp=lp, mask=mask, pos=positions: attention_reference(
+                     h, h, lp["attention"], mask, rope=((pos, pos), theta), runtime_scale=True)),
                 (lp["mlp_norm"]["scale"], lambda h, lp=lp: mlp_reference(h, lp["mlp"], silu)),
             ]  # fmt: skip
             x = block_reference(x, sublayers, norm, layer, num_layers)
@@ -195,7 +207,7 @@ def encoder_decoder_reference(p, enc, dec, norm: str, num_enc: int, num_dec: int
             lp = p["encoder"]["layers"][layer]
             sublayers = [
                 (lp["pre_attention_norm"]["scale"],
-                 lambda h, lp=lp: attention_reference(h, h, lp["attention"], enc_mask, enc_bias)),
+                 lambda h, lp=lp, mask=enc_mask, bias=enc_bias: attention_reference(h, h, lp["attention"], mask, bias)),
                 (lp["pre_mlp_norm"]["scale"], lambda h, lp=lp: mlp_reference(h, lp["mlp"], gelu_tanh)),
             ]  # fmt: skip
             x = block_reference(x, sublayers, norm, layer, num_enc)
@@ -210,9 +222,10 @@ def encoder_decoder_reference(p, enc, dec, norm: str, num_enc: int, num_dec: int
             lp = p["decoder"]["layers"][layer]
             sublayers = [
                 (lp["pre_self_attention_norm"]["scale"],
-                 lambda h, lp=lp: attention_reference(h, h, lp["self_attention"], causal, dec_bias)),
+                 lambda h, lp=lp, mask=causal, bias=dec_bias: attention_reference(h, h, lp["self_attention"], mask,
+                                                                                  bias)),
                 (lp["pre_cross_attention_norm"]["scale"],
-                 lambda h, lp=lp: attention_reference(h, encoded, lp["cross_attention"], cross_mask)),
+                 lambda h, lp=lp, kv=encoded, mask=cross_mask: attention_reference(h, kv, lp["cross_attention"], mask)),
                 (lp["pre_mlp_norm"]["scale"], lambda h, lp=lp: mlp_reference(h, lp["mlp"], gelu_tanh)),
             ]  # fmt: skip
             y = block_reference(y, sublayers, norm, layer, num_dec)
@@ -355,8 +368,8 @@ def test_relative_position_buckets_match_t5(bidirectional, num_buckets, max_dist
 
 def test_t5_bucket_reference_values():
     """Spot values of the reference itself, worked out by hand for T5's default 32 buckets / distance 128."""
-    bi = lambda r: t5_bucket(r, True, 32, 128)  # noqa: E731
-    uni = lambda r: t5_bucket(r, False, 32, 128)  # noqa: E731
+    bi = lambda r: t5_bucket(r, True, 32, 128)
+    uni = lambda r: t5_bucket(r, False, 32, 128)
     # bidirectional: 16 buckets per direction, 8 exact; log buckets start at 8, 16, 32, 64 -> 8, 10, 12, 14
     assert [bi(-n) for n in (0, 1, 7, 8, 11, 12, 15, 16, 31, 32, 63, 64, 127, 128, 300)] == \
         [0, 1, 7, 8, 8, 9, 9, 10, 11, 12, 13, 14, 15, 15, 15]

@@ -8,21 +8,21 @@ import json
 import numpy as np
 import pytest
 
+from lowres.checkpoints.store import CheckpointConfig
+from lowres.checkpoints.trained_model import load_trained_model
+from lowres.data.config import DataConfig
 from lowres.data.streams.learned import LearnedMixingConfig
 from lowres.data.streams.schedules import MixtureSchedule, Phase
-from lowres.data.config import DataConfig
 from lowres.data.text.sources import Documents
 from lowres.data.vocab.vocabulary import VocabularyConfig
+from lowres.evaluation.during_training import EvalConfig
 from lowres.evaluation.report import evaluate
+from lowres.jobs import train_job
 from lowres.models.architecture import ModelConfig
 from lowres.training import batch_sources
 from lowres.training import trainer as trainer_module
 from lowres.training.batch_sources import StreamConfig
-from lowres.checkpoints.store import CheckpointConfig
-from lowres.evaluation.during_training import EvalConfig
 from lowres.training.optimizer import OptimizerConfig
-from lowres.checkpoints.trained_model import load_trained_model
-from lowres.jobs import train_job
 from lowres.training.trainer import TrainConfig, TrainSettings
 
 MIXTURES = ("builtin.causal_lm", "builtin.translate")  # LM and MT
@@ -32,16 +32,16 @@ DATA = DataConfig(languages=["eng", "yor"], objective="causal_lm", inputs_length
 
 def _run(model_dir, num_steps, stream, eval_config=None, **kw):
     """A tiny decoder-only run; keyword settings (e.g. `train=`, `checkpoint=`) replace the defaults here."""
-    defaults = dict(
-        train=TrainConfig(num_steps=num_steps, log_every=2, report_mfu=False),
-        data=DATA,
-        model=ModelConfig(architecture="decoder_only", preset="tiny"),
+    defaults = {
+        "train": TrainConfig(num_steps=num_steps, log_every=2, report_mfu=False),
+        "data": DATA,
+        "model": ModelConfig(architecture="decoder_only", preset="tiny"),
         # constant learning rate: a run stopped at step k and continued matches an uninterrupted one
-        optimizer=OptimizerConfig(learning_rate=1e-2, warmup_steps=0, schedule="constant"),
-        checkpoint=CheckpointConfig(save_interval_steps=2, max_to_keep=3, async_save=False),
-        vocab=VocabularyConfig(kind="bytes", num_sentinels=10),
-        stream=stream,
-    )
+        "optimizer": OptimizerConfig(learning_rate=1e-2, warmup_steps=0, schedule="constant"),
+        "checkpoint": CheckpointConfig(save_interval_steps=2, max_to_keep=3, async_save=False),
+        "vocab": VocabularyConfig(kind="bytes", num_sentinels=10),
+        "stream": stream,
+    }
     settings = TrainSettings.from_gin(**{**defaults, **kw})
     return train_job(model_dir, settings, eval_config, progress=False)
 

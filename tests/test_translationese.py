@@ -139,7 +139,6 @@ def test_two_shards_equal_one_shard(source, tmp_path):
 
 @pytest.fixture(scope="module")
 def tiny_lm():
-    from flax import nnx
 
     from lowres.checkpoints.trained_model import TrainedModel
     from lowres.data.vocab.byte_vocabulary import ReservedByteVocabulary
@@ -306,7 +305,6 @@ def test_cli_build_then_filter(source, tmp_path, capsys):
 
 
 def test_lowres_checkpoint_translator_decodes_in_order():
-    from flax import nnx
 
     from lowres.checkpoints.trained_model import TrainedModel
     from lowres.data.vocab.byte_vocabulary import ReservedByteVocabulary

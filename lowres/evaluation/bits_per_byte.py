@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from lowres.data.vocab import vocabulary as vocab_lib
-from lowres.models.architecture import Architecture
+from lowres.models.architecture import Architecture, architecture_for
 
 LN2 = math.log(2.0)
 
@@ -46,7 +46,7 @@ def scoring_examples(
 
 def feature_batches(
     examples: Sequence[tuple[list[int], list[int]]],
-    architecture: Architecture,
+    architecture: Architecture | str,
     inputs_length: int,
     targets_length: int,
     batch_size: int,
@@ -61,7 +61,7 @@ def feature_batches(
             "targets": tf.TensorSpec([None], tf.int32),
         },
     )
-    converter = architecture.feature_converter(pack=True, decoder_attention=decoder_attention)
+    converter = architecture_for(architecture).feature_converter(pack=True, decoder_attention=decoder_attention)
     features = converter(dataset, {"inputs": inputs_length, "targets": targets_length})
     return features.padded_batch(batch_size).as_numpy_iterator()
 
@@ -72,7 +72,7 @@ def model_bits_per_byte(
     documents: dict[str, list[str]],
     inputs_length: int,
     targets_length: int,
-    architecture: Architecture,
+    architecture: Architecture | str = "encoder_decoder",
     batch_size: int = 32,
     mode_token: str | None = "[S2S]",
     progress: Callable[[Iterable], Iterable] = lambda x: x,

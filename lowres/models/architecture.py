@@ -101,8 +101,10 @@ ARCHITECTURES: dict[str, Architecture] = {
 }
 
 
-def architecture_for(config_or_name: ArchitectureConfig | str) -> Architecture:
+def architecture_for(config_or_name: ArchitectureConfig | Architecture | str) -> Architecture:
     """The record of a model config, or of an architecture name as lowres.json stores it."""
+    if isinstance(config_or_name, Architecture):
+        return config_or_name
     if isinstance(config_or_name, str):
         if config_or_name not in ARCHITECTURES:
             raise ConfigError(f"architecture {config_or_name!r} is unknown; choose one of {sorted(ARCHITECTURES)}")

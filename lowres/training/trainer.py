@@ -279,18 +279,6 @@ def _nonfinite_message(pending: list[dict[str, Any]], first_step: int, names: li
     return None
 
 
-def _nonfinite_message(pending: list[dict[str, Any]], first_step: int, names: list[str]) -> tuple[int, str] | None:
-    """The first non-finite step among `pending` (steps first_step+1, ...) and what was not finite."""
-    for offset, metrics in enumerate(pending):
-        if not bool(metrics["finite"]):
-            bad = [n for n, ok in zip(names, np.asarray(metrics["grad_finite"]).tolist()) if not ok]
-            loss = float(metrics["loss"])
-            what = f"loss {loss}" if not math.isfinite(loss) else f"loss {loss:.4f} (finite)"
-            shown = ", ".join(bad[:8]) + (f" and {len(bad) - 8} more" if len(bad) > 8 else "")
-            return first_step + offset + 1, f"{what}; non-finite gradients: {shown or 'none'}"
-    return None
-
-
 def _truncate_metrics(path: Path, last_step: int) -> None:
     """Drops records logged after `last_step` by a run that was killed before its next checkpoint."""
     import json
