@@ -22,6 +22,11 @@ from lowres.data.config import DataConfig
 from lowres.data.tasks.names import task_language
 from lowres.errors import ConfigError
 from lowres.evaluation.bits_per_byte import model_bits_per_byte
+from lowres.evaluation.seqio_metrics import evaluate_task
+# Imported here, not where used: DecodeConfig is gin-configurable and must be registered before
+# `lowres train` locks the parsed config.
+from lowres.inference.decoding import DecodeConfig
+from lowres.inference.generate import Generator
 from lowres.models.architecture import Architecture, architecture_for
 from lowres.training.hooks import StepInfo, TrainHook, TrainRun, every
 
@@ -172,9 +177,6 @@ def decoding_metrics(
     """The predict metrics (chrF++, BLEU, ...) of every task in `tasks` that declares them, on greedy
     decodes of its first `decode_examples` held-out examples: `eval_task/<task>/<metric>`, and the
     same under `eval/<src_to_tgt>/<metric>`."""
-    from lowres.evaluation.seqio_metrics import evaluate_task
-    from lowres.inference.decoding import DecodeConfig
-    from lowres.inference.generate import Generator
 
     decoded = [seqio.get_mixture_or_task(name) for name in tasks]
     decoded = [task for task in decoded if task.predict_metric_fns and _has_split(task, config.split)]
