@@ -73,8 +73,8 @@ def test_data_config_validates_translation_rate():
     for bad in (1.0, -0.1):
         with pytest.raises(ValueError, match=r"translation_rate.*\[0, 1\)"):
             DataConfig(translation_rate=bad)
-    with pytest.raises(ValueError, match="source='builtin' only.*translation_share"):
-        DataConfig(source="flores:/x", translation_rate=0.2)
+    # a declared corpus takes the rate as its translation share (prepare_data checks it has pairs)
+    assert DataConfig(source="flores:/x", translation_rate=0.2).translation_rate == 0.2
 
 
 @pytest.fixture(scope="module")

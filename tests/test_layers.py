@@ -31,6 +31,7 @@ DATA_FLOORS: list[tuple[str, ...]] = [
     ("text",),
     ("mixing",),
     ("vocab",),
+    ("cache",),
     ("tasks",),
     ("streams",),
 ]

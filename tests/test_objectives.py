@@ -40,13 +40,12 @@ def _merge(inputs, targets, vocabulary):
 @pytest.mark.parametrize("mu,r", [(3, 0.15), (8, 0.5), (64, 0.15)])
 def test_noise_mask_statistics(mu, r):
     length, trials = 2048, 200  # long enough that round(noise / mu) quantises little
-    masks = objectives.random_spans_noise_masks(tf.fill([trials], length), r, mu, tf.constant([[mu, 1], [mu, 2]]))
-    masks = masks.numpy()
+    masks = objectives.random_spans_noise_masks(np.full(trials, length), r, mu, np.random.default_rng([mu, 1]))
     starts = np.diff(np.pad(masks.astype(int), [(0, 0), (1, 0)]), axis=1) == 1
     assert not masks[:, 0].any(), "every sequence starts with a non-noise span"
     assert abs(masks.mean() - r) < 0.01
     assert abs(masks.sum() / starts.sum() - mu) / mu < 0.1
-    single = objectives.random_spans_noise_mask(length, r, mu, tf.constant([[mu, 1], [mu, 2]])).numpy()
+    single = objectives.random_spans_noise_mask(length, r, mu, np.random.default_rng([mu, 2]))
     assert single.shape == (length,) and single.sum() == round(length * r)
 
 
@@ -190,19 +189,14 @@ def _inputs_length_for(denoiser) -> int:
 
 
 def _corrupted_batches(denoiser, inputs_length, seed=0, batch=2000):
-    """(original chunks, inputs, targets) numpy batches for NUM_EXAMPLES full chunks, made batch-wise."""
+    """(original chunks, inputs, targets) numpy batches for NUM_EXAMPLES full chunks, through the seqio path."""
     raw, _ = objectives.span_corruption_lengths(inputs_length, denoiser.noise_density, denoiser.mean_span_length, 2,
                                                 denoiser.num_spans)
-
-    @tf.function
-    def corrupt(i):
-        seeds = tf.stack([[i, seed], [i, seed + 1], [i, seed + 2]])
-        chunks = tf.random.stateless_uniform([batch, raw], seeds[0], 10, V - EXTRA, tf.int32)
-        out = objectives.corrupt_spans(chunks, denoiser, MODE, V, seeds[1:])
-        return chunks, out["inputs"].to_tensor(), out["targets"].to_tensor()
-
-    for i in range(NUM_EXAMPLES // batch):
-        yield tuple(t.numpy() for t in corrupt(tf.constant(i)))
+    chunks = np.random.default_rng(seed).integers(10, V - EXTRA, size=(NUM_EXAMPLES, raw), dtype=np.int32)
+    with seqio.utils.map_seed_manager(seed + 1):
+        out = objectives.apply_denoiser(tf.data.Dataset.from_tensor_slices({"targets": chunks}), denoiser, MODE, V)
+    for i, ex in enumerate(out.padded_batch(batch).as_numpy_iterator()):
+        yield chunks[i * batch:(i + 1) * batch], ex["inputs"], ex["targets"]
 
 
 def _reconstruct(inputs, targets):
@@ -280,9 +274,10 @@ def test_span_corruption_statistics_over_10k_examples(denoiser):
 
 
 def test_normal_span_lengths_are_less_spread_than_uniform():
-    mask_args = (1000, 0.5, 8.0, tf.constant([[1, 2], [3, 4]]))
-    uniform = objectives.random_spans_noise_mask(*mask_args).numpy()
-    normal = objectives.random_spans_noise_mask(*mask_args, span_length_distribution="normal").numpy()
+    mask_args = (1000, 0.5, 8.0)
+    uniform = objectives.random_spans_noise_mask(*mask_args, np.random.default_rng([1, 2]))
+    normal = objectives.random_spans_noise_mask(*mask_args, np.random.default_rng([1, 2]),
+                                                span_length_distribution="normal")
 
     def run_lengths(mask):
         edges = np.flatnonzero(np.diff(np.concatenate([[0], mask.astype(int), [0]])))
@@ -373,14 +368,16 @@ def test_t5_preset_and_length_helper_match_t5():
 def test_prefix_lm_statistics_over_10k_examples():
     denoiser = objectives.PrefixLM(0.25, "[S2S]")
     length = 200
-    tokens = tf.random.stateless_uniform([NUM_EXAMPLES, length], [0, 1], 10, V - EXTRA, tf.int32)
-    splits = objectives.random_prefix_split(tf.fill([NUM_EXAMPLES], length), denoiser.noise_density, [3, 4]).numpy()
+    rng = np.random.default_rng(0)
+    tokens = rng.integers(10, V - EXTRA, size=(NUM_EXAMPLES, length), dtype=np.int32)
+    splits = np.array([objectives.random_prefix_split(length, denoiser.noise_density, rng)
+                       for _ in range(NUM_EXAMPLES)])
     low = round((1 - 2 * 0.25) * (length - 1))
     assert splits.min() >= low and splits.max() <= length - 1
     assert abs(np.mean(length - splits) / length - 0.25) < 0.01
     chunks = tf.data.Dataset.from_tensor_slices({"targets": tokens})
     with seqio.utils.map_seed_manager(5):
-        out = objectives._prefix_split(chunks, denoiser, MODE)
+        out = objectives.apply_denoiser(chunks, denoiser, MODE, V)
     batch = next(out.padded_batch(NUM_EXAMPLES).as_numpy_iterator())
     input_lengths = (batch["inputs"] > 0).sum(1)
     assert (batch["inputs"][:, 0] == MODE).all()
@@ -391,7 +388,38 @@ def test_prefix_lm_statistics_over_10k_examples():
                        np.take_along_axis(np.pad(batch["targets"], [(0, 0), (0, length)]),
                                           np.clip(np.arange(length)[None] - (input_lengths - 1)[:, None], 0, None),
                                           axis=1))
-    np.testing.assert_array_equal(rebuilt, tokens.numpy())
+    np.testing.assert_array_equal(rebuilt, tokens)
+
+
+@pytest.mark.parametrize("denoiser", [objectives.SpanCorruption(3.0, 0.5, "[NLG]"),
+                                      objectives.SpanCorruption(8.0, 0.5, None, span_length_distribution="normal"),
+                                      objectives.PrefixLM(0.25, "[S2S]"), objectives.CausalLM()], ids=lambda d: d.name)
+def test_seqio_path_runs_the_numpy_denoiser_per_example(denoiser):
+    """The tasks' map function is denoisers.apply, window k of a batch with the generator example_rng(seed, k)."""
+    from lowres.data.tasks import denoisers
+
+    mode = MODE if denoiser.mode_token else None
+    op = objectives._shared_denoiser(denoiser, mode, V)
+    rng = np.random.default_rng(0)
+    windows = [rng.integers(10, V - EXTRA, size=length, dtype=np.int32) for length in (2, 17, 140, 140, 3)]
+    seed = rng.integers(-2**63, 2**63 - 1, size=2, dtype=np.int64)
+    out = op(tf.constant(np.concatenate(windows)), tf.constant([len(w) for w in windows], tf.int64), tf.constant(seed))
+    assert out["inputs"].nrows() == out["targets"].nrows() == len(windows)
+    for index, window in enumerate(windows):
+        expected = denoisers.apply(denoiser, window, objectives.example_rng(seed, index), mode_id=mode, vocab_size=V)
+        np.testing.assert_array_equal(out["inputs"][index].numpy(), expected[0])
+        np.testing.assert_array_equal(out["targets"][index].numpy(), expected[1])
+    # Through seqio's seeds: the same map seed gives the same examples, another seed other ones.
+    tokens = rng.integers(10, V - EXTRA, size=(objectives.BATCH_SIZE + 20, 140), dtype=np.int32)  # two batches
+    chunks = tf.data.Dataset.from_tensor_slices({"targets": tokens})
+
+    def run(seed):
+        with seqio.utils.map_seed_manager(seed):
+            return [ex["targets"].tolist() for ex in objectives.apply_denoiser(chunks, denoiser, mode, V)
+                    .as_numpy_iterator()]
+
+    assert run(1) == run(1)
+    assert isinstance(denoiser, objectives.CausalLM) or run(1) != run(2)
 
 
 def test_objective_settings_are_config_errors():

@@ -18,12 +18,14 @@ def mixture(corpus, vocabulary):
 
 def test_tasks_produce_well_formed_examples(mixture, vocabulary):
     mix = seqio.get_mixture_or_task(mixture)
-    names = sorted(t.name for t in mix.tasks)
-    assert names == sorted(f"builtin.{lang}.{d}" for lang in ("pan_Guru", "yor_Latn", "eng_Latn")
-                           for d in ("span_3_0p15_nlu", "prefix_0p5_s2s"))
+    langs = ("pan_Guru", "yor_Latn", "eng_Latn")
+    # One task per language (its denoiser chosen per example), plus a view per denoiser to inspect.
+    assert sorted(t.name for t in mix.tasks) == sorted(f"builtin.{lang}.r_and_s" for lang in langs)
+    views = [seqio.get_mixture_or_task(f"builtin.{lang}.{d}") for lang in langs
+             for d in ("span_3_0p15_nlu", "prefix_0p5_s2s")]
     nlu, s2s = (vocab_lib.reserved_id(vocabulary, t) for t in ("[NLU]", "[S2S]"))
     sentinel_floor = vocabulary.vocab_size - vocabulary.extra_ids
-    for task in mix.tasks:
+    for task in views:
         examples = list(task.get_dataset(LENGTHS, "validation", shuffle=False, seed=0).as_numpy_iterator())
         assert examples, task.name
         for ex in examples:
@@ -63,6 +65,11 @@ def test_languages_share_one_trace_per_denoiser_and_cache_their_tokens(mixture, 
     assert objectives._shared_corrupt_spans(denoiser, nlu, vocabulary.vocab_size).experimental_get_tracing_count() == 1
     mix = seqio.get_mixture_or_task(mixture)
     assert all(task.supports_caching for task in mix.tasks)
+    # The per-language tasks mix both denoisers: their examples carry both mode tokens.
+    examples = list(seqio.get_mixture_or_task("builtin.yor_Latn.r_and_s").get_dataset(
+        LENGTHS, "train", shuffle=False, seed=0).as_numpy_iterator())
+    s2s = vocab_lib.reserved_id(vocabulary, "[S2S]")
+    assert {int(ex["inputs"][0]) for ex in examples} == {nlu, s2s}
 
 
 def test_mixture_rates_follow_temperature_sampling(mixture, corpus):
@@ -92,5 +99,6 @@ def test_task_names_come_from_one_module_and_read_back(mixture):
     assert task_language(pair_task_name("c", "eng_Latn", "pan_Guru", "translate")) == "eng_Latn_to_pan_Guru"
     assert task_language(mixture_name("c", "r_and_s")) == ""
     registered = {t.name for t in seqio.get_mixture_or_task(mixture).tasks}
-    assert task_name("builtin", "pan_Guru", "span_3_0p15_nlu") in registered
+    assert task_name("builtin", "pan_Guru", "r_and_s") in registered
+    assert task_name("builtin", "pan_Guru", "span_3_0p15_nlu") in seqio.TaskRegistry.names()  # a denoiser's view
     assert {task_language(name) for name in registered} == {"pan_Guru", "yor_Latn", "eng_Latn"}

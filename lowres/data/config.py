@@ -11,6 +11,7 @@ import gin
 from lowres.errors import ConfigError
 
 DECODER_ATTENTION = ("prefix", "causal")
+PIPELINES = ("auto", "indexed", "seqio")
 
 
 @gin.configurable
@@ -34,20 +35,22 @@ class DataConfig:
     # LM); "causal" trains a fully causal model on the same sequences, for comparison. Loss stays on
     # the targets in both. Encoder-decoder models ignore it.
     decoder_attention: str = "prefix"
-    # Fraction of training examples drawn from translation tasks (source `builtin` only: its
-    # English-aligned pairs, both directions, split over pairs by temperature like the languages).
+    # Fraction of training examples drawn from translation tasks: the built-in corpus' English-aligned
+    # pairs (both directions), or a declared corpus' `pairs` (where it replaces the corpus'
+    # `translation_share`); pairs are weighted by temperature like the languages.
     translation_rate: float = 0.0
+    # How training batches are made (lowres.data.streams.pipeline): "indexed" samples the mixture's
+    # tasks from a token cache by index (every lowres-registered task), "seqio" runs seqio's tf.data
+    # pipeline (any seqio task; a resume replays the stream), "auto" the first that applies.
+    pipeline: str = "auto"
 
     def __post_init__(self):
+        if self.pipeline not in PIPELINES:
+            raise ConfigError(f"DataConfig.pipeline={self.pipeline!r}; choose one of {', '.join(PIPELINES)}")
         if not 0.0 <= self.translation_rate < 1.0:
             raise ConfigError(
                 f"DataConfig.translation_rate={self.translation_rate!r} must lie in [0, 1): it is the fraction of "
                 "training examples drawn from translation tasks (0 = none)"
-            )
-        if self.translation_rate and self.source != "builtin":
-            raise ConfigError(
-                f"DataConfig.translation_rate applies to source='builtin' only, got source={self.source!r}; a declared "
-                "corpus sets its share with CorpusSpec(pairs=..., translation_share=...)"
             )
         if self.decoder_attention not in DECODER_ATTENTION:
             raise ConfigError(

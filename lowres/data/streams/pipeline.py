@@ -1,4 +1,10 @@
-"""From a registered seqio mixture to an iterator of packed, host-local numpy batches."""
+"""From a registered seqio mixture to an iterator of packed, host-local numpy batches.
+
+Two executors behind the same seqio declarations (DataConfig.pipeline):
+* indexed (lowres.data.streams.indexed): the mixture's tasks sampled by index from a token cache;
+  a stream starts at any step at once. Used whenever every task was registered by lowres.
+* seqio: seqio's tf.data pipeline, for any registered task; starting at step k replays k batches.
+"""
 
 from __future__ import annotations
 
@@ -18,18 +24,35 @@ def training_batches(
     shard_info: seqio.ShardInfo,
     start_step: int = 0,
     converter: seqio.FeatureConverter | None = None,
+    progress: bool = False,
 ) -> Iterator[dict[str, np.ndarray]]:
     """Endless, deterministic stream of this host's share of each global batch, as `converter` (the
     model's seqio feature converter, models.architecture.Architecture.feature_converter; default:
     packed encoder-decoder features) lays them out.
 
-    Resuming at `start_step` replays the same stream and skips the batches already consumed, so a
-    restarted run sees exactly the examples the uninterrupted one would have.
+    Starting at `start_step` gives exactly the batches an uninterrupted stream has from that step on.
     """
     if config.batch_size % shard_info.num_shards:
         raise ConfigError(
             f"DataConfig.batch_size={config.batch_size} must be divisible by the {shard_info.num_shards} hosts"
         )
+    converter = converter or seqio.EncDecFeatureConverter(pack=config.pack)
+    if config.pipeline != "seqio":
+        from lowres.data.streams.indexed import IndexedStream, plans_of
+
+        if plans_of(mixture) is not None:
+            return IndexedStream(mixture, config, shard_info, converter, progress=progress).batches(start_step)
+        if config.pipeline == "indexed":
+            raise ConfigError(
+                f"DataConfig.pipeline='indexed' but mixture {mixture!r} holds tasks lowres did not register (they have "
+                "no token-cache plan); use pipeline='auto' or 'seqio' for them"
+            )
+    return seqio_batches(mixture, config, shard_info, start_step, converter)
+
+
+def seqio_batches(mixture: str, config: DataConfig, shard_info: seqio.ShardInfo, start_step: int,
+                  converter: seqio.FeatureConverter) -> Iterator[dict[str, np.ndarray]]:  # fmt: skip
+    """The seqio tf.data stream; a start at step k builds the stream and skips k batches."""
     dataset = seqio.get_dataset(
         mixture,
         task_feature_lengths={"inputs": config.inputs_length, "targets": config.targets_length},
@@ -39,7 +62,7 @@ def training_batches(
         seed=config.seed,
         shard_info=shard_info,
         use_cached=False,
-        feature_converter=converter or seqio.EncDecFeatureConverter(pack=config.pack),
+        feature_converter=converter,
     )
     dataset = dataset.batch(config.batch_size // shard_info.num_shards, drop_remainder=True)
     if start_step:

@@ -1,5 +1,6 @@
-"""SeqIO registrations over the built-in corpus: one task per (language, denoiser), translation tasks
-over its English-aligned pairs in both directions, and one training mixture.
+"""SeqIO registrations over the built-in corpus: one task per language under an objective, translation
+tasks over its English-aligned pairs in both directions, and one training mixture. Every task records
+a plan over the corpus' token cache (lowres.data.tasks.plans).
 
 The repository's `tasks/builtin.py` imports this module to register them for plain seqio users.
 """
@@ -12,7 +13,7 @@ import seqio
 
 from lowres.data.languages import normalize_language
 from lowres.data.mixing.rates import register_mixture, temperature_rates
-from lowres.data.tasks import objectives
+from lowres.data.tasks import objectives, plans
 from lowres.data.tasks.names import mixture_name, pair_task_name
 from lowres.data.tasks.registration import TextSplitFiles, register_language_mixture, register_translation_task
 from lowres.data.text.builtin_corpus import BuiltinCorpus
@@ -61,6 +62,15 @@ def builtin_sources(corpus: BuiltinCorpus, languages: Sequence[str] | None = Non
     return sources
 
 
+def cache_source(corpus: BuiltinCorpus):
+    """The built-in corpus as a token-cache source: every language's text and the English pairs."""
+    from lowres.data.cache.sources import CorpusSource
+    from lowres.data.text.corpora import CorpusSpec
+
+    others = tuple((ENGLISH, lang) for lang in corpus.languages if lang != ENGLISH)
+    return CorpusSource(CorpusSpec(name=CORPUS, source="builtin", pairs=others or None))
+
+
 def translation_languages(corpus: BuiltinCorpus, languages: Sequence[str] | None = None) -> list[str]:
     """The non-English languages whose English-aligned pairs become translation tasks."""
     langs = [normalize_language(code) for code in languages] if languages else list(corpus.languages)
@@ -79,6 +89,7 @@ def register_builtin_translation_tasks(
     Inputs are `<2tgt> source`, with no mode token, the layout `lowres translate` feeds the model.
     """
     sizes = {}
+    plan_source = cache_source(corpus)
     for lang in translation_languages(corpus, languages):
         pattern = str(corpus.parallel_path(lang, "train")).replace(".train.tsv", ".{split}.tsv")
         source = TsvSource(pattern, ENGLISH, lang)
@@ -91,9 +102,11 @@ def register_builtin_translation_tasks(
 
         num_bytes = corpus.parallel_path(lang, "train").stat().st_size
         for src, tgt, direction in ((ENGLISH, lang, "forward"), (lang, ENGLISH, "backward")):
+            translation = objectives.Translation(direction=direction)
             name = register_translation_task(
                 pair_task_name(CORPUS, src, tgt, "translate"), records, files, SPLITS, CORPUS, vocabulary,
-                objectives.Translation(direction=direction), shuffle_buffer_size,
+                translation, shuffle_buffer_size,
+                plans.PairPlan("", plan_source, ENGLISH, lang, "train", translation),
             )
             sizes[name] = num_bytes
     if not sizes:
@@ -130,6 +143,8 @@ def register_builtin_mixture(
         objectives.objective(objective),
         alpha,
         shuffle_buffer_size,
+        objective_name=objective,
+        plan_source=cache_source(corpus),
     )
     if not translation_languages(corpus, languages):
         if translation_rate:

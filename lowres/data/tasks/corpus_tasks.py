@@ -1,6 +1,7 @@
 """SeqIO tasks and mixtures of a declared corpus (lowres.data.text.corpora.CorpusSpec).
 
-`register_corpus(spec, vocabulary)` adds the tasks `<corpus>.<lang>.<denoiser>` and
+`register_corpus(spec, vocabulary)` adds the tasks `<corpus>.<lang>.<objective>` (or `.<denoiser>` for a
+one-denoiser objective) and
 `<corpus>.<src>_to_<tgt>.<translation>` (lowres.data.tasks.names) and the mixtures
 `<corpus>.<objective>`, `<corpus>.<translation>` and, with a translation share, `<corpus>.mixed`.
 """
@@ -10,12 +11,12 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 
-import seqio
 
 from lowres.data.mixing.rates import language_rates, mixing_rates, register_mixture
-from lowres.data.tasks import objectives
-from lowres.data.tasks.names import mixture_name, pair_task_name, task_name
-from lowres.data.tasks.registration import output_features, register_translation_task
+from lowres.data.cache.sources import CorpusSource
+from lowres.data.tasks import objectives, plans
+from lowres.data.tasks.names import mixture_name, pair_task_name
+from lowres.data.tasks.registration import objective_task_name, register_language_task, register_translation_task
 from lowres.data.text import corpora, readers
 from lowres.data.text.corpora import CorpusSpec, CorpusStats
 
@@ -85,7 +86,6 @@ def register_corpus(
     """Registers the spec's task families and mixtures with `vocabulary`; replaces same-named ones."""
     if isinstance(spec, str):
         spec = corpora.spec_for_source(spec)
-    features = output_features(vocabulary)
     splits = sorted(corpora.split_map(spec))
     task_names: list[str] = []
     mixture = translation_mixture = None
@@ -97,26 +97,18 @@ def register_corpus(
         stats = stats or corpora.corpus_stats(spec, "train", vocabulary if spec.mixing.size_unit == "tokens" else None)
         lang_rates = language_rates(spec, stats)
         denoisers = objectives.objective(spec.objective)
-        denoiser_total = sum(rate for _, rate in denoisers)
+        plan_source = CorpusSource(spec) if spec.ref.kind != "tfds" else None  # TFDS is read through seqio
         tasks_and_rates = []
         for lang in langs:
             num_examples = {"train": stats.documents[lang]} if stats.exact_bytes else None
             source, raw = mono_source(spec, lang, splits, num_examples)
-            for denoiser, rate in denoisers:
-                name = task_name(spec.name, lang, denoiser.name)
-                seqio.TaskRegistry.remove(name)
-                seqio.TaskRegistry.add(
-                    name,
-                    source=source,
-                    preprocessors=[*raw, _raw_to_targets, seqio.preprocessors.tokenize,
-                                   objectives.denoiser_preprocessor(denoiser),
-                                   seqio.preprocessors.append_eos_after_trim],
-                    output_features=features,
-                    metric_fns=[],
-                    shuffle_buffer_size=shuffle_buffer_size,
-                )
-                task_names.append(name)
-                tasks_and_rates.append((name, lang_rates[lang] * rate / denoiser_total))
+            plan = plans.MonoPlan("", plan_source, lang, "train", denoisers) if plan_source is not None else None
+            name = register_language_task(
+                objective_task_name(spec.name, lang, spec.objective, denoisers), source, [*raw, _raw_to_targets],
+                vocabulary, denoisers, shuffle_buffer_size, plan=plan,
+            )
+            task_names.append(name)
+            tasks_and_rates.append((name, lang_rates[lang]))
         mixture = mixture_name(spec.name, spec.objective)
         register_mixture(mixture, tasks_and_rates)
         rates.update(lang_rates)
@@ -127,12 +119,14 @@ def register_corpus(
         corpora.pair_source(spec)  # a TFDS family holds no pairs: one clear error before registering any
         pair_sizes = {}
         tasks_and_rates = []
+        pair_plan_source = CorpusSource(spec)
         for src, tgt in pairs:
             name = register_translation_task(
                 pair_task_name(spec.name, src, tgt, translation.name),
                 lambda split, index, count, src=src, tgt=tgt: corpora.pair_records(spec, src, tgt, split, index, count),
                 lambda split, src=src: corpora.source_files(spec, src, split),
                 splits, spec.name, vocabulary, translation, shuffle_buffer_size,
+                plans.PairPlan("", pair_plan_source, src, tgt, "train", translation),
             )
             task_names.append(name)
             pair_sizes[f"{src}-{tgt}"] = _pair_bytes(spec, src, tgt, stats)

@@ -1,8 +1,10 @@
-"""Pretraining objectives as seqio preprocessors built from TensorFlow ops (no per-example Python).
+"""Pretraining objectives as seqio preprocessors: named objectives, denoising tasks, translation.
 
-Span corruption follows the T5 algorithm (noise = round(L*r) tokens in round(noise/mu) spans, both
-lengths drawn as random partitions, spans alternating non-noise/noise, each noise span replaced by
-one sentinel). The prefix LM splits once. UL2 mode tokens are reserved ids prepended to the inputs.
+The denoisers themselves (span corruption as T5, prefix LM, causal LM, UL2 mode tokens) are
+implemented once, per example in NumPy, in lowres.data.tasks.denoisers; the seqio preprocessor here
+cuts the token stream into raw windows (TensorFlow) and calls `denoisers.apply` on each through
+`tf.numpy_function`, with a per-example seed from seqio. The denoiser descriptions and length
+helpers are defined there and re-exported here.
 """
 
 from __future__ import annotations
@@ -12,91 +14,36 @@ import functools
 from collections.abc import Mapping, Sequence
 
 import gin
+import numpy as np
 import seqio
 import tensorflow as tf
 
+from lowres.data.tasks import denoisers
+from lowres.data.tasks.denoisers import (  # noqa: F401  (re-exported: the public names of this module)
+    SPAN_LENGTH_DISTRIBUTIONS,
+    CausalLM,
+    Denoiser,
+    PrefixLM,
+    SpanCorruption,
+    _fmt,
+    _mode_suffix,
+    _num_noise,
+    _num_spans,
+    check_targets_length,
+    normal_segmentation,
+    random_prefix_split,
+    random_segmentation,
+    random_spans_noise_mask,
+    random_spans_noise_masks,
+    span_corruption_lengths,
+)
 from lowres.data.vocab import vocabulary as vocab_lib
 from lowres.data.vocab.byte_vocabulary import ReservedByteVocabulary
 from lowres.errors import ConfigError, DataError
 
 
 # ---------------------------------------------------------------------------------------------
-# Denoiser descriptions
-
-
-SPAN_LENGTH_DISTRIBUTIONS = ("uniform", "normal")
-
-
-@gin.configurable
-@dataclasses.dataclass(frozen=True)
-class SpanCorruption:
-    """Replace spans (mean length `mean_span_length`, total share `noise_density`) by sentinels.
-
-    `num_spans` fixes the span count instead of round(noise / mean_span_length). Span lengths are
-    T5's uniformly random partition, or with `span_length_distribution="normal"` UL2's draws from
-    N(mu, `span_length_stddev`, default mu/4) rescaled to the noise budget.
-    """
-
-    mean_span_length: float = 3.0
-    noise_density: float = 0.15
-    mode_token: str | None = "[NLU]"
-    num_spans: int | None = None
-    span_length_distribution: str = "uniform"
-    span_length_stddev: float | None = None
-
-    def __post_init__(self):
-        if not 0.0 < self.noise_density < 1.0:
-            raise ConfigError(f"SpanCorruption.noise_density={self.noise_density} must lie in (0, 1)")
-        if self.mean_span_length < 1.0:
-            raise ConfigError(f"SpanCorruption.mean_span_length={self.mean_span_length} must be at least 1")
-        if self.num_spans is not None and self.num_spans < 1:
-            raise ConfigError(f"SpanCorruption.num_spans={self.num_spans} must be at least 1 (or None)")
-        if self.span_length_distribution not in SPAN_LENGTH_DISTRIBUTIONS:
-            raise ConfigError(
-                f"SpanCorruption.span_length_distribution={self.span_length_distribution!r}; "
-                f"choose one of {', '.join(SPAN_LENGTH_DISTRIBUTIONS)}"
-            )
-
-    @property
-    def name(self) -> str:
-        spans = f"n{self.num_spans}" if self.num_spans else _fmt(self.mean_span_length)
-        normal = "_normal" if self.span_length_distribution == "normal" else ""
-        if normal and self.span_length_stddev is not None:
-            normal += _fmt(self.span_length_stddev)
-        return f"span_{spans}_{_fmt(self.noise_density)}{normal}{_mode_suffix(self.mode_token)}"
-
-    @property
-    def stddev(self) -> float:
-        """Standard deviation of the normal span-length draws (ignored for "uniform")."""
-        return self.span_length_stddev if self.span_length_stddev is not None else self.mean_span_length / 4
-
-
-@gin.configurable
-@dataclasses.dataclass(frozen=True)
-class PrefixLM:
-    """Split once: the prefix goes to the inputs, the rest (on average `noise_density`) to the targets."""
-
-    noise_density: float = 0.5
-    mode_token: str | None = "[S2S]"
-
-    @property
-    def name(self) -> str:
-        return f"prefix_{_fmt(self.noise_density)}{_mode_suffix(self.mode_token)}"
-
-
-@gin.configurable
-@dataclasses.dataclass(frozen=True)
-class CausalLM:
-    """Plain language modelling: empty inputs (or just the mode token), the whole chunk as targets."""
-
-    mode_token: str | None = None
-
-    @property
-    def name(self) -> str:
-        return f"causal{_mode_suffix(self.mode_token)}"
-
-
-Denoiser = SpanCorruption | PrefixLM | CausalLM
+# Translation description (the denoiser descriptions are in lowres.data.tasks.denoisers)
 
 
 TRANSLATION_DIRECTIONS = ("forward", "backward", "both")
@@ -199,76 +146,8 @@ def _validated(name: str, entries: ObjectiveEntries) -> ObjectiveEntries:
     return tuple(entries)
 
 
-def _fmt(x: float) -> str:
-    return f"{x:g}".replace(".", "p")
-
-
-def _mode_suffix(mode_token: str | None) -> str:
-    return "" if mode_token is None else "_" + mode_token.strip("[]").lower()
-
-
 # ---------------------------------------------------------------------------------------------
-# Length helpers
-
-
-def span_corruption_lengths(
-    inputs_length: int,
-    noise_density: float,
-    mean_span_length: float,
-    extra_input_tokens: int = 1,
-    num_spans: int | None = None,
-) -> tuple[int, int]:
-    """Raw token count whose corrupted inputs fill `inputs_length` exactly, and the targets length needed.
-
-    Inputs = non-noise tokens + one sentinel per span + EOS (+ `extra_input_tokens - 1` mode tokens);
-    targets = noise tokens + one sentinel per span + EOS. As T5's `random_spans_helper`.
-    """
-
-    def lengths(raw: int) -> tuple[int, int]:
-        noise = _num_noise(raw, noise_density)
-        spans = _num_spans(raw, noise, mean_span_length, num_spans)
-        return raw - noise + spans + extra_input_tokens, noise + spans + 1
-
-    raw = 2
-    while lengths(raw + 1)[0] <= inputs_length:
-        raw += 1
-    inputs, targets = lengths(raw)
-    if inputs > inputs_length:
-        raise ConfigError(
-            f"DataConfig.inputs_length={inputs_length} is too short for span corruption "
-            f"(noise_density={noise_density}); use at least {inputs + 1}"
-        )
-    return raw, targets
-
-
-def check_targets_length(denoiser: Denoiser, inputs_length: int, targets_length: int) -> int:
-    """The targets length `denoiser` needs at `inputs_length`; a clear error when `targets_length` is shorter."""
-    mode = 1 if denoiser.mode_token else 0
-    if isinstance(denoiser, SpanCorruption):
-        _, needed = span_corruption_lengths(
-            inputs_length, denoiser.noise_density, denoiser.mean_span_length, 1 + mode, denoiser.num_spans
-        )
-    else:
-        needed = 2  # prefix LM and causal LM cut their chunks to fit targets_length
-    if targets_length < needed:
-        raise ConfigError(
-            f"{denoiser.name} with DataConfig.inputs_length={inputs_length} produces targets of {needed} tokens "
-            f"but DataConfig.targets_length={targets_length}; set DataConfig.targets_length >= {needed}"
-        )
-    return needed
-
-
-def _num_noise(length: int, density: float) -> int:
-    return min(max(int(round(length * density)), 1), length - 1)
-
-
-def _num_spans(length: int, num_noise: int, mean_span_length: float, fixed: int | None = None) -> int:
-    spans = fixed if fixed else int(round(num_noise / mean_span_length))
-    return max(min(spans, num_noise, length - num_noise), 1)
-
-
-# ---------------------------------------------------------------------------------------------
-# TensorFlow ops
+# seqio preprocessors
 
 
 def plain_tf(fn):
@@ -280,117 +159,6 @@ def plain_tf(fn):
     return tf.autograph.experimental.do_not_convert(fn)
 
 
-# Each op works on a batch of rows (tokens right-padded, `lengths` giving each row's length) so that
-# tf.data runs a few vectorised ops per BATCH_SIZE examples instead of a graph per example.
-BATCH_SIZE = 128
-
-
-def random_segmentation(num_items: tf.Tensor, num_segments: tf.Tensor, seed: tf.Tensor) -> tf.Tensor:
-    """[B, max(num_segments)] lengths of uniformly random partitions of num_items[b] into num_segments[b] parts.
-
-    Each row chooses num_segments-1 of its num_items-1 gaps uniformly (the lowest-ranked random keys);
-    parts beyond num_segments[b] have length 0.
-    """
-    batch, width = tf.shape(num_items)[0], tf.reduce_max(num_items)
-    max_segments = tf.reduce_max(num_segments)
-    gap = tf.range(width)[None, :]  # gap g lies between items g and g+1
-    keys = tf.random.stateless_uniform([batch, width], seed=seed)
-    keys = tf.where(gap < num_items[:, None] - 1, keys, 2.0)
-    rank = tf.argsort(tf.argsort(keys, axis=1, stable=True), axis=1, stable=True)  # exact even with tied keys
-    boundary = rank < num_segments[:, None] - 1
-    first_in_segment = tf.pad(tf.cast(boundary[:, :-1], tf.int32), [[0, 0], [1, 0]])
-    segment_id = tf.cumsum(first_in_segment, axis=1) + tf.range(batch)[:, None] * max_segments
-    valid = tf.cast(gap < num_items[:, None], tf.int32)
-    counts = tf.math.unsorted_segment_sum(valid, segment_id, batch * max_segments)
-    return tf.reshape(counts, [batch, max_segments])
-
-
-def normal_segmentation(
-    num_items: tf.Tensor, num_segments: tf.Tensor, mean: tf.Tensor, stddev: float, seed: tf.Tensor
-) -> tf.Tensor:
-    """[B, max(num_segments)] lengths (>= 1, row sums num_items) drawn from N(mean, stddev), fitted to the budget.
-
-    Every part gets one item; the spare items are shared in proportion to each draw's excess over 1,
-    rounded along the cumulative sum so each row's total is exact.
-    """
-    batch, max_segments = tf.shape(num_items)[0], tf.reduce_max(num_segments)
-    valid = tf.range(max_segments)[None, :] < num_segments[:, None]
-    draws = tf.random.stateless_normal([batch, max_segments], seed=seed) * stddev + mean[:, None]
-    excess = tf.where(valid, tf.maximum(draws - 1.0, 0.0) + 1e-3, 0.0)
-    spare = tf.cast(num_items - num_segments, tf.float32)[:, None]
-    share = tf.cumsum(excess, axis=1) / tf.reduce_sum(excess, axis=1, keepdims=True)
-    cumulative = tf.cast(tf.round(share * spare), tf.int32)
-    return tf.where(valid, 1 + cumulative - tf.pad(cumulative[:, :-1], [[0, 0], [1, 0]]), 0)
-
-
-def random_spans_noise_masks(
-    lengths: tf.Tensor,
-    noise_density: float,
-    mean_span_length: float,
-    seeds: tf.Tensor,
-    num_spans: int | None = None,
-    span_length_distribution: str = "uniform",
-    span_length_stddev: float | None = None,
-) -> tf.Tensor:
-    """Bool [B, max(lengths)]: round(L*density) noise tokens per row in alternating spans (False past L).
-
-    `seeds` is a [2, 2] int tensor (noise and non-noise partitions). Rows start with a non-noise
-    span, as in T5; spans number round(noise/mu), or `num_spans` when given.
-    """
-    lengths = tf.cast(lengths, tf.int32)
-    width = tf.reduce_max(lengths)
-    num_noise = tf.clip_by_value(
-        tf.cast(tf.round(tf.cast(lengths, tf.float32) * noise_density), tf.int32), 1, lengths - 1
-    )
-    if num_spans:
-        spans = tf.fill(tf.shape(lengths), num_spans)
-    else:
-        spans = tf.cast(tf.round(tf.cast(num_noise, tf.float32) / mean_span_length), tf.int32)
-    spans = tf.maximum(tf.minimum(spans, tf.minimum(num_noise, lengths - num_noise)), 1)
-    if span_length_distribution == "normal":
-        mean = tf.cast(num_noise, tf.float32) / tf.cast(spans, tf.float32)
-        stddev = span_length_stddev if span_length_stddev is not None else mean_span_length / 4
-        noise_lengths = normal_segmentation(num_noise, spans, mean, stddev, seeds[0])
-    else:
-        noise_lengths = random_segmentation(num_noise, spans, seeds[0])
-    nonnoise_lengths = random_segmentation(lengths - num_noise, spans, seeds[1])
-    batch = tf.shape(lengths)[0]
-    interleaved = tf.reshape(tf.stack([nonnoise_lengths, noise_lengths], axis=2), [batch, -1])
-    span_starts = tf.cumsum(interleaved, axis=1)[:, :-1]  # unused (empty) spans all start at L
-    row_offset = tf.range(batch)[:, None] * (width + 1)
-    starts = tf.math.unsorted_segment_sum(
-        tf.ones_like(span_starts), span_starts + row_offset, batch * (width + 1)
-    )
-    span_index = tf.cumsum(tf.reshape(starts, [batch, width + 1]), axis=1)[:, :width]
-    return tf.logical_and(tf.equal(span_index % 2, 1), tf.sequence_mask(lengths, width))
-
-
-def random_spans_noise_mask(length, noise_density, mean_span_length, seeds, **options) -> tf.Tensor:
-    """The noise mask of one sequence of `length` tokens (see random_spans_noise_masks)."""
-    lengths = tf.reshape(tf.cast(length, tf.int32), [1])
-    return random_spans_noise_masks(lengths, noise_density, mean_span_length, seeds, **options)[0]
-
-
-def _replace_spans_with_sentinels(
-    tokens: tf.Tensor, span_mask: tf.Tensor, valid: tf.Tensor, vocab_size: int
-) -> tf.RaggedTensor:
-    """Each row's runs of masked tokens become one sentinel each (vocab_size-1, vocab_size-2, ...)."""
-    previous = tf.pad(span_mask[:, :-1], [[0, 0], [1, 0]])
-    first = tf.logical_and(span_mask, tf.logical_not(previous))
-    rest = tf.logical_and(span_mask, previous)
-    sentinels = vocab_size - tf.cumsum(tf.cast(first, tokens.dtype), axis=1)
-    replaced = tf.where(first, sentinels, tokens)
-    return tf.ragged.boolean_mask(replaced, tf.logical_and(valid, tf.logical_not(rest)))
-
-
-def _prepend(tokens: tf.RaggedTensor, token_id: int | None) -> tf.RaggedTensor:
-    """Puts `token_id` (a mode token) in front of every row."""
-    if token_id is None:
-        return tokens
-    column = tf.fill([tokens.nrows(), 1], tf.constant(token_id, tokens.dtype))
-    return tf.concat([tf.RaggedTensor.from_tensor(column), tokens], axis=1)
-
-
 def _unbatch(dataset: tf.data.Dataset) -> tf.data.Dataset:
     """Rows of batched (ragged) features as plain 1-D tensors, as seqio expects."""
 
@@ -399,23 +167,6 @@ def _unbatch(dataset: tf.data.Dataset) -> tf.data.Dataset:
         return {k: tf.identity(v) for k, v in example.items()}
 
     return dataset.unbatch().map(as_tensors, num_parallel_calls=tf.data.AUTOTUNE)
-
-
-def _padded(batch: tf.RaggedTensor | tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
-    """Dense right-padded tokens, their row lengths (int32) and validity mask.
-
-    `ragged_batch` yields a dense tensor when every element has the same static length.
-    """
-    if isinstance(batch, tf.RaggedTensor):
-        lengths, dense = tf.cast(batch.row_lengths(), tf.int32), batch.to_tensor()
-    else:
-        dense = batch
-        lengths = tf.fill(tf.shape(dense)[:1], tf.shape(dense)[1])
-    return dense, lengths, tf.sequence_mask(lengths, tf.shape(dense)[1])
-
-
-# ---------------------------------------------------------------------------------------------
-# seqio preprocessors
 
 
 def split_into_chunks(dataset: tf.data.Dataset, chunk_length: int, feature: str = "targets") -> tf.data.Dataset:
@@ -468,114 +219,121 @@ def denoise(
     *,
     denoiser: Denoiser,
 ) -> tf.data.Dataset:
-    """Turns tokenized text in `targets` into (inputs, targets) for `denoiser`; EOS is added later."""
+    """Turns tokenized text in `targets` into (inputs, targets) for `denoiser`; EOS is added later.
+
+    The stream is cut into windows of `denoisers.raw_length` tokens (the last may be shorter), each
+    denoised by `denoisers.apply`.
+    """
     vocabulary = output_features["targets"].vocabulary
     mode_id = vocab_lib.reserved_id(vocabulary, denoiser.mode_token) if denoiser.mode_token else None
-    inputs_length = sequence_length["inputs"]
-    extra = 1 + (mode_id is not None)
-    if isinstance(denoiser, SpanCorruption):
-        check_targets_length(denoiser, inputs_length, sequence_length["targets"])
-        raw_length, _ = span_corruption_lengths(
-            inputs_length, denoiser.noise_density, denoiser.mean_span_length, extra, denoiser.num_spans
-        )
-        dataset = split_into_chunks(dataset, raw_length)
-        return span_corrupt(dataset, denoiser, mode_id, vocabulary.vocab_size)
-    if isinstance(denoiser, CausalLM):
-        dataset = split_into_chunks(dataset, sequence_length["targets"] - 1)
-        return _causal(dataset, mode_id)
-    raw_length = min(inputs_length - extra, sequence_length["targets"] - 1)
-    dataset = split_into_chunks(dataset, raw_length)
-    return _prefix_split(dataset, denoiser, mode_id)
+    chunk_length = denoisers.raw_length(denoiser, sequence_length["inputs"], sequence_length["targets"])
+    check_sentinels(denoiser, sequence_length["inputs"], sequence_length["targets"], vocabulary)
+    dataset = split_into_chunks(dataset, chunk_length)
+    return apply_denoiser(dataset, denoiser, mode_id, vocabulary.vocab_size)
 
 
-def span_corrupt(
-    dataset: tf.data.Dataset, denoiser: SpanCorruption, mode_id: int | None, vocab_size: int
+# tf.data hands the NumPy denoiser BATCH_SIZE windows per call: one tf.numpy_function (and one
+# round trip through the Python interpreter) per example cost more than the denoising itself.
+BATCH_SIZE = 128
+
+
+def apply_denoiser(
+    dataset: tf.data.Dataset, denoiser: Denoiser, mode_id: int | None, vocab_size: int, denoise_batch=None,
 ) -> tf.data.Dataset:
-    """Chunks in `targets` -> {"inputs": [mode] tokens with sentinels, "targets": sentinels + spans}."""
+    """Raw windows in `targets` -> {"inputs", "targets"}: `denoisers.apply` on each window.
 
-    corrupt_batch = _shared_corrupt_spans(denoiser, mode_id, vocab_size)
-
-    @seqio.map_over_dataset(num_seeds=2)
-    @plain_tf
-    def corrupt(batch, seeds):
-        return corrupt_batch(batch["targets"], tf.stack(seeds))
-
-    return _unbatch(corrupt(dataset.ragged_batch(BATCH_SIZE)))
-
-
-@functools.lru_cache(maxsize=None)
-def _shared_corrupt_spans(denoiser: SpanCorruption, mode_id: int | None, vocab_size: int):
-    """corrupt_spans for one denoiser as a tf.function: traced once, then shared by every language's task.
-
-    Building these ragged ops took about a CPU-second per task; a 140-task UL2 mixture now traces 6.
+    Windows go in batches of BATCH_SIZE through one tf.numpy_function; window k of a batch whose
+    seqio seed is `seed` (`map_over_dataset(num_seeds=1)`, reproducible under
+    `seqio.utils.map_seed_manager`) uses the generator `example_rng(seed, k)`.
     """
-
-    @functools.partial(tf.function, autograph=False)
-    def corrupt(tokens, seeds):
-        return corrupt_spans(tokens, denoiser, mode_id, vocab_size, seeds)
-
-    return corrupt
-
-
-def corrupt_spans(
-    tokens: tf.RaggedTensor | tf.Tensor, denoiser: SpanCorruption, mode_id: int | None, vocab_size: int,
-    seeds: tf.Tensor,
-) -> dict[str, tf.RaggedTensor]:
-    """Span corruption of a batch of rows: ragged inputs ([mode] + tokens with sentinels) and targets."""
-    tokens, lengths, valid = _padded(tokens)
-    mask = random_spans_noise_masks(
-        lengths, denoiser.noise_density, denoiser.mean_span_length, seeds,
-        denoiser.num_spans, denoiser.span_length_distribution, denoiser.stddev,
-    )  # fmt: skip
-    inputs = _replace_spans_with_sentinels(tokens, mask, valid, vocab_size)
-    targets = _replace_spans_with_sentinels(tokens, tf.logical_and(valid, tf.logical_not(mask)), valid, vocab_size)
-    return {"inputs": _prepend(inputs, mode_id), "targets": targets}
-
-
-def _prefix_split(dataset, denoiser: PrefixLM, mode_id):
-    split_batch = _shared_prefix_split(denoiser, mode_id)
+    denoise_batch = denoise_batch or _shared_denoiser(denoiser, mode_id, vocab_size)
+    dtype = dataset.element_spec["targets"].dtype
 
     @seqio.map_over_dataset(num_seeds=1)
     @plain_tf
-    def split(batch, seed):
-        return split_batch(batch["targets"], seed)
+    def apply(batch, seed):
+        windows = batch["targets"]
+        if not isinstance(windows, tf.RaggedTensor):  # ragged_batch of windows with a static length
+            windows = tf.RaggedTensor.from_tensor(windows)
+        seed = tf.cast(tf.convert_to_tensor(seed), tf.int64)
+        out = denoise_batch(tf.cast(windows.values, tf.int32), windows.row_lengths(), seed)
+        return {key: tf.cast(value, dtype) for key, value in out.items()}
 
-    return _unbatch(split(dataset.ragged_batch(BATCH_SIZE)))
+    return _unbatch(apply(dataset.ragged_batch(BATCH_SIZE)))
+
+
+def example_rng(seed, index: int) -> np.random.Generator:
+    """The NumPy generator of window `index` of a batch with seqio seed `seed` (a pair of int64)."""
+    return np.random.default_rng([*np.asarray(seed, np.int64).reshape(-1).view(np.uint64).tolist(), index])
 
 
 @functools.lru_cache(maxsize=None)
-def _shared_prefix_split(denoiser: PrefixLM, mode_id: int | None):
-    """The prefix-LM split of a batch as a tf.function traced once and shared by every task."""
+def _shared_denoiser(denoiser: Denoiser, mode_id: int | None, vocab_size: int):
+    """`denoisers.apply` on a batch of windows as a tf.function: traced once, shared by every language's task.
 
-    @functools.partial(tf.function, autograph=False)
-    def split(tokens, seed):
-        tokens, lengths, valid = _padded(tokens)
-        split_at = random_prefix_split(lengths, denoiser.noise_density, seed)
-        in_prefix = tf.range(tf.shape(tokens)[1])[None, :] < split_at[:, None]
-        inputs = tf.ragged.boolean_mask(tokens, tf.logical_and(valid, in_prefix))
-        targets = tf.ragged.boolean_mask(tokens, tf.logical_and(valid, tf.logical_not(in_prefix)))
-        return {"inputs": _prepend(inputs, mode_id), "targets": targets}
+    Takes the windows' concatenated tokens, their lengths and the batch's seed; returns ragged
+    inputs and targets. Building the map function per task took about a CPU-second each.
+    """
 
-    return split
+    def one(window: np.ndarray, rng: np.random.Generator):
+        return denoisers.apply(denoiser, window, rng, mode_id=mode_id, vocab_size=vocab_size)
+
+    return _batched(one, f"denoise_{denoiser.name}")
 
 
-def _causal(dataset, mode_id):
-    @plain_tf
-    def to_lm(example):
-        tokens = example["targets"]
-        inputs = tf.zeros([0], tokens.dtype) if mode_id is None else tf.constant([mode_id], tokens.dtype)
-        return {"inputs": inputs, "targets": tokens}
+@functools.lru_cache(maxsize=None)
+def _shared_mixture(entries: ObjectiveEntries, mode_ids: tuple[int | None, ...], raw_lengths: tuple[int, ...],
+                    vocab_size: int):  # fmt: skip
+    """Like `_shared_denoiser` for a mixture of denoisers: each window's generator first draws its
+    denoiser by the entries' rates, then that denoiser takes the window's first raw_length tokens."""
+    cumulative = np.cumsum([rate for _, rate in entries])
+    cumulative = cumulative / cumulative[-1]
 
-    return dataset.map(to_lm, num_parallel_calls=tf.data.AUTOTUNE)
+    def one(window: np.ndarray, rng: np.random.Generator):
+        chosen = min(int(np.searchsorted(cumulative, rng.random(), side="right")), len(entries) - 1)
+        return denoisers.apply(entries[chosen][0], window[: raw_lengths[chosen]], rng, mode_id=mode_ids[chosen],
+                               vocab_size=vocab_size)  # fmt: skip
+
+    return _batched(one, "denoise_mixture")
 
 
-def random_prefix_split(lengths: tf.Tensor, noise_density: float, seed: tf.Tensor) -> tf.Tensor:
-    """Split index per row, uniform in [round((1-2r)(L-1)), L-1], as T5's random prefix noise mask."""
-    lengths = tf.cast(lengths, tf.int32)
-    low = tf.cast(tf.round((1.0 - 2.0 * noise_density) * tf.cast(lengths - 1, tf.float32)), tf.int32)
-    low = tf.clip_by_value(low, 0, lengths - 1)
-    uniform = tf.random.stateless_uniform(tf.shape(lengths), seed=seed)
-    return low + tf.minimum(tf.cast(uniform * tf.cast(lengths - low, tf.float32), tf.int32), lengths - low - 1)
+def _batched(one, name: str):
+    """A tf.function applying `one(window, rng)` to every window of a ragged batch (rng: example_rng)."""
+
+    def numpy_apply(tokens: np.ndarray, lengths: np.ndarray, seed: np.ndarray):
+        inputs, targets = [], []
+        ends = np.cumsum(lengths).tolist()
+        for index, (start, end) in enumerate(zip([0, *ends[:-1]], ends)):
+            example = one(tokens[start:end], example_rng(seed, index))
+            inputs.append(example[0])
+            targets.append(example[1])
+        return (_concatenate(inputs), np.array([len(x) for x in inputs], np.int64),
+                _concatenate(targets), np.array([len(x) for x in targets], np.int64))
+
+    @functools.partial(
+        tf.function, autograph=False,
+        input_signature=[tf.TensorSpec([None], tf.int32), tf.TensorSpec([None], tf.int64),
+                         tf.TensorSpec([2], tf.int64)],
+    )  # fmt: skip
+    def denoise_batch(tokens, lengths, seed):
+        inputs, input_lengths, targets, target_lengths = tf.numpy_function(
+            numpy_apply, [tokens, lengths, seed], [tf.int32, tf.int64, tf.int32, tf.int64], stateful=False, name=name,
+        )
+        for tensor in (inputs, input_lengths, targets, target_lengths):
+            tensor.set_shape([None])
+        return {
+            "inputs": tf.RaggedTensor.from_row_lengths(inputs, input_lengths, validate=False),
+            "targets": tf.RaggedTensor.from_row_lengths(targets, target_lengths, validate=False),
+        }
+
+    return denoise_batch
+
+
+def _concatenate(arrays: list[np.ndarray]) -> np.ndarray:
+    return np.concatenate(arrays) if arrays else np.zeros([0], np.int32)
+
+
+_shared_corrupt_spans = _shared_denoiser  # the name tests/test_tasks.py checks the tracing of
 
 
 def denoiser_preprocessor(denoiser: Denoiser):
@@ -583,6 +341,58 @@ def denoiser_preprocessor(denoiser: Denoiser):
     fn = functools.partial(denoise, denoiser=denoiser)
     fn.__name__ = f"denoise_{denoiser.name}"  # type: ignore[attr-defined]
     return fn
+
+
+def denoise_mixture(
+    dataset: tf.data.Dataset,
+    sequence_length: Mapping[str, int],
+    output_features: Mapping[str, seqio.Feature],
+    *,
+    entries: ObjectiveEntries,
+) -> tf.data.Dataset:
+    """Tokenized text in `targets` -> (inputs, targets), each example's denoiser drawn by `entries`' rates.
+
+    The stream is cut into windows of the longest raw length any denoiser needs; a window denoised by
+    one that needs fewer tokens uses its beginning. (Training reads the token cache instead, where each
+    denoiser's windows have its own length: lowres.data.streams.components.)
+    """
+    vocabulary = output_features["targets"].vocabulary
+    mode_ids = tuple(vocab_lib.reserved_id(vocabulary, d.mode_token) if d.mode_token else None for d, _ in entries)
+    raws = tuple(denoisers.raw_length(d, sequence_length["inputs"], sequence_length["targets"]) for d, _ in entries)
+    for denoiser, _ in entries:
+        check_sentinels(denoiser, sequence_length["inputs"], sequence_length["targets"], vocabulary)
+    dataset = split_into_chunks(dataset, max(raws))
+    batch = _shared_mixture(tuple(entries), mode_ids, raws, vocabulary.vocab_size)
+    return apply_denoiser(dataset, entries[0][0], mode_ids[0], vocabulary.vocab_size, denoise_batch=batch)
+
+
+def objective_preprocessor(entries: Sequence[tuple[Denoiser, float]]):
+    """A seqio preprocessor for an objective: its one denoiser, or a per-example mixture of several."""
+    entries = tuple(entries)
+    if len(entries) == 1:
+        return denoiser_preprocessor(entries[0][0])
+    fn = functools.partial(denoise_mixture, entries=entries)
+    fn.__name__ = "denoise_" + "+".join(d.name for d, _ in entries)  # type: ignore[attr-defined]
+    return fn
+
+
+def check_sentinels(denoiser: Denoiser, inputs_length: int, targets_length: int, vocabulary) -> None:
+    """A clear error when span corruption at these lengths needs more sentinels than the vocabulary has
+    (their ids would otherwise run into ordinary pieces or reserved tokens)."""
+    if not isinstance(denoiser, SpanCorruption):
+        return
+    raw = denoisers.raw_length(denoiser, inputs_length, targets_length)
+    noise = _num_noise(raw, denoiser.noise_density)
+    spans = _num_spans(raw, noise, denoiser.mean_span_length, denoiser.num_spans)
+    available = getattr(vocabulary, "extra_ids", None)
+    if available is None:
+        available = getattr(vocabulary, "num_sentinels", None)
+    if available is not None and spans > available:
+        raise ConfigError(
+            f"{denoiser.name} at DataConfig.inputs_length={inputs_length} makes up to {spans} noise spans, but the "
+            f"vocabulary has {available} sentinels; raise VocabularyConfig.num_sentinels to at least {spans} "
+            "(a new vocabulary) or shorten inputs_length"
+        )
 
 
 # ---------------------------------------------------------------------------------------------

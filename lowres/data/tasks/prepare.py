@@ -71,6 +71,14 @@ def _prepare_corpus(model_dir: Path, config: DataConfig, vocab_config: vocab_lib
         raise ConfigError(f"DataConfig.source={config.source!r}: {error}") from error
     languages = corpora.languages(spec) if spec.kind != "parallel" else []
     pairs = corpora.pairs(spec)
+    if config.translation_rate:
+        if not pairs or spec.kind == "parallel":
+            raise ConfigError(
+                f"DataConfig.translation_rate={config.translation_rate} mixes translation into a monolingual corpus, but "
+                f"DataConfig.source={config.source!r} declares no pairs; declare them (CorpusSpec.pairs, e.g. "
+                "[('eng_Latn', 'pan_Guru')] or 'eng_Latn-*') or set DataConfig.translation_rate = 0"
+            )
+        spec = dataclasses.replace(spec, translation_share=config.translation_rate)
     tag_languages = sorted({*languages, *(lang for pair in pairs for lang in pair)})
     texts = {lang: _corpus_lines(spec, lang, pairs) for lang in tag_languages}
     vocabulary = vocab_lib.prepare_vocabulary(model_dir, vocab_config, texts, tag_languages=tag_languages)

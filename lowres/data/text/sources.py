@@ -399,6 +399,18 @@ class BuiltinSource(FileSource):
         return readers.read_text(self.corpus.mono_path(lang, split), lang, "builtin", "lines",
                                  shard_index, num_shards, stats)
 
+    def pairs(self, src, tgt, split, shard_index=0, num_shards=1, stats=None):
+        """English-aligned pairs (CLDR names): eng_Latn with any other language, either way round."""
+        from lowres.data.text.builtin_corpus import ENGLISH
+
+        src, tgt = normalize_language(src), normalize_language(tgt)
+        if ENGLISH not in (src, tgt) or src == tgt:
+            raise SourceError(f"the builtin corpus pairs English with each other language, not {src}-{tgt}")
+        other = tgt if src == ENGLISH else src
+        path = self.corpus.parallel_path(other, split)  # columns: English, other
+        return readers.read_tsv_pairs([str(path)], src, tgt, 0 if src == ENGLISH else 1, 1 if src == ENGLISH else 0,
+                                      shard_index, num_shards, stats)
+
 
 def open_source(
     source: str | SourceRef, lang: str | None = None, pair: tuple[str, str] | None = None, **options

@@ -16,10 +16,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
+import json
 import logging
+import math
 import os
 import random
 import tempfile
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
@@ -33,6 +36,8 @@ from lowres.data.mixing.rates import temperature_rates
 from lowres.data.vocab.byte_vocabulary import ReservedByteVocabulary, is_byte_vocabulary_file, load_byte_vocabulary
 from lowres.errors import ConfigError, DataError, MissingFileError
 from lowres.files import write_atomic
+
+logger = logging.getLogger(__name__)
 
 MODE_TOKENS = ("[NLU]", "[NLG]", "[S2S]")
 PAD_ID, EOS_ID, UNK_ID = 0, 1, 2  # T5 layout; seqio relies on pad=0, eos=1.
@@ -67,6 +72,11 @@ class VocabularyConfig:
     temperature_alpha: float = 0.3
     max_sentences: int = 1_000_000
     seed: int = 0
+    # SentencePiece needs a piece for every character it keeps (`character_coverage` of the text), plus
+    # specials, byte pieces and reserved tokens. Many languages can need more than `vocab_size`: grow
+    # to the smallest size that holds them (with a warning naming both), or, when False, stop with an
+    # error that names that minimum before anything is trained.
+    grow_to_fit: bool = True
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -144,7 +154,78 @@ def train_vocabulary(
     logging.info("training SentencePiece (%s, %d pieces) on %d sentences: %s", config.model_type,
                  config.vocab_size, len(sentences), shares)
     languages = list(dict.fromkeys([*texts_by_language, *tag_languages]))
-    return train_sentencepiece(sentences, output_path, config, languages=languages)
+    config = fitted_config(config, sentences, len(reserved_tokens(languages, config.task_tags)), len(counts))
+    cached = _trained_before(sentences, config, languages)
+    if cached.is_file():  # the same sentences and settings were trained into a model before: reuse it
+        logger.info("vocabulary: reusing %s", cached)
+        return write_atomic(output_path, cached.read_bytes())
+    train_sentencepiece(sentences, cached, config, languages=languages)
+    return write_atomic(output_path, cached.read_bytes())
+
+
+def _trained_before(sentences: Sequence[str], config: VocabularyConfig, languages: Sequence[str]) -> Path:
+    """Where a model trained on exactly these sentences with these settings is kept between runs
+    (lowres's cache directory, vocab/<digest>.model). SentencePiece training takes minutes for
+    hundreds of languages; runs that sample the same text reuse it."""
+    from lowres.data.text.builtin_corpus import default_cache_dir
+
+    digest = hashlib.sha256()
+    settings = {**dataclasses.asdict(config), "languages": list(languages), "sentencepiece": spm.__version__}
+    digest.update(json.dumps(settings, sort_keys=True, default=str).encode())
+    for sentence in sentences:
+        digest.update(sentence.encode("utf-8") + b"\n")
+    return default_cache_dir() / "vocab" / f"{digest.hexdigest()[:32]}.model"
+
+
+# Pieces a SentencePiece model holds besides characters: <pad>, </s>, <unk>, and 256 byte pieces.
+_SPECIAL_PIECES = 3
+_BYTE_PIECES = 256
+# Room for multi-character pieces on top of the required characters when the size is grown.
+_GROWTH_MARGIN = 1.25
+
+
+def required_characters(sentences: Iterable[str], coverage: float) -> int:
+    """How many distinct characters SentencePiece keeps for `coverage` of the text: the most frequent
+    ones until their share of all characters reaches it (its `character_coverage` rule)."""
+    counts = Counter()
+    for sentence in sentences:
+        counts.update(sentence)
+    frequencies = sorted(counts.values(), reverse=True)
+    total, kept, needed = sum(frequencies), 0, 0
+    for frequency in frequencies:
+        if total and kept / total >= coverage:
+            break
+        kept += frequency
+        needed += 1
+    return needed
+
+
+def minimum_vocab_size(config: VocabularyConfig, characters: int, num_reserved: int) -> int:
+    """The smallest `vocab_size` SentencePiece accepts for text needing `characters` characters."""
+    return characters + _SPECIAL_PIECES + num_reserved + (_BYTE_PIECES if config.byte_fallback else 0)
+
+
+def fitted_config(config: VocabularyConfig, sentences: Sequence[str], num_reserved: int,
+                  num_languages: int) -> VocabularyConfig:  # fmt: skip
+    """`config`, grown (or refused) when its `vocab_size` cannot hold the sample's characters."""
+    characters = required_characters(sentences, config.character_coverage)
+    minimum = minimum_vocab_size(config, characters, num_reserved)
+    if config.vocab_size >= minimum:
+        return config
+    if not config.grow_to_fit:
+        raise ConfigError(
+            f"VocabularyConfig.vocab_size={config.vocab_size} is too small for {num_languages} language(s): their "
+            f"text needs {characters} characters (character_coverage={config.character_coverage}), {minimum} pieces "
+            f"with specials, bytes and reserved tokens; set vocab_size >= {minimum}, lower character_coverage, or "
+            "set VocabularyConfig.grow_to_fit=True"
+        )
+    grown = int(math.ceil(minimum * _GROWTH_MARGIN / 100.0) * 100)
+    logger.warning(
+        "vocabulary: %d language(s) need %d characters (character_coverage=%s); VocabularyConfig.vocab_size "
+        "grows from %d to %d (set grow_to_fit=False to refuse instead)", num_languages, characters,
+        config.character_coverage, config.vocab_size, grown,
+    )
+    return dataclasses.replace(config, vocab_size=grown)
 
 
 def train_sentencepiece(
