@@ -41,6 +41,46 @@ def write_atomic(path: str | os.PathLike, data: str | bytes, *, durable: bool = 
     return path
 
 
+class AtomicFile:
+    """A file written in pieces that appears at `path` only when `commit` is called: the bytes go to a
+    temporary file beside it, renamed over `path` on commit (mode as in write_atomic); `abort` (or a
+    crash) leaves `path` as it was. For outputs too large to hold in memory (token arrays)."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
+        self.tmp = Path(tmp)
+        self.handle = os.fdopen(fd, "wb")
+
+    def write(self, data: bytes) -> None:
+        self.handle.write(data)
+
+    @property
+    def closed(self) -> bool:
+        return self.handle.closed
+
+    def commit(self, *, durable: bool = True) -> Path:
+        mode = self.path.stat().st_mode & 0o7777 if self.path.exists() else _default_mode()
+        self.handle.flush()
+        if durable:
+            os.fsync(self.handle.fileno())
+        self.handle.close()
+        os.chmod(self.tmp, mode)
+        os.replace(self.tmp, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        self.handle.close()
+        self.tmp.unlink(missing_ok=True)
+
+
+def move_atomic(source: str | os.PathLike, target: str | os.PathLike) -> Path:
+    """Renames a complete file onto `target` (same filesystem): readers see the old file or the new one."""
+    os.replace(source, target)
+    return Path(target)
+
+
 def write_json(path: str | os.PathLike, value: Any, *, indent: int | None = 2) -> Path:
     """`value` as JSON (UTF-8, non-ASCII kept, newline-terminated), written atomically."""
     return write_atomic(path, json.dumps(value, indent=indent, ensure_ascii=False) + "\n")

@@ -14,9 +14,8 @@ from lowres.data.mixing.clones import (
     clone_task_name,
     cloned_vocab_size,
     original_ids,
-    register_clone_mixture,
-    register_clone_task,
 )
+from lowres.data.tasks.clone_tasks import register_clone_mixture, register_clone_task
 from lowres.data.streams.schedules import register_language_subset
 from lowres.data.tasks.builtin import register_builtin_mixture
 
@@ -106,3 +105,34 @@ def test_clone_settings_are_config_errors():
         CloneConfig(probability=1.5)
     with pytest.raises(ConfigError, match="not named <corpus>.<lang>.<objective>"):
         clone_task_name("no_dots", CloneConfig())
+
+
+def test_clones_train_on_the_indexed_stream_with_one_decision_per_example(task, vocabulary):
+    from lowres.data.config import DataConfig
+    from lowres.data.streams import indexed
+    from lowres.data.streams.components import ClonedExamples
+    from lowres.models.architecture import architecture_for
+
+    size = vocabulary.vocab_size
+    table = clone_id_map(size, anchor_ids(vocabulary), 1)
+    mixture = register_clone_mixture(task, CloneConfig(probability=0.3))
+    assert indexed.plans_of(mixture) is not None  # not read through seqio
+    config = DataConfig(inputs_length=32, targets_length=32, batch_size=8, pack=False, seed=2)
+    stream = indexed.IndexedStream(mixture, config, seqio.ShardInfo(0, 1),
+                                   architecture_for("encoder_decoder").feature_converter(False))
+    (component,) = stream.components
+    examples = component.examples
+    assert isinstance(examples, ClonedExamples)
+    flags = []
+    for j in range(1500):
+        inputs, targets = examples.example(j)
+        original_inputs, original_targets = examples.examples.example(j)
+        cloned = examples.is_clone(j)
+        np.testing.assert_array_equal(inputs, table[original_inputs] if cloned else original_inputs)
+        np.testing.assert_array_equal(targets, table[original_targets] if cloned else original_targets)
+        assert cloned == bool((targets >= size).any() or (inputs >= size).any())
+        flags.append(cloned)
+    assert np.mean(flags) == pytest.approx(0.3, abs=0.03)
+    rows = stream.batch(0)["encoder_input_tokens"]  # one example per row, example j = row j at step 0
+    for j, row in enumerate(rows):
+        assert bool((row >= size).any()) == examples.is_clone(j)

@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 import seqio
 
+from lowres.data.tasks.registration import denoiser_views
+
 from lowres.data.tasks import corpus_tasks
 from lowres.data.tasks.corpus_tasks import register_corpus
 from lowres.data.text import corpora
@@ -66,7 +68,9 @@ def test_one_declaration_registers_every_language_and_requested_pairs(flores_dir
     registered = register_corpus("tiny", small_vocab, shuffle_buffer_size=8)
     assert registered.languages == tuple(LANGS)
     assert registered.pairs == (("eng_Latn", "hin_Deva"), ("eng_Latn", "pan_Guru"))
-    mono = {f"tiny.{lang}.{d}" for lang in LANGS for d in ("span_3_0p15_nlu", "prefix_0p5_s2s")}
+    mono = {f"tiny.{lang}.r_and_s" for lang in LANGS}  # one task per language, denoisers chosen per example
+    for lang in LANGS:  # and a view per denoiser, to sample or evaluate one at a time
+        assert denoiser_views(f"tiny.{lang}.r_and_s") == (f"tiny.{lang}.span_3_0p15_nlu", f"tiny.{lang}.prefix_0p5_s2s")
     pair_tasks = {"tiny.eng_Latn_to_hin_Deva.translate", "tiny.eng_Latn_to_pan_Guru.translate"}
     assert set(registered.tasks) == mono | pair_tasks
     mixture = seqio.get_mixture_or_task(registered.mixture)

@@ -171,8 +171,9 @@ def test_training_twice_gives_byte_identical_files(tmp_path):
 
 def test_bad_vocabulary_settings_give_clear_errors(tmp_path):
     texts = {"pan_Guru": flores_like("pan_Guru", 10, seed=0)}
-    with pytest.raises(ValueError, match="vocab_size=260 must also hold 256 byte pieces"):
-        vocab_lib.train_vocabulary(texts, tmp_path / "small.model", vocab_lib.VocabularyConfig(vocab_size=260))
+    small = vocab_lib.VocabularyConfig(vocab_size=260, grow_to_fit=False)
+    with pytest.raises(ValueError, match=r"vocab_size=260 is too small for 1 language\(s\).*set vocab_size >= \d+"):
+        vocab_lib.train_vocabulary(texts, tmp_path / "small.model", small)
     assert not (tmp_path / "small.model").exists()
     with pytest.raises(ValueError, match="repeat \\['\\[NLU\\]'\\]"):
         vocab_lib.reserved_tokens(["pan_Guru"], ["[NLU]"])
@@ -236,3 +237,18 @@ def test_vocabulary_errors_are_lowres_errors_and_files_get_the_usual_mode(tmp_pa
     assert [p.name for p in path.parent.iterdir()] == [path.name]
     with pytest.raises(ConfigError, match="holds a bytes vocabulary"):
         vocab_lib.prepare_vocabulary(tmp_path / "run", vocab_lib.VocabularyConfig(), {"pan_Guru": ["ਪੰਜਾਬੀ"]})
+
+
+def test_a_vocabulary_too_small_for_its_characters_grows_to_fit_and_says_so(tmp_path, caplog):
+    import logging
+    import re
+
+    import sentencepiece as spm
+
+    texts = {"pan_Guru": flores_like("pan_Guru", 10, seed=0)}
+    with caplog.at_level(logging.WARNING):
+        vocab_lib.train_vocabulary(texts, tmp_path / "grown.model", vocab_lib.VocabularyConfig(vocab_size=260))
+    found = re.search(r"vocab_size grows from 260 to (\d+)", caplog.text)
+    assert found, caplog.text
+    pieces = spm.SentencePieceProcessor(model_file=str(tmp_path / "grown.model")).get_piece_size()
+    assert 260 < pieces <= int(found.group(1))

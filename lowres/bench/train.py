@@ -147,9 +147,10 @@ def synthetic_batches(shape: Shape, seed: int = 0) -> Iterator[dict[str, np.ndar
         yield batch
 
 
-def real_batches(shape: Shape, seed: int = 0, objective: str | None = None,
-                 shuffle_buffer_size: int = 256) -> Iterator[dict[str, np.ndarray]]:
-    """The trainer's stream for `shape`: a temperature mixture of every built-in language, packed."""
+def real_batches(shape: Shape, seed: int = 0, objective: str | None = None, shuffle_buffer_size: int = 256,
+                 pipeline: str = "auto") -> Iterator[dict[str, np.ndarray]]:
+    """The trainer's stream for `shape`: a temperature mixture of every built-in language, packed, read
+    by the `pipeline` executor (DataConfig.pipeline)."""
     import seqio
 
     from lowres.data.text.builtin_corpus import default_cache_dir
@@ -161,7 +162,7 @@ def real_batches(shape: Shape, seed: int = 0, objective: str | None = None,
     config = DataConfig(
         objective=objective or shape.objective, inputs_length=shape.inputs_length,
         targets_length=shape.targets_length, batch_size=shape.batch_size, shuffle_buffer_size=shuffle_buffer_size,
-        seed=seed,
+        seed=seed, pipeline=pipeline,
     )  # fmt: skip
     vocab_config = VocabularyConfig(vocab_size=DATA_VOCAB_SIZE)
     data = prepare_data(default_cache_dir() / "bench" / f"spm{DATA_VOCAB_SIZE}", config, vocab_config, progress=False)

@@ -28,6 +28,14 @@ def add_parser(commands) -> None:
     bench.add_argument("--architecture", default=None, metavar="NAME",
                        help="data: measure this architecture's pipeline only, encoder_decoder or decoder_only "
                        "(default: both)")
+    bench.add_argument("--parts", default=None, metavar="A,B",
+                       help="data: steady, flores, languages, resume (comma-separated; default all)")
+    bench.add_argument("--executors", default=None, metavar="A,B",
+                       help="data: indexed, seqio (comma-separated; default both, side by side)")
+    bench.add_argument("--flores_dir", default=None, metavar="DIR",
+                       help="data: FLORES-200's dev/ directory (default ../shared/data/flores200/dev)")
+    bench.add_argument("--plot", default=None, metavar="FILE.png",
+                       help="data: where the languages curve goes (default beside the bench's work files)")
     bench.add_argument("--synthetic", action="store_true", help="train on random batches instead of the UL2 mixture")
     bench.add_argument("--json", action="store_true", help="print the result as one JSON object on the last line")
     bench.add_argument("--output", default=None, metavar="FILE.json", help="also write the JSON result here")
@@ -44,10 +52,14 @@ def run(args) -> int:
 
     if args.steps is not None and args.steps < 1:
         raise UsageError(f"--steps must be at least 1, got {args.steps}")
-    if args.case != "data" and (args.objective or args.architecture):
-        raise UsageError(f"--objective and --architecture apply to `lowres bench data` only, not {args.case}")
+    data_only = {"--objective": args.objective, "--architecture": args.architecture, "--parts": args.parts,
+                 "--executors": args.executors, "--flores_dir": args.flores_dir, "--plot": args.plot}
+    given = [name for name, value in data_only.items() if value]
+    if args.case != "data" and given:
+        raise UsageError(f"{', '.join(given)} apply to `lowres bench data` only, not {args.case}")
     options = suite.Options(args.shape, args.steps, args.synthetic, args.trainer_tokens_per_sec, args.peak_size,
-                            args.time_limit_s, args.objective, args.architecture)
+                            args.time_limit_s, args.objective, args.architecture, _names(args.parts),
+                            _names(args.executors), args.flores_dir, args.plot)
     record, table = suite.run_case(args.case, options, log=lambda line: print(line, flush=True))
     print(table)
     if args.output:
@@ -56,3 +68,7 @@ def run(args) -> int:
     if args.json:
         print(json.dumps(record))
     return 0
+
+
+def _names(text: str | None) -> tuple[str, ...] | None:
+    return tuple(name.strip() for name in text.split(",") if name.strip()) if text else None

@@ -66,6 +66,7 @@ def describe(args) -> int:
 def sample(args) -> int:
     import seqio
 
+    from lowres.data.tasks.registration import denoiser_views
     from lowres.data.tasks.samples import (
         resolve_sample_name,
         sample_task,
@@ -80,9 +81,12 @@ def sample(args) -> int:
     lengths = {"inputs": args.inputs_length or (info.inputs_length if info else 128),
                "targets": args.targets_length or (info.targets_length if info else 128)}
     provider = seqio.get_mixture_or_task(name)
-    for task in provider.tasks if isinstance(provider, seqio.Mixture) else [provider]:
-        print(f"== {task.name}")
-        for i, row in enumerate(sample_task(task.name, args.n, lengths), 1):
+    tasks = [task.name for task in (provider.tasks if isinstance(provider, seqio.Mixture) else [provider])]
+    # A language task picks a denoiser per example: show each denoiser's examples (its one-denoiser views).
+    shown = [view for task in tasks for view in (denoiser_views(task) or (task,))]
+    for task in shown:
+        print(f"== {task}")
+        for i, row in enumerate(sample_task(task, args.n, lengths), 1):
             print(f"[{i}] mode:    {row['mode']}\n    inputs:  {row['inputs']}\n    targets: {row['targets']}")
     return 0
 

@@ -10,8 +10,7 @@ the reward of METHODS §3's LM/MT bandit.
 from __future__ import annotations
 
 import dataclasses
-import itertools
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import gin
@@ -56,29 +55,39 @@ class StreamConfig:
         object.__setattr__(self, "learned_tasks", tuple(self.learned_tasks))
 
 
-def _peek(iterator: Iterator[Batch]) -> Iterator[Batch]:
-    """Pulls the first item (paying the pipeline's start-up cost now) and returns the whole stream."""
-    first = next(iterator)
-    return itertools.chain([first], iterator)
-
-
 class StreamBatches:
     """A deterministic stream indexed by step (one mixture or a schedule of phases).
 
-    Resuming at step k replays the stream from step k - 1 and checks that batch against the
-    fingerprint saved with the checkpoint, so a changed pipeline is caught before training on.
+    A checkpoint saved after step k records the fingerprint of batch k (the one the run would train
+    on next, `peek(k)`); resuming opens the stream at step k and checks its first batch against it,
+    so a changed pipeline is caught before training on and no earlier batch is ever built.
+    Checkpoints written before that field existed record batch k - 1 instead: the stream is then
+    opened one step early and that batch checked (`expect_next=False`).
     """
 
     def __init__(self, open_stream, start_step: int, expected: str | None, where: str,
-                 schedule: MixtureSchedule | None = None):
+                 schedule: MixtureSchedule | None = None, expect_next: bool = True):
         self._schedule = schedule
-        if start_step:
+        self._peeked: Batch | None = None
+        if start_step and not expect_next:
             self._stream = resume.replay_to(open_stream(start_step - 1), expected, start_step, where)
         else:
-            self._stream = _peek(open_stream(0))
+            self._stream = open_stream(start_step)
+            self._peeked = next(self._stream)  # pays the pipeline's start-up cost now
+            if start_step:
+                resume.check_first(self._peeked, expected, start_step, where)
 
     def next(self, step: int) -> Batch:
+        if self._peeked is not None:
+            batch, self._peeked = self._peeked, None
+            return batch
         return next(self._stream)
+
+    def peek(self, step: int) -> Batch | None:
+        """The batch `next(step)` will return, built now and kept for it."""
+        if self._peeked is None:
+            self._peeked = next(self._stream)
+        return self._peeked
 
     def measurement_batch(self, step: int) -> Batch | None:
         return None
@@ -114,6 +123,10 @@ class LearnedBatches:
     def next(self, step: int) -> Batch:
         self._task = self.sampler.choose(step)
         return self.streams.next(self._task)
+
+    def peek(self, step: int) -> Batch | None:
+        """None: the next batch depends on the sampler's choice, which its saved state reproduces."""
+        return None
 
     def measurement_batch(self, step: int) -> Batch | None:
         """A fresh batch of this step's task when the sampler measures at `step`, else None."""
@@ -160,8 +173,11 @@ def open_batch_source(
     where: str = "",
     schedule: MixtureSchedule | None = None,
     learned: LearnedMixingConfig | None = None,
+    expect_next: bool = True,
 ):
-    """The batch source for `stream.kind`, positioned at `start_step` (state from the checkpoint)."""
+    """The batch source for `stream.kind`, positioned at `start_step` (state from the checkpoint).
+    `expected_fingerprint` is batch `start_step`'s (`expect_next`) or, from older checkpoints, the
+    previous batch's."""
     if stream.kind == "learned":
         return LearnedBatches(stream.learned_tasks, learned or LearnedMixingConfig(), data_config, shard_info,
                               converter, saved_state if start_step else None)
@@ -172,4 +188,4 @@ def open_batch_source(
         def open_stream(step: int):
             return training_batches(mixture, data_config, shard_info, step, converter)
     return StreamBatches(open_stream, start_step, expected_fingerprint, where,
-                         schedule if stream.kind == "schedule" else None)
+                         schedule if stream.kind == "schedule" else None, expect_next)

@@ -1,8 +1,8 @@
 """What a checkpoint must carry for an exact resume, and the checks made when resuming.
 
 The data position is the number of batches each host has consumed plus a fingerprint of the
-last one; the stream is deterministic, so a resumed host replays it to that position and
-verifies the fingerprint before training on. The vocabulary is fingerprinted (SentencePiece
+batch it would train on next; the stream is a pure function of the step, so a resumed host opens
+it at that position and verifies the fingerprint before training on. The vocabulary is fingerprinted (SentencePiece
 training is not deterministic across runs, so a rebuilt vocabulary would silently change the
 token ids) and the operative gin config is stored verbatim.
 """
@@ -81,8 +81,19 @@ def check_resume(metadata: Mapping[str, Any], *, vocabulary_sha256: str, data: M
         )
 
 
+def check_first(batch: Mapping[str, np.ndarray], expected: str | None, step: int, where: str) -> None:
+    """Checks the resumed stream's first batch (step `step`) against the fingerprint saved for it."""
+    if expected is not None and batch_fingerprint(batch) != expected:
+        raise DataError(
+            f"{where}: the data stream opened at step {step} does not match the checkpoint "
+            f"(fingerprint {batch_fingerprint(batch)} != {expected}); the input pipeline is not deterministic "
+            "or its inputs changed"
+        )
+
+
 def replay_to(stream: Iterator[Mapping[str, np.ndarray]], expected: str | None, step: int, where: str):
-    """Consumes the stream's first batch (the checkpoint's last) and checks it against `expected`."""
+    """Consumes the stream's first batch (the checkpoint's last) and checks it against `expected`
+    (checkpoints that predate `check_first`'s next-batch fingerprint)."""
     last = next(stream)
     if expected is not None and batch_fingerprint(last) != expected:
         raise DataError(

@@ -372,6 +372,7 @@ class _Loop:
                        f"{what}")
 
     def metadata(self, done: int, fingerprint: str) -> dict[str, Any]:
+        upcoming = self.source.peek(done)  # the batch of step `done`: what a resume checks first
         return {
             **self.static_meta,
             "data_position": {
@@ -379,6 +380,8 @@ class _Loop:
                 "batches_per_host": done,
                 "host_batch_size": self.settings.data.batch_size // jax.process_count(),
                 "fingerprints": resume.gather_fingerprints(fingerprint),
+                "next_fingerprints": (resume.gather_fingerprints(resume.batch_fingerprint(upcoming))
+                                      if upcoming is not None else None),
             },
             "batch_source": self.source.state_dict(),
             "pending_metrics": self.interval.pending(),
@@ -538,16 +541,20 @@ def train(
     if start_step:
         resume.check_resume(saved_meta, vocabulary_sha256=vocabulary_sha256, data=data_identity, where=where)
     position = saved_meta.get("data_position", {})
-    expected = position.get("fingerprints", [None] * jax.process_count())[jax.process_index()] if position else None
+    # Checkpoints record the fingerprint of the batch a resume trains on first; older ones only the last
+    # trained batch's, which the stream then rebuilds (one batch) to check.
+    expect_next = bool(position.get("next_fingerprints")) or not position
+    saved_prints = position.get("next_fingerprints" if expect_next else "fingerprints") if position else None
+    expected = saved_prints[jax.process_index()] if saved_prints else None
     converter = architecture_for(model_config).feature_converter(data_config.pack, data_config.decoder_attention)
     # Building the input pipeline (graph construction, shuffle buffers) overlaps model compilation.
-    # A resumed stream restarts one batch early so the checkpoint's last batch can be verified.
+    # A resumed stream opens at the resume step and checks its first batch against the checkpoint.
     shard_info = seqio.ShardInfo(jax.process_index(), jax.process_count())
     loader = concurrent.futures.ThreadPoolExecutor(max_workers=1)
     opening = loader.submit(
         open_batch_source, settings.stream, data.mixture, data_config, shard_info, converter,
         start_step=start_step, expected_fingerprint=expected, saved_state=saved_meta.get("batch_source"),
-        where=where, schedule=settings.schedule, learned=settings.learned,
+        where=where, schedule=settings.schedule, learned=settings.learned, expect_next=expect_next,
     )  # fmt: skip
     optimizer, schedule = make_optimizer(settings.optimizer, settings.train.num_steps)
     sharded = create_sharded_state(model_config, optimizer, mesh, rules, settings.train.seed)

@@ -23,7 +23,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
-import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,7 @@ import numpy as np
 
 from lowres.data.cache.sources import Entry, mono_entry, pair_entry
 from lowres.errors import ConfigError, DataError, MissingFileError
-from lowres.files import read_json, write_json
+from lowres.files import AtomicFile, read_json, write_json
 
 __all__ = ["VERIFY_MODES", "TokenArrays", "TokenCache", "open_token_cache"]
 
@@ -67,9 +66,7 @@ class ArrayWriter:
 
     def __init__(self, path: Path, dtype: np.dtype):
         self.path, self.dtype = path, np.dtype(dtype)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-        self.handle = open(self.tmp, "wb")  # noqa: SIM115 (closed by commit or abort)
+        self.handle = AtomicFile(path)
         self.digest = hashlib.sha256()
         self.count = 0
 
@@ -85,18 +82,13 @@ class ArrayWriter:
         self.count += len(data) // self.dtype.itemsize
 
     def commit(self, durable: bool = True) -> dict[str, Any]:
-        self.handle.flush()
-        if durable:
-            os.fsync(self.handle.fileno())
-        self.handle.close()
-        os.replace(self.tmp, self.path)
+        self.handle.commit(durable=durable)
         stat = self.path.stat()
         return {"name": self.path.name, "bytes": stat.st_size, "sha256": self.digest.hexdigest(),
                 "mtime_ns": stat.st_mtime_ns, "length": self.count}
 
     def abort(self) -> None:
-        self.handle.close()
-        self.tmp.unlink(missing_ok=True)
+        self.handle.abort()
 
 
 def write_record(directory: Path, record: Mapping[str, Any]) -> None:

@@ -34,6 +34,7 @@ from lowres.data.cache.store import (
 )
 from lowres.data.cache.tokenizer import Encoder, TokenizerSpec
 from lowres.errors import DataError
+from lowres.files import move_atomic
 
 __all__ = ["BuildContext", "PartTask", "finalize_entry", "run_task", "tokenize_part"]
 
@@ -196,7 +197,7 @@ def finalize_entry(ctx: BuildContext, name: str, num_parts: int, source: dict,
             files = {}
             for role, filename in names.items():
                 if (folders[0] / filename).exists():  # else run_task wrote it in place
-                    os.replace(folders[0] / filename, final / filename)
+                    move_atomic(folders[0] / filename, final / filename)
                 info = dict(parts[0]["fields"][field]["files"][role])
                 info["mtime_ns"] = (final / filename).stat().st_mtime_ns
                 files[role] = info

@@ -8,6 +8,8 @@ embeddings; `original_ids` maps clone ids back for decoding.
 
 The clone preprocessor runs after the objective (so each training sequence, not each raw
 document, is one clone decision, and inputs and targets agree) and before EOS is appended.
+Clone tasks and mixtures are registered by lowres.data.tasks.clone_tasks, which also gives them a
+plan, so the index-based training stream applies the same map per example.
 """
 
 from __future__ import annotations
@@ -119,37 +121,3 @@ def clone_task_name(task_name: str, config: CloneConfig) -> str:
         raise ConfigError(f"task {task_name!r} is not named <corpus>.<lang>.<objective>; cannot name its clone")
     parts[1] += config.suffix
     return ".".join(parts)
-
-
-def register_clone_task(task_name: str, config: CloneConfig) -> str:
-    """Registers the clone of a registered task (same source and preprocessors plus the clone step)."""
-    task = seqio.TaskRegistry.get(task_name)
-    vocabulary = task.output_features["targets"].vocabulary
-    anchors = anchor_ids(vocabulary, config.anchor_fraction, config.anchor_pieces)
-    step = clone_preprocessor(clone_id_map(vocabulary.vocab_size, anchors, config.clone_index), config.probability)
-    preprocessors = list(task.preprocessors)
-    eos = [i for i, p in enumerate(preprocessors) if p is seqio.preprocessors.append_eos_after_trim]
-    preprocessors.insert(eos[-1] if eos else len(preprocessors), step)
-    name = clone_task_name(task_name, config)
-    seqio.TaskRegistry.remove(name)
-    seqio.TaskRegistry.add(
-        name,
-        source=task.source,
-        preprocessors=preprocessors,
-        output_features=task.output_features,
-        metric_fns=[],
-        shuffle_buffer_size=task.shuffle_buffer_size,
-    )
-    return name
-
-
-def register_clone_mixture(mixture: str, config: CloneConfig, name: str | None = None) -> str:
-    """Registers clones of every task of `mixture` as a mixture with the same rates; returns its name."""
-    parent = seqio.get_mixture_or_task(mixture)
-    tasks = parent.tasks if isinstance(parent, seqio.Mixture) else [parent]
-    rate = parent.get_rate if isinstance(parent, seqio.Mixture) else (lambda task: 1.0)
-    entries = [(register_clone_task(t.name, config), rate(t)) for t in tasks]
-    name = name or f"{mixture}{config.suffix}"
-    seqio.MixtureRegistry.remove(name)
-    seqio.MixtureRegistry.add(name, entries)
-    return name

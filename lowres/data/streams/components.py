@@ -8,6 +8,9 @@
 * `PairExamples`: one translation direction over aligned (source, target) token arrays; its j-th
   example is the pair at position j of the epoch's seeded order, `[mode] <2tgt> source -> target`.
 
+* `ClonedExamples`: another component's examples, each mapped to a cloned language's ids with the
+  clone's probability (one seeded decision per example).
+
 Everything is a pure function of (seed, component key, index), so a stream can start at any step.
 """
 
@@ -136,3 +139,24 @@ class PairExamples:
         src = np.diff(self.src_offsets) + len(self.prefix) + 1
         tgt = np.diff(self.tgt_offsets) + 1
         return float(np.quantile(src, q)), float(np.quantile(tgt, q))
+
+
+class ClonedExamples:
+    """`examples` of a cloned language: example j is mapped through `id_map` with `probability`."""
+
+    def __init__(self, examples: LanguageExamples | PairExamples, id_map: np.ndarray, probability: float, *,
+                 key: int, seed: int):  # fmt: skip
+        self.examples, self.id_map, self.probability = examples, np.asarray(id_map, np.int32), float(probability)
+        self.key, self.seed = key, seed
+
+    def is_clone(self, j: int) -> bool:
+        return bool(_rng(self.seed, self.key, j, 0xC10E).random() < self.probability)
+
+    def example(self, j: int) -> Example:
+        inputs, targets = self.examples.example(j)
+        if not self.is_clone(j):
+            return inputs, targets
+        return self.id_map[inputs], self.id_map[targets]
+
+    def __getattr__(self, name: str):  # lengths, denoiser choice: those of the original examples
+        return getattr(self.examples, name)

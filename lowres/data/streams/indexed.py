@@ -25,7 +25,7 @@ import seqio
 
 from lowres.data.cache.build import build_token_cache
 from lowres.data.config import DataConfig
-from lowres.data.streams.components import LanguageExamples, Lengths, PairExamples
+from lowres.data.streams.components import ClonedExamples, LanguageExamples, Lengths, PairExamples
 from lowres.data.streams.rows import RowConverter
 from lowres.data.streams.sampler import MixingSchedule, _key
 from lowres.data.tasks.objectives import check_sentinels
@@ -61,7 +61,7 @@ def _component_key(task: str) -> int:
 @dataclasses.dataclass
 class _Component:
     task: str
-    examples: LanguageExamples | PairExamples
+    examples: LanguageExamples | PairExamples | ClonedExamples
     per_row: int  # examples packed into one of its rows
 
 
@@ -77,6 +77,7 @@ class IndexedStream:
         plans = plans_of(mixture)
         if plans is None:
             raise ConfigError(f"mixture {mixture!r} has tasks registered without a lowres plan")
+        self.mixture = mixture
         self.rows_per_batch = config.batch_size // shard_info.num_shards
         self.seed, self.host = int(config.seed), int(shard_info.index)
         lengths = {"inputs": config.inputs_length, "targets": config.targets_length}
@@ -92,6 +93,13 @@ class IndexedStream:
         return seqio.get_mixture_or_task(task).output_features["targets"].vocabulary
 
     def _component(self, task: str, plan: Plan, cache) -> _Component:
+        component = self._original(task, plan, cache)
+        if plan.clone is not None:
+            component.examples = ClonedExamples(component.examples, plan.clone.id_map, plan.clone.probability,
+                                                key=_component_key(task), seed=self.seed)  # fmt: skip
+        return component
+
+    def _original(self, task: str, plan: Plan, cache) -> _Component:
         vocabulary = self._vocabulary(task)
         key = _component_key(task)
         if isinstance(plan, MonoPlan):

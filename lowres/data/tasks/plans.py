@@ -10,8 +10,19 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
+
 from lowres.data.cache.sources import CacheSource, mono_entry, pair_entry
 from lowres.data.tasks.objectives import Denoiser, Translation
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class ClonePlan:
+    """A cloned language (lowres.data.mixing.clones): each example is mapped through `id_map` with
+    probability `probability`."""
+
+    id_map: np.ndarray
+    probability: float
 
 
 @dataclasses.dataclass(frozen=True)
@@ -23,6 +34,7 @@ class MonoPlan:
     lang: str
     split: str  # the source split holding the task's "train" split
     denoisers: tuple[tuple[Denoiser, float], ...]
+    clone: ClonePlan | None = None
 
     @property
     def entry(self) -> str:
@@ -39,6 +51,7 @@ class PairPlan:
     tgt: str
     split: str
     translation: Translation
+    clone: ClonePlan | None = None
 
     @property
     def entry(self) -> str:

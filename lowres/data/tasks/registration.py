@@ -133,6 +133,7 @@ def register_denoiser_views(name: str, entries: Sequence[tuple[objectives.Denois
     """For a language task under several denoisers, also registers `<corpus>.<lang>.<denoiser>`: the same
     source under one denoiser, to inspect (`lowres data sample`) or evaluate one denoiser at a time.
     Registration builds no tf.data graph, so these cost microseconds each; training never reads them."""
+    _VIEWS.pop(name, None)
     if len(entries) < 2:
         return []
     task = seqio.TaskRegistry.get(name)
@@ -152,7 +153,17 @@ def register_denoiser_views(name: str, entries: Sequence[tuple[objectives.Denois
         if plan is not None:
             plans.record_plan(dataclasses.replace(plan, task=view, denoisers=((denoiser, 1.0),)))
         views.append(view)
+    _VIEWS[name] = tuple(views)
     return views
+
+
+_VIEWS: dict[str, tuple[str, ...]] = {}
+
+
+def denoiser_views(name: str) -> tuple[str, ...]:
+    """The one-denoiser views register_denoiser_views registered for language task `name` (none for a
+    one-denoiser task)."""
+    return _VIEWS.get(name, ())
 
 
 def register_language_mixture(
