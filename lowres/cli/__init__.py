@@ -63,9 +63,24 @@ def _quiet_libraries() -> None:
     absl.logging.set_verbosity(absl.logging.ERROR)
 
 
+def _show_lowres_logs() -> None:
+    """lowres's own log lines (start-up steps: vocabulary, token cache) on stderr, one plain line each."""
+    import logging
+
+    logger = logging.getLogger("lowres")
+    if not any(getattr(h, "_lowres_cli", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        handler._lowres_cli = True
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     _quiet_libraries()
+    _show_lowres_logs()
     debug = "--debug" in argv
     try:
         rest, bindings = common.split_gin_bindings(argv)

@@ -174,6 +174,7 @@ def open_batch_source(
     schedule: MixtureSchedule | None = None,
     learned: LearnedMixingConfig | None = None,
     expect_next: bool = True,
+    progress: bool = False,
 ):
     """The batch source for `stream.kind`, positioned at `start_step` (state from the checkpoint).
     `expected_fingerprint` is batch `start_step`'s (`expect_next`) or, from older checkpoints, the
@@ -183,9 +184,9 @@ def open_batch_source(
                               converter, saved_state if start_step else None)
     if stream.kind == "schedule":
         def open_stream(step: int):
-            return scheduled_batches(schedule, data_config, shard_info, step, converter)
+            return scheduled_batches(schedule, data_config, shard_info, step, converter, progress=progress)
     else:
         def open_stream(step: int):
-            return training_batches(mixture, data_config, shard_info, step, converter)
+            return training_batches(mixture, data_config, shard_info, step, converter, progress=progress)
     return StreamBatches(open_stream, start_step, expected_fingerprint, where,
                          schedule if stream.kind == "schedule" else None, expect_next)

@@ -555,6 +555,7 @@ def train(
         open_batch_source, settings.stream, data.mixture, data_config, shard_info, converter,
         start_step=start_step, expected_fingerprint=expected, saved_state=saved_meta.get("batch_source"),
         where=where, schedule=settings.schedule, learned=settings.learned, expect_next=expect_next,
+        progress=progress and is_main,
     )  # fmt: skip
     optimizer, schedule = make_optimizer(settings.optimizer, settings.train.num_steps)
     sharded = create_sharded_state(model_config, optimizer, mesh, rules, settings.train.seed)

@@ -154,6 +154,7 @@ def scheduled_batches(
     shard_info: seqio.ShardInfo,
     start_step: int = 0,
     converter: seqio.FeatureConverter | None = None,
+    progress: bool = False,
 ) -> Iterator[Batch]:
     """Endless stream of this host's batches following `schedule`, starting at `start_step`.
 
@@ -167,7 +168,7 @@ def scheduled_batches(
     for index in range(first, len(mixtures)):
         offset = start_step - starts[index] if index == first else 0
         stream = training_batches(
-            mixtures[index], phase_config(data_config, index), shard_info, offset, converter
+            mixtures[index], phase_config(data_config, index), shard_info, offset, converter, progress=progress
         )
         length = schedule.phases[index].num_steps
         if index < len(mixtures) - 1:

@@ -22,6 +22,7 @@ import math
 import os
 import random
 import tempfile
+import time
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -150,16 +151,20 @@ def train_vocabulary(
 ) -> Path:
     """Trains a SentencePiece model on temperature-sampled text of every language; tags every language."""
     sentences, counts = sample_sentences(texts_by_language, config.temperature_alpha, config.max_sentences, config.seed)
-    shares = ", ".join(f"{lang} {n}" for lang, n in counts.items())
-    logging.info("training SentencePiece (%s, %d pieces) on %d sentences: %s", config.model_type,
-                 config.vocab_size, len(sentences), shares)
     languages = list(dict.fromkeys([*texts_by_language, *tag_languages]))
     config = fitted_config(config, sentences, len(reserved_tokens(languages, config.task_tags)), len(counts))
     cached = _trained_before(sentences, config, languages)
     if cached.is_file():  # the same sentences and settings were trained into a model before: reuse it
-        logger.info("vocabulary: reusing %s", cached)
+        logger.info("vocabulary: reusing %s (trained before on the same sentences and settings)", cached)
         return write_atomic(output_path, cached.read_bytes())
+    fewest = min(counts, key=counts.get)
+    logger.info("vocabulary: training SentencePiece (%s, %d pieces) on %d sentences of %d language(s) (fewest: %s "
+                "%d); minutes for hundreds of languages", config.model_type, config.vocab_size, len(sentences),
+                len(counts), fewest, counts[fewest])  # fmt: skip
+    started = time.perf_counter()
     train_sentencepiece(sentences, cached, config, languages=languages)
+    logger.info("vocabulary: trained in %.0f s; kept in %s for runs with the same text", time.perf_counter() - started,
+                cached)  # fmt: skip
     return write_atomic(output_path, cached.read_bytes())
 
 
