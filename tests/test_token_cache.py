@@ -423,3 +423,22 @@ def test_beam_runner_writes_the_same_cache(tmp_path, vocabulary):
     assert sorted(beam.report.tokenized) == sorted(local.entries)
     again = build_token_cache(spec, vocabulary, root=tmp_path / "beam", runner="beam", **kwargs)
     assert again.report.tokenized == [] and len(again.report.reused) == 3
+
+
+def test_data_cache_command_builds_once_then_reuses_and_names_bad_options(tmp_path, capsys):
+    from lowres import cli
+
+    spec = write_corpus(tmp_path / "text")
+    vocab = tmp_path / "bytes.json"
+    vocab.write_text(byte_vocabulary().to_json(), encoding="utf-8")
+    argv = ["data", "cache", spec.source, f"--vocab={vocab}", f"--cache_dir={tmp_path / 'cache'}", "--workers=0"]
+    assert cli.main(argv) == 0
+    first = capsys.readouterr().out.strip().splitlines()[-1]
+    assert first.startswith(str(tmp_path / "cache" / "tokens")) and "3 entries tokenized" in first
+    assert cli.main(argv) == 0
+    again = capsys.readouterr().out
+    assert "0 entries tokenized" in again and "3 reused" in again
+    assert cli.main(["data", "cache", spec.source, f"--cache_dir={tmp_path / 'cache'}"]) == 2
+    assert "--model_dir=DIR (a run's) or --vocab=FILE" in capsys.readouterr().err
+    assert cli.main([*argv[:3], f"--vocab={tmp_path / 'missing.json'}"]) == 2
+    assert "missing.json" in capsys.readouterr().err

@@ -1,4 +1,4 @@
-"""`lowres data describe|sample`: inspect data sources, mixtures and objectives."""
+"""`lowres data describe|sample|cache`: inspect data sources, mixtures and objectives; build token caches."""
 
 from __future__ import annotations
 
@@ -38,6 +38,31 @@ def add_parser(commands) -> None:
     sample.add_argument("-n", type=int, default=3, help="examples per denoiser")
     sample.add_argument("--inputs_length", type=int, default=None, help="default: the run's, else 128")
     sample.add_argument("--targets_length", type=int, default=None, help="default: the run's, else 128")
+    cache = data_commands.add_parser(
+        "cache", help="tokenize a corpus once per vocabulary (local processes or Apache Beam)",
+        description="Build (or complete, or check) the token cache that training reads: every language and pair of "
+        "SOURCE tokenized with --model_dir's vocabulary (or --vocab). Runs reuse it when their corpus, vocabulary "
+        "and host shard match. An interrupted build resumes where it stopped. SOURCE: flores:DIR, text:GLOB, "
+        "jsonl:GLOB, udhr:GLOB, builtin, or a corpus declared in --gin_file.",
+    )
+    cache.add_argument("source", metavar="SOURCE")
+    cache.add_argument("--model_dir", default=None, metavar="DIR", help="a run whose vocabulary tokenizes")
+    cache.add_argument("--vocab", default=None, metavar="FILE", help="a vocabulary file instead of --model_dir's")
+    cache.add_argument("--gin_file", action="append", default=[], metavar="FILE",
+                       help="gin file declaring corpora (declared_corpora.specs); repeatable")
+    cache.add_argument("--cache_dir", default=None, metavar="DIR",
+                       help="cache root (default: the lowres cache directory, $LOWRES_CACHE_DIR); training must see "
+                       "the same root")
+    cache.add_argument("--runner", default="local", metavar="NAME", help="local (default) or beam")
+    cache.add_argument("--workers", type=int, default=None, metavar="N",
+                       help="local runner: processes (default: in this process for small corpora, else one per CPU)")
+    cache.add_argument("--parts_per_entry", type=int, default=1, metavar="N",
+                       help="split each language into up to N parts tokenized in parallel (whole files)")
+    cache.add_argument("--shard_index", type=int, default=0, metavar="I", help="this host's shard (multi-host runs)")
+    cache.add_argument("--num_shards", type=int, default=1, metavar="N", help="hosts of the training run")
+    cache.add_argument("--beam_option", action="append", default=[], metavar="ARG",
+                       help="a Beam pipeline argument, e.g. --beam_option=--runner=DataflowRunner; repeatable")
+    cache.add_argument("--repair", action="store_true", help="rebuild entries whose files are damaged")
 
 
 def describe(args) -> int:
@@ -91,7 +116,25 @@ def sample(args) -> int:
     return 0
 
 
-ACTIONS = {"describe": describe, "sample": sample}
+def cache(args) -> int:
+    if args.gin_file:
+        common.parse_gin(args.gin_file, [], registers="lowres.data.text.corpora", skip_unknown=True,
+                         finalize_config=False)
+    if bool(args.model_dir) == bool(args.vocab):
+        raise UsageError("lowres data cache: give the vocabulary as --model_dir=DIR (a run's) or --vocab=FILE, one of them")
+    vocabulary = common.load_vocabulary(args.model_dir, args.vocab)[0]
+    from lowres.data.cache import build_token_cache
+
+    with common.data_errors():
+        built = build_token_cache(args.source, vocabulary, root=args.cache_dir, shard_index=args.shard_index,
+                                  num_shards=args.num_shards, parts_per_entry=args.parts_per_entry, workers=args.workers,
+                                  runner=args.runner, beam_options=tuple(args.beam_option), repair=args.repair,
+                                  progress=True)  # fmt: skip
+    print(f"{built.directory}: {built.report.summary()}")
+    return 0
+
+
+ACTIONS = {"describe": describe, "sample": sample, "cache": cache}
 
 
 def run(args) -> int:
