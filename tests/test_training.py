@@ -240,5 +240,15 @@ def test_example_gin_configs_parse_and_build_their_configs(name):
         for configurable in (TrainConfig, DataConfig, OptimizerConfig, CheckpointConfig, ModelConfig,
                              partitioning.MeshConfig):
             configurable()  # every binding names a real field and passes validation
+        # and the objective's span corruption at these lengths has a sentinel for every span
+        from types import SimpleNamespace
+
+        from lowres.data.tasks import objectives
+        from lowres.data.vocab.vocabulary import VocabularyConfig
+
+        data, sentinels = DataConfig(), SimpleNamespace(extra_ids=VocabularyConfig().num_sentinels)
+        if data.source == "builtin":
+            for denoiser, _ in objectives.objective(data.objective):
+                objectives.check_sentinels(denoiser, data.inputs_length, data.targets_length, sentinels)
     finally:
         gin.clear_config()
