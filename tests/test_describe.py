@@ -94,7 +94,7 @@ def test_cli_describes_a_gin_declared_mixture(tmp_path, flores_dir, capsys):
     assert "mixture gintiny.causal_lm" in out and "bytes-only" in out and "epochs@1,000" in out
     pan_row = next(line for line in out.splitlines() if line.startswith("pan_Guru"))
     assert "Punjabi" in pan_row and f"{_bytes('pan'):,}" in pan_row.split()
-    assert "monolingual tasks: 3 = 3 languages x 1 denoisers" in out
+    assert "monolingual tasks: 3, one per language (gintiny.<lang>." in out
     assert "dropped: too_short" in out  # the cleaning report of a corpus with cleaning on
     result = _run("data", "describe", "--model_dir", str(tmp_path / "norun"))
     assert result.returncode == 2 and "no trained model" in result.stderr

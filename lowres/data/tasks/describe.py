@@ -146,7 +146,12 @@ def _task_summary(spec: corpora.CorpusSpec, langs: Sequence[str]) -> str:
 
     if spec.kind == "parallel":
         return "monolingual tasks: none (a parallel corpus)"
-    denoisers = [denoiser.name for denoiser, _ in objective(spec.objective)]
-    pattern = task_name(spec.name, "<lang>", "{" + ",".join(denoisers) + "}")
-    return (f"monolingual tasks: {len(langs) * len(denoisers)} = {len(langs)} languages x {len(denoisers)} "
-            f"denoisers, {pattern}")
+    from lowres.data.tasks.registration import objective_task_name
+
+    entries = objective(spec.objective)
+    pattern = objective_task_name(spec.name, "<lang>", spec.objective, entries)
+    if len(entries) == 1:
+        return f"monolingual tasks: {len(langs)}, one per language ({pattern})"
+    views = task_name(spec.name, "<lang>", "{" + ",".join(denoiser.name for denoiser, _ in entries) + "}")
+    return (f"monolingual tasks: {len(langs)}, one per language ({pattern}; each example picks one of "
+            f"{len(entries)} denoisers), and {len(langs) * len(entries)} one-denoiser views {views}")

@@ -134,9 +134,9 @@ def declared_corpora(specs: Sequence[CorpusSpec] = ()) -> tuple[CorpusSpec, ...]
 
 
 def corpus_spec(name: str) -> CorpusSpec | None:
-    """A declared corpus (in Python or in the parsed gin config), or None."""
-    if name not in _DECLARED:
-        declared_corpora()
+    """A declared corpus (in Python or in the parsed gin config), or None. The gin config is read on
+    every lookup, so a newly parsed config's declaration replaces an earlier one of the same name."""
+    declared_corpora()
     return _DECLARED.get(name)
 
 
