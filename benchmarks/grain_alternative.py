@@ -20,7 +20,6 @@ import sys
 import time
 
 import grain
-import numpy as np
 import seqio
 
 from lowres.data.config import DataConfig
@@ -70,7 +69,6 @@ def main() -> None:
     print(f"rate ratio lowres/Grain: {ratio:.2f}")
     json.dump({"results": results, "ratio": ratio, "grain": getattr(grain, "__version__", "?")}, sys.stdout)
     print()
-    del np
 
 
 if __name__ == "__main__":

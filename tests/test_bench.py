@@ -244,26 +244,33 @@ def test_data_case_accounting_without_building_pipelines(monkeypatch):
     take minutes to build; `lowres bench data` runs them)."""
     from lowres.bench import data
 
-    def fake(shape, num_batches, warmup_batches=data.WARMUP_BATCHES):
+    def fake(shape, num_batches, warmup_batches=data.WARMUP_BATCHES, executor="indexed"):
         per_core = {"ul2": 20_000.0, "r_and_s": 100_000.0}[shape.objective] * (2 if shape.architecture ==
                                                                                  "encoder_decoder" else 1)
-        return {"objective": shape.objective, "architecture": shape.architecture, "batches": num_batches,
-                "tokens": num_batches * shape.tokens_per_step(), "tokens_per_sec_per_core": per_core,
-                "tokens_per_sec": per_core, "startup_s": 1.0}
+        per_core /= {"indexed": 1.0, "seqio": 4.0}[executor]
+        return {"objective": shape.objective, "architecture": shape.architecture, "executor": executor,
+                "batches": num_batches, "tokens": num_batches * shape.tokens_per_step(),
+                "tokens_per_sec_per_core": per_core, "tokens_per_sec": per_core, "startup_s": 1.0}
 
     monkeypatch.setattr(data, "measure_pipeline", fake)
-    record = data.run(5, trainer_tokens_per_sec=2000.0, log=lambda _: None)
+    record = data.run(5, trainer_tokens_per_sec=2000.0, parts=("steady",), log=lambda _: None)
     _check_common_schema(record, "data")
-    assert len(record["rows"]) == 4 and record["trainer_source"] == "given"
-    assert record["tokens_per_sec"] == record["tokens_per_sec_per_core_min"] == 20_000.0
-    assert record["ratio_min"] == 10.0 and record["meets_target"]
-    assert {r["ratio_to_trainer"] for r in record["rows"]} == {10.0, 20.0, 50.0, 100.0}
-    one = data.run(5, objectives=("r_and_s",), architectures=("decoder_only",), trainer_tokens_per_sec=2000.0,
-                   log=lambda _: None)
+    assert len(record["rows"]) == 8 and record["trainer_source"] == "given"  # both executors side by side
+    assert {r["executor"] for r in record["rows"]} == {"indexed", "seqio"}
+    assert record["tokens_per_sec"] == record["tokens_per_sec_per_core_min"] == 20_000.0  # the default executor's
+    assert record["ratio_min"] == 10.0 and record["meets_target"] and record["ratio_executor"] == "indexed"
+    assert {r["ratio_to_trainer"] for r in record["rows"] if r["executor"] == "indexed"} == {10.0, 20.0, 50.0, 100.0}
+    assert "| ul2 | decoder_only | seqio |" in data.tables(record)
+    one = data.run(5, objectives=("r_and_s",), architectures=("decoder_only",), executors=("indexed",),
+                   trainer_tokens_per_sec=2000.0, parts=("steady",), log=lambda _: None)
     assert [(r["objective"], r["architecture"]) for r in one["rows"]] == [("r_and_s", "decoder_only")]
     assert one["ratio_min"] == 50.0
     with pytest.raises(ValueError, match="unknown objective span"):
         data.run(5, objectives=("span",), trainer_tokens_per_sec=2000.0, log=lambda _: None)
+    with pytest.raises(ValueError, match="unknown part fast"):
+        data.run(5, parts=("fast",), log=lambda _: None)
+    with pytest.raises(ValueError, match="--flores_dir=/nowhere is not a directory"):
+        data.run(5, parts=("flores",), flores_dir="/nowhere", log=lambda _: None)
 
 
 def test_scale_limit_that_runs_out_tries_nothing():

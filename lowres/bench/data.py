@@ -153,7 +153,7 @@ def _steady(base, num_batches, objectives, architectures, executors, trainer_tok
     worst = min(default, key=lambda r: r["tokens_per_sec_per_core"])
     return {
         "rows": rows,
-        "languages": 20,
+        "steady_languages": 20,
         "tokens_per_sec_per_core_min": worst["tokens_per_sec_per_core"],
         "trainer_tokens_per_sec": trainer_tokens_per_sec,
         "trainer_source": trainer_source,

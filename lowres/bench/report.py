@@ -61,7 +61,17 @@ def throughput(tokens_per_step: int, flops_per_step: float, step_time_s: float, 
 
 
 def peak_rss_mb(children: bool = False) -> float:
-    """Peak resident memory of this process (or of its finished children), in MiB."""
+    """Peak resident memory of this process (or of its finished children), in MiB.
+
+    For this process Linux's VmHWM is read: getrusage's ru_maxrss survives fork and exec, so a child
+    started by a large process would report at least its parent's size."""
+    if not children:
+        try:
+            for line in open("/proc/self/status", encoding="ascii"):  # noqa: SIM115
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0  # kB
+        except OSError:
+            pass
     who = resource.RUSAGE_CHILDREN if children else resource.RUSAGE_SELF
     return resource.getrusage(who).ru_maxrss / 1024.0  # Linux reports KiB
 

@@ -20,6 +20,7 @@ lowres.data.tasks.objectives re-exports them.
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import gin
 import numpy as np
@@ -117,6 +118,7 @@ def _mode_suffix(mode_token: str | None) -> str:
 # Lengths
 
 
+@functools.lru_cache(maxsize=256)
 def span_corruption_lengths(
     inputs_length: int,
     noise_density: float,

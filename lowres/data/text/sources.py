@@ -15,6 +15,7 @@ A SOURCE string is `KIND` or `KIND:LOCATION`; `SourceRef.parse` is the one parse
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -231,6 +232,14 @@ class FileSource:
         return None
 
 
+@functools.lru_cache(maxsize=64)
+def _flores_splits(directory: Path, mtime_ns: int) -> tuple[str, ...]:
+    """The splits a FLORES directory holds, listed once per directory state (asked once per language)."""
+    del mtime_ns  # part of the cache key: adding or removing a file lists again
+    found = {p.suffix[1:] for p in directory.iterdir() if p.is_file()}
+    return tuple(s for s in _SPLIT_NAMES if s in found)
+
+
 class FloresSource(FileSource):
     """A FLORES-200 directory: `<code>.<split>` per language; metadata_<split>.tsv groups documents."""
 
@@ -241,11 +250,10 @@ class FloresSource(FileSource):
             raise SourceError(f"flores:{self.directory} is not a directory of FLORES <code>.<split> files")
 
     def splits(self) -> list[str]:
-        found = {p.suffix[1:] for p in self.directory.iterdir() if p.is_file()}
-        splits = [s for s in _SPLIT_NAMES if s in found]
+        splits = _flores_splits(self.directory, self.directory.stat().st_mtime_ns)
         if not splits:
             raise SourceError(f"flores:{self.directory} holds no <code>.dev/.devtest files")
-        return splits
+        return list(splits)
 
     def _files(self, split: str) -> dict[str, Path]:
         try:
