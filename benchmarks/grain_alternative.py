@@ -44,7 +44,7 @@ def main() -> None:
     def grain_dataset() -> grain.MapDataset:
         parts = [grain.MapDataset.range(1 << 40).map(component.examples.example) for component in stream.components]
         mixed = grain.MapDataset.mix(parts, [rates[component.task] for component in stream.components])
-        return mixed.batch(config.batch_size, batch_fn=lambda rows: stream.rows.rows(list(rows), len(rows)))
+        return mixed.batch(config.batch_size, batch_fn=lambda examples: stream.rows.rows([[e] for e in examples], len(examples)))
 
     results = {}
     for name, batch_at in (("lowres IndexedStream", stream.batch), ("Grain MapDataset.mix", None)):
