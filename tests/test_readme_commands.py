@@ -183,6 +183,8 @@ RUN = (
         "--langs=pan,amh,eng,khm,yor --output=report.json", needs=(QS,)),
     Cmd("bench_checkpoint", "lowres bench checkpoint", ("--shape", "tiny", "--steps", "1")),
     Cmd("data_describe_builtin", "lowres data describe builtin"),
+    Cmd("data_cache", "lowres data cache flores:../shared/data/flores200/dev --model_dir=runs/quickstart",
+        needs=(QS,)),
     Cmd("plot", "lowres plot DIR", fill=(("DIR", SHARED_RUN),), needs=(QS,)),
     Cmd("models_list", "lowres models list"),
     Cmd("help", "lowres --help"),
@@ -229,8 +231,11 @@ SKIP = {
         "7 cases each in its own process (7 min on 2 cores); --steps 1 still leaves the data case's 250 warm-up "
         "batches, the scale search and ~7 process start-ups, and --time_limit_s only turns cases into error rows; "
         "tests/test_bench.py runs `all` on a stub plan",
-    "lowres bench data": "4 pipelines with 250 warm-up batches each and minutes of ul2 start-up; no option shrinks "
-                         "the warm-up; tests/test_bench.py checks its accounting",
+    "pip install grain": "installs an optional package for benchmarks/grain_alternative.py, a comparison outside "
+                         "lowres (its numbers are in the README)",
+    "lowres bench data": "about 14 minutes: both executors' steady rates after 250 warm-up batches, FLORES-200 "
+                         "start-ups in fresh processes, 1,000 synthetic languages; tests/test_bench.py and "
+                         "tests/test_bench_data.py run its parts at tiny sizes",
     "python experiments/translationese/run.py --output runs/translationese":
         "the 23-minute recipe: ~15 lowres processes even at tiny sizes, and UDHR + Tatoeba from ../shared/data; "
         "tests/test_translationese_recipe.py checks its stages",
@@ -642,6 +647,17 @@ def _(done, real_flores):
 def _(done, real_flores):
     assert re.search(r"^total\s+20 languages\s", done.stdout, re.MULTILINE), done.stdout[-2000:]
     assert all(lang in done.stdout for lang in BUILTIN_LANGUAGES)
+
+
+@check("data_cache")
+def _(done, real_flores):
+    languages = 204 if real_flores else len(FAKE_FLORES_LANGS)
+    last = done.stdout.strip().splitlines()[-1]
+    found = re.match(r"(\S+): (\d+) entries tokenized .*?, (\d+) reused", last)
+    assert found, done.stdout[-2000:]
+    # every language's text, once as the training split (FLORES dev) and once as validation
+    assert int(found.group(2)) + int(found.group(3)) == 2 * languages, last
+    assert (Path(found.group(1)) / "manifest.json").is_file()
 
 
 @check("plot")

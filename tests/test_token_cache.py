@@ -432,8 +432,15 @@ def test_data_cache_command_builds_once_then_reuses_and_names_bad_options(tmp_pa
     vocab = tmp_path / "bytes.json"
     vocab.write_text(byte_vocabulary().to_json(), encoding="utf-8")
     argv = ["data", "cache", spec.source, f"--vocab={vocab}", f"--cache_dir={tmp_path / 'cache'}", "--workers=0"]
+    import logging
+
+    logger = logging.getLogger("lowres")
+    before = (list(logger.handlers), logger.level, logger.propagate)
     assert cli.main(argv) == 0
-    first = capsys.readouterr().out.strip().splitlines()[-1]
+    assert (list(logger.handlers), logger.level, logger.propagate) == before  # the CLI leaves logging as it was
+    printed = capsys.readouterr()
+    assert "token cache " in printed.err and "tokenizing 3 (local runner)" in printed.err  # start-up says what it does
+    first = printed.out.strip().splitlines()[-1]
     assert first.startswith(str(tmp_path / "cache" / "tokens")) and "3 entries tokenized" in first
     assert cli.main(argv) == 0
     again = capsys.readouterr().out

@@ -9,6 +9,8 @@ internal error with exit code 1. `--debug` shows the traceback instead.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -63,24 +65,48 @@ def _quiet_libraries() -> None:
     absl.logging.set_verbosity(absl.logging.ERROR)
 
 
-def _show_lowres_logs() -> None:
-    """lowres's own log lines (start-up steps: vocabulary, token cache) on stderr, one plain line each."""
-    import logging
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever sys.stderr is at the time of each record (tests swap it)."""
 
+    def __init__(self):
+        super().__init__()
+        self.setFormatter(logging.Formatter("%(message)s"))
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def _lowres_logs_on_stderr():
+    """lowres's own log lines (start-up steps: vocabulary, token cache) on stderr, one plain line each,
+    while a command runs; the logger is left as it was afterwards (main may be called in-process)."""
     logger = logging.getLogger("lowres")
-    if not any(getattr(h, "_lowres_cli", False) for h in logger.handlers):
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        handler._lowres_cli = True
-        logger.addHandler(handler)
+    saved = (logger.level, logger.propagate)
+    handler = _StderrHandler()
+    logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(saved[0])
+        logger.propagate = saved[1]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     _quiet_libraries()
-    _show_lowres_logs()
+    with _lowres_logs_on_stderr():
+        return _run(argv)
+
+
+def _run(argv: list[str]) -> int:
     debug = "--debug" in argv
     try:
         rest, bindings = common.split_gin_bindings(argv)
