@@ -199,7 +199,7 @@ SKIP = {
     ".venv/bin/pip install -e .": INSTALL,
     '.venv/bin/pip install -e ".[test]"': INSTALL,
     ".venv/bin/python -m pytest -q -n 2": "the test suite itself, which holds this test; .ci/run runs it",
-    ".ci/run": "CI's own entry point: a fresh venv, the install and the whole suite (about 20 minutes)",
+    ".ci/run": "CI's own entry point: a fresh venv, the install and the whole suite (about 15 minutes)",
     "pip install": INSTALL,
     "pip install -e .": INSTALL,
     'pip install -e ".[test]"': INSTALL,
