@@ -64,7 +64,8 @@ def _uninterrupted(stream, mixture, steps, **kw):
     source = _source(stream, mixture, **kw)
     batches, states, upcoming = [], {}, {}
     for step in range(steps):
-        upcoming[step] = batch_fingerprint(source.peek(step)) if source.peek(step) is not None else None
+        peeked = source.peek(step)
+        upcoming[step] = batch_fingerprint(peeked) if peeked is not None else None
         states[step] = source.state_dict()
         batches.append(source.next(step))
         if stream.kind == "learned":
@@ -136,3 +137,17 @@ def test_a_changed_stream_is_caught_by_the_first_batch_fingerprint(mixtures):
     _, _, upcoming = _uninterrupted(StreamConfig(), lm, 4)
     with pytest.raises(DataError, match="opened at step 3 does not match"):
         _source(StreamConfig(), lm, 3, upcoming[2])
+
+
+def test_a_checkpoint_from_before_next_batch_fingerprints_still_resumes(mixtures, built):
+    """Older checkpoints record the last trained batch's fingerprint: the stream is opened one step early,
+    that batch checked and dropped, and training continues with the uninterrupted batches."""
+    lm, _ = mixtures
+    whole, _, upcoming = _uninterrupted(StreamConfig(), lm, 8)
+    built.clear()
+    source = _source(StreamConfig(), lm, 5, upcoming[4], expect_next=False)  # batch 4: the last one trained
+    for step in range(5, 8):
+        _same(source.next(step), whole[step], f"step {step}")
+    assert min(step for _, _, step in built) == 4  # that one batch is rebuilt, nothing earlier
+    with pytest.raises(DataError, match="replayed to step 5 does not match"):
+        _source(StreamConfig(), lm, 5, upcoming[3], expect_next=False)

@@ -41,7 +41,6 @@ _RESULT = "PROBE_RESULT "
 
 def _probe(spec: dict[str, Any]) -> dict[str, Any]:
     started = time.perf_counter()
-    import numpy as np
     import seqio
 
     from lowres.bench import report
@@ -70,10 +69,10 @@ def _probe(spec: dict[str, Any]) -> dict[str, Any]:
                                progress=False)  # fmt: skip
     next(batches)
     first_batch_s = time.perf_counter() - t1
+    provider = seqio.get_mixture_or_task(data.mixture)
     out = {"imports_s": imports_s, "prepare_s": prepare_s, "first_batch_s": first_batch_s,
            "time_to_first_batch_s": prepare_s + first_batch_s, "languages": len(data.languages),
-           "tasks": len(seqio.get_mixture_or_task(data.mixture).tasks) if isinstance(
-               seqio.get_mixture_or_task(data.mixture), seqio.Mixture) else 1}  # fmt: skip
+           "tasks": len(provider.tasks) if isinstance(provider, seqio.Mixture) else 1}  # fmt: skip
     n = int(spec.get("rate_batches", 0))
     if n:
         t2, cpu2, tokens = time.perf_counter(), time.process_time(), 0
@@ -85,7 +84,6 @@ def _probe(spec: dict[str, Any]) -> dict[str, Any]:
         out.update(tokens_per_sec=tokens / wall, tokens_per_sec_per_core=tokens / max(time.process_time() - cpu2, 1e-9))
     if hasattr(batches, "close"):
         batches.close()
-    del np
     out["peak_rss_mb"] = report.peak_rss_mb()
     return out
 

@@ -57,6 +57,12 @@ class DataConfig:
                 f"DataConfig.decoder_attention={self.decoder_attention!r}; choose one of {', '.join(DECODER_ATTENTION)}"
             )
 
+    def host_batch_size(self, num_hosts: int) -> int:
+        """Rows of each global batch one of `num_hosts` hosts produces; the batch must split evenly."""
+        if self.batch_size % num_hosts:
+            raise ConfigError(f"DataConfig.batch_size={self.batch_size} must be divisible by the {num_hosts} hosts")
+        return self.batch_size // num_hosts
+
 
 @gin.configurable
 @dataclasses.dataclass(frozen=True)

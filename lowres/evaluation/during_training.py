@@ -75,7 +75,7 @@ def heldout_task_batches(
     """
     root = seqio.get_mixture_or_task(mixture)
     tasks = root.tasks if isinstance(root, seqio.Mixture) else [root]
-    host_batch = data_config.batch_size // shard_info.num_shards
+    host_batch = data_config.host_batch_size(shard_info.num_shards)
     lengths = {"inputs": data_config.inputs_length, "targets": data_config.targets_length}
     batches, missing = {}, []
     for task in sorted(tasks, key=lambda t: t.name):

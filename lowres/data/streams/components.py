@@ -54,7 +54,7 @@ class LanguageExamples:
         self.schedule = MixingSchedule([rate for _, rate in denoisers], seed=schedule_seed, cycle=1000)
         self.raw = [min(denoise_lib.raw_length(d, lengths.inputs, lengths.targets), len(tokens)) for d in self.denoisers]
         self.mode_ids, self.vocab_size = list(mode_ids), vocab_size
-        self._orders: dict[tuple[int, int], IndexPermutation] = {}
+        self._epochs: dict[tuple[int, int], tuple[IndexPermutation, int]] = {}
 
     def windows(self, denoiser: int) -> int:
         return max(len(self.tokens) // self.raw[denoiser], 1)
@@ -63,17 +63,23 @@ class LanguageExamples:
         """Raw tokens of the denoiser's k-th window (epoch k // windows, seeded offset and order)."""
         count, raw, total = self.windows(denoiser), self.raw[denoiser], len(self.tokens)
         epoch, slot = divmod(int(k), count)
-        order = self._orders.get((denoiser, epoch))
-        if order is None:
-            if len(self._orders) > 64:
-                self._orders.clear()
-            order = self._orders[(denoiser, epoch)] = IndexPermutation(count, self.seed, self.key, denoiser, epoch)
-        offset = int(_key(self.seed, self.key, denoiser, epoch, 0x0FF5).generate_state(1)[0]) % total
+        order, offset = self._epoch(denoiser, epoch, count, total)
         start = (offset + int(order(slot)) * raw) % total
         end = start + raw
         if end <= total:
             return np.asarray(self.tokens[start:end], np.int32)
         return np.concatenate([self.tokens[start:], self.tokens[: end - total]]).astype(np.int32)
+
+    def _epoch(self, denoiser: int, epoch: int, count: int, total: int) -> tuple[IndexPermutation, int]:
+        """The window order and grid offset of one (denoiser, epoch), derived once and kept."""
+        found = self._epochs.get((denoiser, epoch))
+        if found is None:
+            if len(self._epochs) > 64:
+                self._epochs.clear()
+            offset = int(_key(self.seed, self.key, denoiser, epoch, 0x0FF5).generate_state(1)[0]) % total
+            found = self._epochs[(denoiser, epoch)] = (IndexPermutation(count, self.seed, self.key, denoiser, epoch),
+                                                       offset)  # fmt: skip
+        return found
 
     def max_lengths(self) -> tuple[int, int]:
         """The longest (inputs, targets) any of its examples has, EOS and mode token included."""

@@ -69,16 +69,14 @@ class IndexedStream:
     """Batches of one mixture for one host, addressable by step."""
 
     def __init__(self, mixture: str, config: DataConfig, shard_info: seqio.ShardInfo,
-                 converter: seqio.FeatureConverter, *, progress: bool = False):  # fmt: skip
-        if config.batch_size % shard_info.num_shards:
-            raise ConfigError(
-                f"DataConfig.batch_size={config.batch_size} must be divisible by the {shard_info.num_shards} hosts"
-            )
-        plans = plans_of(mixture)
+                 converter: seqio.FeatureConverter, *, progress: bool = False,
+                 plans: Mapping[str, Plan] | None = None):  # fmt: skip
+        """`plans`: those of the mixture's tasks (plans_of), when the caller has them already."""
+        self.rows_per_batch = config.host_batch_size(shard_info.num_shards)
+        plans = plans if plans is not None else plans_of(mixture)
         if plans is None:
             raise ConfigError(f"mixture {mixture!r} has tasks registered without a lowres plan")
         self.mixture = mixture
-        self.rows_per_batch = config.batch_size // shard_info.num_shards
         self.seed, self.host = int(config.seed), int(shard_info.index)
         lengths = {"inputs": config.inputs_length, "targets": config.targets_length}
         self.rows = RowConverter.for_converter(converter, lengths)
@@ -219,12 +217,3 @@ class _Prefetched:
 
     def __del__(self):
         self._stop.set()
-
-
-def open_batches(mixture: str, config: DataConfig, shard_info: seqio.ShardInfo, start_step: int,
-                 converter: seqio.FeatureConverter, progress: bool = False) -> Iterator[Batch] | None:  # fmt: skip
-    """The mixture's batches from `start_step` by index, or None when a task has no plan."""
-    if plans_of(mixture) is None:
-        return None
-    return IndexedStream(mixture, config, shard_info, converter, progress=progress).batches(start_step)
-

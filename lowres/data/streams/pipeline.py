@@ -32,16 +32,15 @@ def training_batches(
 
     Starting at `start_step` gives exactly the batches an uninterrupted stream has from that step on.
     """
-    if config.batch_size % shard_info.num_shards:
-        raise ConfigError(
-            f"DataConfig.batch_size={config.batch_size} must be divisible by the {shard_info.num_shards} hosts"
-        )
+    config.host_batch_size(shard_info.num_shards)  # refuses an uneven split before building anything
     converter = converter or seqio.EncDecFeatureConverter(pack=config.pack)
     if config.pipeline != "seqio":
         from lowres.data.streams.indexed import IndexedStream, plans_of
 
-        if plans_of(mixture) is not None:
-            return IndexedStream(mixture, config, shard_info, converter, progress=progress).batches(start_step)
+        plans = plans_of(mixture)
+        if plans is not None:
+            return IndexedStream(mixture, config, shard_info, converter, progress=progress,
+                                 plans=plans).batches(start_step)  # fmt: skip
         if config.pipeline == "indexed":
             raise ConfigError(
                 f"DataConfig.pipeline='indexed' but mixture {mixture!r} holds tasks lowres did not register (they have "
@@ -64,7 +63,7 @@ def seqio_batches(mixture: str, config: DataConfig, shard_info: seqio.ShardInfo,
         use_cached=False,
         feature_converter=converter,
     )
-    dataset = dataset.batch(config.batch_size // shard_info.num_shards, drop_remainder=True)
+    dataset = dataset.batch(config.host_batch_size(shard_info.num_shards), drop_remainder=True)
     if start_step:
         dataset = dataset.skip(start_step)
     options = tf.data.Options()

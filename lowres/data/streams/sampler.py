@@ -11,7 +11,6 @@ function of (seed, index), so any position of a stream is reached in O(1).
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 
 import numpy as np
@@ -98,15 +97,24 @@ class MixingSchedule:
         self.counts = largest_remainder(rates, cycle)
         self.seed = int(seed)
         self.slots = np.repeat(np.arange(len(self.counts)), self.counts)
+        self._cycles: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # this schedule's last two cycles
 
     @property
     def shares(self) -> np.ndarray:
         """The realised share of each component over whole cycles."""
         return self.counts / self.cycle
 
-    @functools.lru_cache(maxsize=2)
     def _cycle(self, number: int) -> tuple[np.ndarray, np.ndarray]:
-        """(component of each slot, rank of the slot among its component's slots) for one cycle."""
+        """(component of each slot, rank of the slot among its component's slots) for one cycle, kept per
+        schedule (a cache shared by every schedule would evict a stream's cycle for each example's)."""
+        found = self._cycles.get(number)
+        if found is None:
+            if len(self._cycles) >= 2:
+                self._cycles.pop(next(iter(self._cycles)))
+            found = self._cycles[number] = self._compute_cycle(number)
+        return found
+
+    def _compute_cycle(self, number: int) -> tuple[np.ndarray, np.ndarray]:
         order = np.random.default_rng(_key(self.seed, number, 0x5EED)).permutation(self.slots).astype(np.int32)
         by_component = np.argsort(order, kind="stable")
         grouped = order[by_component]

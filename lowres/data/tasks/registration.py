@@ -129,6 +129,9 @@ def register_text_task(
     )
 
 
+_VIEWS: dict[str, tuple[str, ...]] = {}  # language task -> its one-denoiser views
+
+
 def register_denoiser_views(name: str, entries: Sequence[tuple[objectives.Denoiser, float]]) -> list[str]:
     """For a language task under several denoisers, also registers `<corpus>.<lang>.<denoiser>`: the same
     source under one denoiser, to inspect (`lowres data sample`) or evaluate one denoiser at a time.
@@ -156,8 +159,6 @@ def register_denoiser_views(name: str, entries: Sequence[tuple[objectives.Denois
     _VIEWS[name] = tuple(views)
     return views
 
-
-_VIEWS: dict[str, tuple[str, ...]] = {}
 
 
 def denoiser_views(name: str) -> tuple[str, ...]:
