@@ -183,6 +183,9 @@ RUN = (
         "--langs=pan,amh,eng,khm,yor --output=report.json", needs=(QS,)),
     Cmd("bench_checkpoint", "lowres bench checkpoint", ("--shape", "tiny", "--steps", "1")),
     Cmd("data_describe_builtin", "lowres data describe builtin"),
+    Cmd("bench_data_steady", "lowres bench data --parts steady --executors indexed",
+        ("--objective", "r_and_s", "--architecture", "encoder_decoder", "--steps", "5",
+         "--trainer_tokens_per_sec", "5000")),
     Cmd("data_cache", "lowres data cache flores:../shared/data/flores200/dev --model_dir=runs/quickstart",
         needs=(QS,)),
     Cmd("plot", "lowres plot DIR", fill=(("DIR", SHARED_RUN),), needs=(QS,)),
@@ -658,6 +661,12 @@ def _(done, real_flores):
     # every language's text, once as the training split (FLORES dev) and once as validation
     assert int(found.group(2)) + int(found.group(3)) == 2 * languages, last
     assert (Path(found.group(1)) / "manifest.json").is_file()
+
+
+@check("bench_data_steady")
+def _(done, real_flores):
+    assert re.search(r"^\| r_and_s \| encoder_decoder \| indexed \| [\d.e+]+ \|", done.stdout, re.MULTILINE), \
+        done.stdout[-2000:]
 
 
 @check("plot")
