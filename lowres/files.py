@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -102,3 +105,25 @@ def read_json(path: str | os.PathLike, what: str = "file") -> Any:
             f"{path} is not valid JSON ({what}): {error.msg} at line {error.lineno} column {error.colno}; "
             "restore it from a copy or remove it"
         ) from error
+
+
+@contextlib.contextmanager
+def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
+    """A directory written in full before it appears at `path`: the body fills a temporary sibling,
+    which then replaces `path` (an older `path` is moved aside first and removed after). A crash
+    inside the body leaves `path` as it was; one between the two renames leaves the older copy beside
+    it as `<name>.old-<pid>`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    try:
+        yield scratch
+    except BaseException:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
+    os.chmod(scratch, _default_mode() | 0o111)  # a directory: readable and searchable like a new one
+    old = path.with_name(f"{path.name}.old-{os.getpid()}")
+    if path.exists():
+        os.replace(path, old)
+    os.replace(scratch, path)
+    shutil.rmtree(old, ignore_errors=True)

@@ -28,6 +28,8 @@ def _check_positive_ints(config, names: tuple[str, ...]) -> None:
 
 def _check_common(config) -> None:
     """Checks the fields both architectures share."""
+    if not 0.0 < config.norm_eps < 1.0:
+        raise ConfigError(f"norm_eps must be in (0, 1), got {config.norm_eps}")
     if not 0.0 <= config.dropout_rate < 1.0:
         raise ConfigError(f"dropout_rate must be in [0, 1), got {config.dropout_rate}")
     if config.activation not in ACTIVATIONS:
@@ -67,12 +69,15 @@ class EncoderDecoderConfig:
     relative_attention_num_buckets: int = 32
     relative_attention_max_distance: int = 128
     activation: str = "gelu"  # gated: "gelu" (T5.1.1) or "silu"
-    # T5.1.1 unties; when tied, the decoder output is scaled by d_model**-0.5 before the shared embedding.
+    # T5.1.1 unties; when tied, the decoder output is scaled by d_model**-0.5 before the shared embedding
+    # unless scale_tied_logits is False (HF T5 checkpoints saved by transformers 5 tie without scaling).
     tie_embeddings: bool = False
+    scale_tied_logits: bool = True
     dtype: str = "float32"  # compute dtype
     param_dtype: str = "float32"
     norm: str = "pre"  # one of NORMS, applied to each stack separately (Mix-LN splits each stack)
     mix_ln_alpha: float = 0.25
+    norm_eps: float = 1e-6  # RMSNorm epsilon (T5's 1e-6)
 
     def __post_init__(self) -> None:
         _check_positive_ints(
@@ -148,12 +153,15 @@ class DecoderOnlyConfig:
     dropout_rate: float = 0.0
     activation: str = "silu"  # gated
     rope_theta: float = 10000.0
-    # Tied: the output is scaled by d_model**-0.5 before the shared embedding (as in EncoderDecoderConfig).
     tie_embeddings: bool = False
     dtype: str = "float32"  # compute dtype
     param_dtype: str = "float32"
     norm: str = "pre"  # one of NORMS
     mix_ln_alpha: float = 0.25
+    norm_eps: float = 1e-6  # RMSNorm epsilon (Llama checkpoints use 1e-5 or 1e-6)
+    # Tied heads scale the final features by d_model**-0.5 (unit-scale logits with N(0, 1) embeddings);
+    # models imported from Llama-style checkpoints, whose tied heads do not, set False.
+    scale_tied_logits: bool = True
     scan_layers: bool = True  # one stacked layer under lax.scan: compile time independent of depth
     remat: str = "none"  # one of REMAT_POLICIES, per layer
 

@@ -61,13 +61,13 @@ class DecoderOnlyLayer(nnx.Module):
         dtype, param_dtype = jnp.dtype(config.dtype), jnp.dtype(config.param_dtype)
         # GPT-2's depth-scaled residual init (variance / 2L on the branch outputs); LayerNorm Scaling drops it.
         out_init_scale = 1.0 if config.norm == "lns" else 1.0 / (2 * config.num_layers)
-        self.attention_norm = RMSNorm(config.d_model, dtype=dtype, param_dtype=param_dtype)
+        self.attention_norm = RMSNorm(config.d_model, eps=config.norm_eps, dtype=dtype, param_dtype=param_dtype)
         self.attention = MultiHeadAttention(
             config.d_model, config.num_heads, config.head_dim, num_kv_heads=config.num_kv_heads,
             fold_query_scale=False, out_init_scale=out_init_scale, dropout_rate=config.dropout_rate,
             keyed_dropout=True, dtype=dtype, param_dtype=param_dtype, rngs=rngs,
         )  # fmt: skip
-        self.mlp_norm = RMSNorm(config.d_model, dtype=dtype, param_dtype=param_dtype)
+        self.mlp_norm = RMSNorm(config.d_model, eps=config.norm_eps, dtype=dtype, param_dtype=param_dtype)
         self.mlp = GatedMLP(
             config.d_model, config.d_ff, activation=config.activation, dropout_rate=config.dropout_rate,
             out_init_scale=out_init_scale, keyed_dropout=True, dtype=dtype, param_dtype=param_dtype, rngs=rngs,
@@ -120,7 +120,7 @@ class DecoderOnly(nnx.Module):
             self.layers = make_stack(jax.random.split(rngs.params(), config.num_layers))
         else:
             self.layers = nnx.List([DecoderOnlyLayer(config, rngs=rngs) for _ in range(config.num_layers)])
-        self.final_norm = RMSNorm(config.d_model, dtype=self.dtype, param_dtype=param_dtype)
+        self.final_norm = RMSNorm(config.d_model, eps=config.norm_eps, dtype=self.dtype, param_dtype=param_dtype)
         self.logits_kernel = (
             None
             if config.tie_embeddings
@@ -153,7 +153,7 @@ class DecoderOnly(nnx.Module):
 
     def unembed(self, features: jax.Array) -> jax.Array:
         """Final features [..., d_model] -> float32 logits; separate so a loss can apply it in chunks."""
-        return output_logits(features, self.token_embed, self.logits_kernel)
+        return output_logits(features, self.token_embed, self.logits_kernel, self.config.scale_tied_logits)
 
     def features(
         self,

@@ -54,12 +54,12 @@ class EncoderLayer(nnx.Module):
 
     def __init__(self, config: EncoderDecoderConfig, *, rngs: nnx.Rngs):
         dtype, param_dtype = jnp.dtype(config.dtype), jnp.dtype(config.param_dtype)
-        self.pre_attention_norm = RMSNorm(config.d_model, dtype=dtype, param_dtype=param_dtype)
+        self.pre_attention_norm = RMSNorm(config.d_model, eps=config.norm_eps, dtype=dtype, param_dtype=param_dtype)
         self.attention = MultiHeadAttention(
             config.d_model, config.num_heads, config.head_dim, dropout_rate=config.dropout_rate,
             dtype=dtype, param_dtype=param_dtype, rngs=rngs,
         )  # fmt: skip
-        self.pre_mlp_norm = RMSNorm(config.d_model, dtype=dtype, param_dtype=param_dtype)
+        self.pre_mlp_norm = RMSNorm(config.d_model, eps=config.norm_eps, dtype=dtype, param_dtype=param_dtype)
         self.mlp = GatedMLP(
             config.d_model, config.d_ff, activation=config.activation, dropout_rate=config.dropout_rate,
             dtype=dtype, param_dtype=param_dtype, rngs=rngs,
@@ -89,11 +89,11 @@ class DecoderLayer(nnx.Module):
                 dtype=dtype, param_dtype=param_dtype, rngs=rngs,
             )  # fmt: skip
 
-        self.pre_self_attention_norm = RMSNorm(config.d_model, dtype=dtype, param_dtype=param_dtype)
+        self.pre_self_attention_norm = RMSNorm(config.d_model, eps=config.norm_eps, dtype=dtype, param_dtype=param_dtype)
         self.self_attention = attention()
-        self.pre_cross_attention_norm = RMSNorm(config.d_model, dtype=dtype, param_dtype=param_dtype)
+        self.pre_cross_attention_norm = RMSNorm(config.d_model, eps=config.norm_eps, dtype=dtype, param_dtype=param_dtype)
         self.cross_attention = attention()
-        self.pre_mlp_norm = RMSNorm(config.d_model, dtype=dtype, param_dtype=param_dtype)
+        self.pre_mlp_norm = RMSNorm(config.d_model, eps=config.norm_eps, dtype=dtype, param_dtype=param_dtype)
         self.mlp = GatedMLP(
             config.d_model, config.d_ff, activation=config.activation, dropout_rate=config.dropout_rate,
             dtype=dtype, param_dtype=param_dtype, rngs=rngs,
@@ -137,7 +137,7 @@ class Encoder(nnx.Module):
             bidirectional=True, param_dtype=param_dtype, rngs=rngs,
         )  # fmt: skip
         self.layers = nnx.List([EncoderLayer(config, rngs=rngs) for _ in range(config.num_encoder_layers)])
-        self.final_norm = RMSNorm(config.d_model, dtype=dtype, param_dtype=param_dtype)
+        self.final_norm = RMSNorm(config.d_model, eps=config.norm_eps, dtype=dtype, param_dtype=param_dtype)
         self.dropout = nnx.Dropout(config.dropout_rate, rngs=rngs)
         self.config = config
 
@@ -162,7 +162,7 @@ class Decoder(nnx.Module):
             bidirectional=False, param_dtype=param_dtype, rngs=rngs,
         )  # fmt: skip
         self.layers = nnx.List([DecoderLayer(config, rngs=rngs) for _ in range(config.num_decoder_layers)])
-        self.final_norm = RMSNorm(config.d_model, dtype=dtype, param_dtype=param_dtype)
+        self.final_norm = RMSNorm(config.d_model, eps=config.norm_eps, dtype=dtype, param_dtype=param_dtype)
         self.dropout = nnx.Dropout(config.dropout_rate, rngs=rngs)
         self.config = config
 
@@ -271,7 +271,7 @@ class EncoderDecoder(nnx.Module):
 
     def unembed(self, features: jax.Array) -> jax.Array:
         """Final decoder features [..., d_model] -> float32 logits; separate so a loss can chunk it."""
-        return output_logits(features, self.token_embed, self.logits_kernel)
+        return output_logits(features, self.token_embed, self.logits_kernel, self.config.scale_tied_logits)
 
     def init_cache(
         self,
@@ -316,7 +316,7 @@ class EncoderDecoder(nnx.Module):
             cache_index=index,
             deterministic=True,
         )
-        logits = output_logits(y, self.token_embed, self.logits_kernel)[:, 0]
+        logits = self.unembed(y)[:, 0]
         if return_features:
             return logits, cache.replace(self_attention=self_attention), y[:, 0]
         return logits, cache.replace(self_attention=self_attention)

@@ -193,11 +193,12 @@ class Embed(nnx.Module):
         )
 
 
-def output_logits(y: jax.Array, embed: Embed, logits_kernel: nnx.Param | None) -> jax.Array:
-    """Float32 logits [B, T, vocab] of final features: a separate kernel, or the embedding when tied."""
+def output_logits(y: jax.Array, embed: Embed, logits_kernel: nnx.Param | None, scale_tied: bool = True) -> jax.Array:
+    """Float32 logits [B, T, vocab] of final features: a separate kernel, or the embedding when tied
+    (rescaled by d_model**-0.5 when `scale_tied`: unit-RMS features against N(0, 1) embeddings then
+    give unit-scale logits, as in T5)."""
     if logits_kernel is None:
-        # Tied: rescale so unit-RMS features against N(0, 1) embeddings give unit-scale logits.
-        logits = embed.attend(y * jnp.asarray(y.shape[-1] ** -0.5, y.dtype))
+        logits = embed.attend(y * jnp.asarray(y.shape[-1] ** -0.5, y.dtype) if scale_tied else y)
     else:
         logits = jnp.einsum(
             "bte,ev->btv", y, logits_kernel[...].astype(y.dtype), preferred_element_type=jnp.float32

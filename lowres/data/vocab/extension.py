@@ -24,12 +24,14 @@ from sentencepiece import sentencepiece_model_pb2 as model_pb2
 
 from lowres.data.vocab import vocabulary as vocab_lib
 from lowres.errors import DataError, MissingFileError
-from lowres.files import write_atomic
+from lowres.files import read_json, write_atomic, write_json
 
 _Type = model_pb2.ModelProto.SentencePiece.Type
 # Piece types taken over from the new model; UNKNOWN and BYTE pieces exist in both already.
 _ADDED_TYPES = (_Type.NORMAL, _Type.USER_DEFINED, _Type.CONTROL)
 _MODEL_TYPES = {1: "unigram", 2: "bpe", 3: "word", 4: "char"}
+# Where a run extended from a base model (VocabularyConfig.base_model) records the extension.
+EXTENSION_FILE = "vocab/extension.json"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,6 +45,24 @@ class VocabularyExtension:
     added_pieces: tuple[str, ...]
     old_to_new: dict[int, int]
     new_token_pieces: dict[int, list[int]]
+
+    def to_record(self) -> dict:
+        """A JSON-ready record (what a run directory keeps in EXTENSION_FILE for model surgery)."""
+        return {
+            "path": str(self.path), "old_vocab_size": self.old_vocab_size, "new_vocab_size": self.new_vocab_size,
+            "num_sentinels": self.num_sentinels, "added_pieces": list(self.added_pieces),
+            "old_to_new": sorted(self.old_to_new.items()),
+            "new_token_pieces": {str(k): v for k, v in sorted(self.new_token_pieces.items())},
+        }  # fmt: skip
+
+    @classmethod
+    def from_record(cls, record: Mapping) -> VocabularyExtension:
+        return cls(
+            path=Path(record["path"]), old_vocab_size=int(record["old_vocab_size"]),
+            new_vocab_size=int(record["new_vocab_size"]), num_sentinels=int(record["num_sentinels"]),
+            added_pieces=tuple(record["added_pieces"]), old_to_new={int(a): int(b) for a, b in record["old_to_new"]},
+            new_token_pieces={int(k): list(v) for k, v in record["new_token_pieces"].items()},
+        )  # fmt: skip
 
     @property
     def id_map(self) -> list[int | None]:
@@ -80,20 +100,26 @@ def _no_prefix_processor(proto: model_pb2.ModelProto) -> spm.SentencePieceProces
 
 def extend_vocabulary(
     base_model: str | os.PathLike,
-    addition_model: str | os.PathLike,
+    addition_model: str | os.PathLike | None,
     output_path: str | os.PathLike,
     num_sentinels: int = 100,
     max_new_pieces: int | None = None,
+    reserved: Iterable[str] = (),
 ) -> VocabularyExtension:
     """Writes `base_model` plus the pieces of `addition_model` it lacks to `output_path` (atomically).
 
     `max_new_pieces` keeps the highest-scoring unigram pieces (or the earliest BPE merges); control
-    symbols of the addition (new language tags) are always kept. `num_sentinels` is the run's seqio
-    extra-id count, the same before and after.
+    symbols of the addition (new language tags) are always kept, and so are the `reserved` tokens
+    (mode tokens, language tags), added as control symbols where neither model has them. With no
+    `addition_model`, only `reserved` tokens are added. `num_sentinels` is the run's seqio extra-id
+    count, the same before and after.
     """
-    base, addition = _load_proto(base_model), _load_proto(addition_model)
+    base = _load_proto(base_model)
+    addition = _load_proto(addition_model) if addition_model is not None else model_pb2.ModelProto()
     base_type = _MODEL_TYPES.get(base.trainer_spec.model_type, str(base.trainer_spec.model_type))
     addition_type = _MODEL_TYPES.get(addition.trainer_spec.model_type, str(addition.trainer_spec.model_type))
+    if addition_model is None:
+        addition_type = base_type
     if base_type != addition_type or base_type not in ("unigram", "bpe"):
         raise DataError(
             f"can only extend unigram or BPE models with one of the same type; {base_model} is {base_type}, "
@@ -103,6 +129,9 @@ def extend_vocabulary(
     candidates = [p for p in addition.pieces if p.type in _ADDED_TYPES and p.piece not in known]
     controls = [p for p in candidates if p.type == _Type.CONTROL]
     normal = [p for p in candidates if p.type != _Type.CONTROL]
+    for token in dict.fromkeys(reserved):
+        if token not in known and all(p.piece != token for p in controls):
+            controls.append(model_pb2.ModelProto.SentencePiece(piece=token, score=0.0, type=_Type.CONTROL))
     if max_new_pieces is not None:
         if base_type == "unigram":
             normal = sorted(normal, key=lambda p: -p.score)
@@ -149,3 +178,32 @@ def train_extension(
     with tempfile.TemporaryDirectory() as scratch:
         addition = vocab_lib.train_vocabulary(texts_by_language, Path(scratch) / "addition.model", config)
         return extend_vocabulary(base_model, addition, output_path, config.num_sentinels, max_new_pieces)
+
+
+def extend_for_run(
+    model_dir: Path,
+    path: Path,
+    config: vocab_lib.VocabularyConfig,
+    texts_by_language: Mapping[str, Iterable[str]],
+    tag_languages: Iterable[str] = (),
+) -> VocabularyExtension:
+    """A run's vocabulary as `config.base_model` extended: the run's reserved tokens it lacks, and up to
+    `config.extend_pieces` pieces of a model trained (as `config` says) on the run's text. Written to
+    `path` with its record in `model_dir / EXTENSION_FILE`."""
+    languages = list(dict.fromkeys([*texts_by_language, *tag_languages]))
+    reserved = vocab_lib.reserved_tokens(languages, config.task_tags)
+    with tempfile.TemporaryDirectory() as scratch:
+        addition = None
+        if config.extend_pieces:
+            addition = vocab_lib.train_vocabulary(texts_by_language, Path(scratch) / "addition.model", config,
+                                                  tag_languages)  # fmt: skip
+        extension = extend_vocabulary(config.base_model, addition, path, config.num_sentinels,
+                                      config.extend_pieces or None, reserved=reserved)  # fmt: skip
+    write_json(model_dir / EXTENSION_FILE, extension.to_record())
+    return extension
+
+
+def read_run_extension(model_dir: Path) -> VocabularyExtension | None:
+    """The extension a run's vocabulary was built with, or None for a vocabulary trained from scratch."""
+    path = Path(model_dir) / EXTENSION_FILE
+    return VocabularyExtension.from_record(read_json(path, "vocabulary extension record")) if path.is_file() else None

@@ -78,10 +78,19 @@ class VocabularyConfig:
     # to the smallest size that holds them (with a warning naming both), or, when False, stop with an
     # error that names that minimum before anything is trained.
     grow_to_fit: bool = True
+    # Extend this SentencePiece model (an imported checkpoint's) instead of training one: its pieces keep
+    # their ids; the run's reserved tokens it lacks are appended, then up to `extend_pieces` pieces of a
+    # model trained on the run's text (vocab_size and the settings above). Sentinels move up to stay on top.
+    base_model: str | None = None
+    extend_pieces: int = 0
 
     def __post_init__(self):
         if self.kind not in KINDS:
             raise ConfigError(f"VocabularyConfig.kind={self.kind!r}; choose one of {list(KINDS)}")
+        if self.extend_pieces < 0:
+            raise ConfigError(f"VocabularyConfig.extend_pieces must be >= 0, got {self.extend_pieces}")
+        if self.base_model is not None and self.kind != "sentencepiece":
+            raise ConfigError("VocabularyConfig.base_model extends a SentencePiece model; set kind='sentencepiece'")
         if self.max_sentences <= 0:
             raise ConfigError(f"VocabularyConfig.max_sentences must be positive, got {self.max_sentences}")
         object.__setattr__(self, "task_tags", tuple(self.task_tags))
@@ -336,7 +345,11 @@ def prepare_vocabulary(
                 f"use kind={kind!r} or a new model directory"
             )
     if not path.exists():
-        if config.kind == "bytes":
+        if config.base_model is not None:
+            from lowres.data.vocab.extension import extend_for_run  # extension builds on this module
+
+            extend_for_run(model_dir, path, config, texts_by_language, tag_languages)
+        elif config.kind == "bytes":
             languages = list(dict.fromkeys([*texts_by_language, *tag_languages]))
             tokens = reserved_tokens(languages, config.task_tags)
             write_atomic(path, ReservedByteVocabulary(tokens, config.num_sentinels).to_json())
