@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from lowres.evaluation.during_training import EvalConfig, HeldoutEvalHook
+from lowres.training.hf_exports import HFExportHook
 from lowres.training.hooks import TrainHook
 from lowres.training.plots import PlotHook
 from lowres.training.throughput import ThroughputHook
@@ -18,6 +19,8 @@ def default_hooks(settings: TrainSettings, eval_config: EvalConfig) -> list[Trai
     if eval_config.every_steps:
         hooks.append(HeldoutEvalHook(eval_config))
     hooks.append(PlotHook())
+    if settings.checkpoint.hf_export_every:
+        hooks.append(HFExportHook(settings.checkpoint.hf_export_every, settings.checkpoint.hf_export_keep))
     return hooks
 
 

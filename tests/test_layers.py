@@ -19,6 +19,7 @@ FLOORS: list[tuple[str, ...]] = [
     ("figures", "text_metrics", "run_dir"),
     ("data", "models"),
     ("checkpoints",),
+    ("interop",),
     ("inference", "training"),
     ("evaluation",),
     ("jobs", "translationese"),

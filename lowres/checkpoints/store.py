@@ -40,8 +40,15 @@ class CheckpointConfig:
     keep_best: int = 1
     async_save: bool = True
     compress: bool = False
+    # Every N steps (and at the last), also write a Hugging Face directory MODEL_DIR/hf/step_<N>
+    # (transformers loads it with from_pretrained); the newest hf_export_keep are kept. 0: never.
+    hf_export_every: int = 0
+    hf_export_keep: int = 1
 
     def __post_init__(self):
+        if self.hf_export_every < 0 or self.hf_export_keep < 1:
+            raise ConfigError(f"CheckpointConfig.hf_export_every must be >= 0 and hf_export_keep >= 1, got "
+                              f"{self.hf_export_every} and {self.hf_export_keep}")
         if self.save_interval_steps <= 0 and self.save_interval_minutes <= 0:
             raise ConfigError("CheckpointConfig: set save_interval_steps and/or save_interval_minutes above 0")
         if self.best_mode not in ("min", "max"):

@@ -2,8 +2,8 @@
 adapts it to the search loops of `lowres.inference.decoding`.
 
 Prompts are the `inputs` of an example (EOS included), exactly as the architecture's seqio feature
-converter sees them: the encoder input of an encoder-decoder, or the bidirectional prefix
-`[0] + inputs` of a decoder-only model. With `use_cache=False` every step recomputes the whole prefix
+converter sees them: the encoder input of an encoder-decoder, or the prefix `[0] + inputs` of a
+decoder-only model (bidirectional for a prefix LM, causal for a run trained with causal attention). With `use_cache=False` every step recomputes the whole prefix
 (the reference the cached path is tested against, and the benchmark's baseline).
 """
 
@@ -29,11 +29,11 @@ from lowres.models.losses import merge_model
 
 def decode_batch(
     params, inputs: jax.Array, lengths: jax.Array, key: jax.Array, *, graphdef, rest,
-    config: DecodeConfig, eos_id: int, use_cache: bool = True,
+    config: DecodeConfig, eos_id: int, use_cache: bool = True, prefix_attention: bool = True,
 ) -> Decoded:  # fmt: skip
     """One padded batch of prompts -> Decoded (pure: jit it with `config` fixed)."""
     model = merge_model(graphdef, params, rest)
-    *start, (step, gather) = model.decoding_start(inputs, lengths, config.max_length, use_cache)
+    *start, (step, gather) = model.decoding_start(inputs, lengths, config.max_length, use_cache, prefix_attention)
     return search(config, *start, Stepper(step, gather), eos_id=eos_id, key=key)
 
 
@@ -81,6 +81,8 @@ class Generator:
             functools.partial(
                 decode_batch, graphdef=model.graphdef, rest=model.rest,
                 config=config, eos_id=self.eos_id, use_cache=use_cache,
+                # A decoder trained causally (DataConfig.decoder_attention="causal") decodes causally too.
+                prefix_attention=model.info.decoder_attention == "prefix",
             )  # fmt: skip
         )
         self._calls = 0

@@ -40,8 +40,7 @@ def _sentencepiece_tokenizer(vocabulary: seqio.SentencePieceVocabulary):
     require_transformers()
     from transformers.convert_slow_tokenizer import SpmConverter
 
-    proto = model_pb2.ModelProto()
-    proto.ParseFromString(vocabulary.sp_model)
+    proto = sentencepiece_proto(vocabulary)
     pieces = [(piece.piece, piece.score) for piece in proto.pieces]
     if proto.trainer_spec.model_type == 2:  # BPE: the converter takes a piece -> id dict
         pieces = {piece: i for i, (piece, _) in enumerate(pieces)}
@@ -49,6 +48,19 @@ def _sentencepiece_tokenizer(vocabulary: seqio.SentencePieceVocabulary):
     control = model_pb2.ModelProto.SentencePiece.Type.CONTROL
     specials = [AddedToken(p.piece, special=True, normalized=False) for p in proto.pieces if p.type == control]
     return tokenizer, specials, {"unk_token": proto.trainer_spec.unk_piece or "<unk>"}
+
+
+def sentencepiece_proto(vocabulary: seqio.SentencePieceVocabulary):
+    """The vocabulary's SentencePiece model as trained: seqio's `sp_model` carries its extra ids (the
+    sentinels) as trailing user-defined pieces, which the HF tokenizer adds as special tokens instead."""
+    from sentencepiece import sentencepiece_model_pb2 as model_pb2
+
+    proto = model_pb2.ModelProto()
+    proto.ParseFromString(vocabulary.sp_model)
+    extra = vocabulary.extra_ids
+    if extra and all(p.piece.lstrip("\u2581").startswith("<extra_id_") for p in proto.pieces[len(proto.pieces) - extra:]):
+        del proto.pieces[len(proto.pieces) - extra:]
+    return proto
 
 
 def _byte_tokenizer(vocabulary: ReservedByteVocabulary):
@@ -75,7 +87,7 @@ def write_tokenizer(vocabulary: seqio.Vocabulary, directory: Path, decoder_only:
     elif isinstance(vocabulary, seqio.SentencePieceVocabulary):
         tokenizer, specials, names = _sentencepiece_tokenizer(vocabulary)
         num_sentinels = vocabulary.extra_ids
-        (directory / "spiece.model").write_bytes(vocabulary.sp_model)
+        (directory / "spiece.model").write_bytes(sentencepiece_proto(vocabulary).SerializeToString())
     else:
         raise DataError(f"cannot export a {type(vocabulary).__name__} as a Hugging Face tokenizer")
     tokenizer.add_special_tokens(specials)

@@ -279,15 +279,17 @@ class DecoderOnly(nnx.Module):
             return x, None
         return x, jax.tree.map(lambda *layers: jnp.stack(layers), *new_caches)
 
-    def decoding_start(self, prompt: jax.Array, lengths: jax.Array, max_length: int, use_cache: bool = True):
-        """How decoding starts from right-padded prompts [B, P] (`[0] + inputs`, attended bidirectionally) of
-        `lengths` [B]: (first logits, context features, context mask, state, (step, gather)), as in
-        EncoderDecoder.decoding_start."""
+    def decoding_start(self, prompt: jax.Array, lengths: jax.Array, max_length: int, use_cache: bool = True,
+                       prefix_attention: bool = True):  # fmt: skip
+        """How decoding starts from right-padded prompts [B, P] (`[0] + inputs`, attended bidirectionally
+        with `prefix_attention`, as a prefix LM trained, else causally) of `lengths` [B]: (first logits,
+        context features, context mask, state, (step, gather)), as in EncoderDecoder.decoding_start."""
         batch, width = prompt.shape
         valid = jnp.arange(width)[None] < lengths[:, None]
+        prefix_of = valid if prefix_attention else jnp.zeros_like(valid)
         if use_cache:
             cache = self.init_cache(batch, width + max_length)
-            logits, cache, features = self.prefill(prompt, cache, valid.astype(jnp.int32), return_features=True)
+            logits, cache, features = self.prefill(prompt, cache, prefix_of.astype(jnp.int32), return_features=True)
 
             def step(token, state, i):
                 cache, lengths = state
@@ -300,7 +302,7 @@ class DecoderOnly(nnx.Module):
             return at_positions(logits, lengths - 1), features, valid, (cache, lengths), (step, gather)
 
         tokens = jnp.pad(prompt, ((0, 0), (0, max_length)))
-        prefix = jnp.pad(valid, ((0, 0), (0, max_length))).astype(jnp.int32)
+        prefix = jnp.pad(prefix_of, ((0, 0), (0, max_length))).astype(jnp.int32)
 
         def full_step(token, state, i):
             tokens, prefix, lengths = state

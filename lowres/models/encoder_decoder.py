@@ -372,8 +372,10 @@ class EncoderDecoder(nnx.Module):
             return_features=True,
         )
 
-    def decoding_start(self, inputs: jax.Array, lengths: jax.Array, max_length: int, use_cache: bool = True):
-        """How decoding starts from encoder inputs [B, S] (`lengths` unused): (first next-token logits [B, V],
+    def decoding_start(self, inputs: jax.Array, lengths: jax.Array, max_length: int, use_cache: bool = True,
+                       prefix_attention: bool = True):  # fmt: skip
+        """How decoding starts from encoder inputs [B, S] (`lengths` and `prefix_attention` unused: the
+        encoder always attends both ways): (first next-token logits [B, V],
         context features, context mask, state, (step, gather)), where step(token, state, i) -> (logits, features,
         state) feeds the i-th generated token and gather(state, rows) reorders rows. With `use_cache=False`
         every step recomputes the whole decoder prefix (the reference the cached path is tested against)."""

@@ -1,5 +1,8 @@
 """Initialise a new run from another run's checkpoint: continued pretraining, renamed or added
-parameters (architecture changes), with or without the old optimiser state.
+parameters (architecture changes), with or without the old optimiser state; or from a local Hugging
+Face checkpoint (T5 / mT5, Llama / Mistral), whose SentencePiece model becomes the run's vocabulary,
+extended with the run's reserved tokens (and new pieces, `VocabularyConfig.extend_pieces`), the new
+embedding rows initialised by `InitConfig.new_rows` (lowres.models.surgery).
 
 Parameters are matched by name (`a/b/c` paths of the param dict) after applying `mapping`, a
 list of (regex, replacement) pairs that turn a new name into the checkpoint's name. Parameters
@@ -19,8 +22,16 @@ import jax
 import numpy as np
 
 from lowres.checkpoints.store import CheckpointStore
-from lowres.training.step import TrainState, leaf_names
+from lowres.data.vocab import vocabulary as vocab_lib
+from lowres.data.vocab.extension import VocabularyExtension
 from lowres.errors import ConfigError, MissingFileError
+from lowres.interop import hf_import, hf_tokenizer
+from lowres.models import surgery
+from lowres.models.architecture import ArchitectureConfig, ModelConfig
+from lowres.training.step import TrainState, leaf_names
+
+# ModelConfig.overrides a run from an HF checkpoint may set: how it computes, not what it computes.
+HF_OVERRIDABLE = ("dropout_rate", "dtype", "param_dtype", "scan_layers", "remat")
 
 
 @gin.configurable
@@ -32,6 +43,16 @@ class InitConfig:
     step: int | None = None
     mapping: tuple[tuple[str, str], ...] = ()
     optimizer_state: bool = False
+    # A local HF model directory (config.json, safetensors, spiece.model or tokenizer.model).
+    hf_checkpoint: str | None = None
+    new_rows: str = "mean_of_pieces"  # lowres.models.surgery.METHODS, for ids the HF vocabulary lacks
+
+    def __post_init__(self):
+        if self.checkpoint and self.hf_checkpoint:
+            raise ConfigError("set InitConfig.checkpoint or InitConfig.hf_checkpoint, not both")
+        if self.new_rows not in surgery.METHODS or self.new_rows == "focus":
+            choices = [m for m in surgery.METHODS if m != "focus"]
+            raise ConfigError(f"InitConfig.new_rows={self.new_rows!r}; choose one of {choices}")
 
 
 def _store(path: Path) -> CheckpointStore:
@@ -104,3 +125,61 @@ def initialize_from(config: InitConfig, state: TrainState) -> tuple[TrainState, 
     report = {"checkpoint": str(config.checkpoint), "step": step, "loaded": len(loaded), "fresh": fresh,
               "optimizer_state": config.optimizer_state}
     return TrainState(step=state.step, params=params, opt_state=opt_state), report
+
+
+def hf_vocabulary(init: InitConfig, vocab: vocab_lib.VocabularyConfig) -> vocab_lib.VocabularyConfig:
+    """`vocab` for a run from `init.hf_checkpoint`: the checkpoint's SentencePiece model as the base
+    (extended by the run, see `VocabularyConfig.base_model`), with its number of sentinels."""
+    directory = Path(init.hf_checkpoint)
+    if not directory.is_dir():
+        raise MissingFileError(f"InitConfig.hf_checkpoint={init.hf_checkpoint!r}: no such directory")
+    model = hf_tokenizer.sentencepiece_file(directory)
+    if model is None:
+        raise ConfigError(
+            f"InitConfig.hf_checkpoint={init.hf_checkpoint!r} has no SentencePiece model "
+            f"({' or '.join(hf_tokenizer.SENTENCEPIECE_FILES)}); lowres vocabularies are SentencePiece or bytes, so "
+            "byte-level BPE tokenizers (tokenizer.json only: Llama 3, Qwen2) cannot be a run's vocabulary"
+        )
+    if vocab.kind != "sentencepiece":
+        raise ConfigError(f"VocabularyConfig.kind={vocab.kind!r}: a run from InitConfig.hf_checkpoint uses the "
+                          "checkpoint's SentencePiece model; remove the binding")  # fmt: skip
+    return dataclasses.replace(vocab, base_model=str(model), num_sentinels=hf_import.num_sentinels(directory))
+
+
+def hf_model_config(imported: ArchitectureConfig, model: ModelConfig, vocab_size: int) -> ArchitectureConfig:
+    """The imported checkpoint's config at the run's `vocab_size`, with the `ModelConfig.overrides` that
+    change only how it computes (`HF_OVERRIDABLE`)."""
+    overrides = dict(model.overrides)
+    refused = sorted(set(overrides) - set(HF_OVERRIDABLE))
+    if refused or model.norm not in (None, "pre"):
+        setting = f"ModelConfig.overrides {refused}" if refused else f"ModelConfig.norm={model.norm!r}"
+        raise ConfigError(f"{setting}: a run from InitConfig.hf_checkpoint keeps the checkpoint's architecture; "
+                          f"only {list(HF_OVERRIDABLE)} may be overridden")  # fmt: skip
+    return dataclasses.replace(imported, vocab_size=vocab_size, **overrides)
+
+
+def hf_params(checkpoint: hf_import.HFCheckpoint, extension: VocabularyExtension | None, method: str,
+              seed: int) -> dict[str, Any]:  # fmt: skip
+    """The checkpoint's parameters with the vocabulary matrices resized to the run's extended vocabulary."""
+    if extension is None:
+        return checkpoint.params
+    matrices = [surgery.VocabMatrix(("token_embed", "embedding"), 0)]
+    if not checkpoint.config.tie_embeddings:
+        matrices.append(surgery.VocabMatrix(("logits_kernel",), 1))
+    return surgery.resize_params(checkpoint.params, extension.id_map, method, matrices, rng_seed=seed,
+                                 new_token_pieces=extension.new_token_pieces)  # fmt: skip
+
+
+def place_params(state: TrainState, params: Any, where: str) -> TrainState:
+    """`state` with its parameters replaced by `params` (same names and shapes), placed as the state's are."""
+    given = dict(zip(leaf_names(params), jax.tree.leaves(params)))
+    leaves, treedef = jax.tree.flatten(state.params)
+    names = leaf_names(state.params)
+    missing = [name for name in names if name not in given]
+    wrong = [f"{name}: {np.shape(given[name])} vs model {tuple(leaf.shape)}" for name, leaf in zip(names, leaves)
+             if name in given and tuple(np.shape(given[name])) != tuple(leaf.shape)]  # fmt: skip
+    if missing or wrong:
+        raise ConfigError(f"{where} does not fit the model: " + "; ".join(wrong + [f"{m} missing" for m in missing]))
+    values = [jax.device_put(np.asarray(given[name]).astype(leaf.dtype), leaf.sharding)
+              for name, leaf in zip(names, leaves)]  # fmt: skip
+    return TrainState(step=state.step, params=jax.tree.unflatten(treedef, values), opt_state=state.opt_state)

@@ -37,7 +37,9 @@ from lowres.data.streams.learned import LearnedMixingConfig
 from lowres.data.streams.schedules import MixtureSchedule
 from lowres.data.tasks.prepare import PreparedData, prepare_data
 from lowres.data.vocab import vocabulary as vocab_lib
+from lowres.data.vocab.extension import read_run_extension
 from lowres.errors import ConfigError, NonFiniteError
+from lowres.interop import hf_import
 from lowres.files import write_atomic
 from lowres.models import partitioning
 from lowres.models.architecture import (
@@ -45,6 +47,7 @@ from lowres.models.architecture import (
     abstract_split,
     architecture_for,
     build_model,
+    config_from_dict,
     config_to_dict,
     non_param_state,
 )
@@ -52,7 +55,14 @@ from lowres.models.losses import LossOptions, score_batch
 from lowres.training import resume
 from lowres.training.batch_sources import StreamConfig, open_batch_source, stream_identity
 from lowres.training.hooks import StepInfo, TrainHook, TrainRun
-from lowres.training.initialization import InitConfig, initialize_from
+from lowres.training.initialization import (
+    InitConfig,
+    hf_model_config,
+    hf_params,
+    hf_vocabulary,
+    initialize_from,
+    place_params,
+)
 from lowres.training.metrics import IntervalMeans, LossSpikes, MetricsWriter, console_line
 from lowres.training.optimizer import OptimizerConfig, make_optimizer
 from lowres.training.step import TrainState, leaf_names, train_step
@@ -316,6 +326,17 @@ def _check_resumable(model_dir: Path, info: run_dir.RunInfo) -> None:
         )
 
 
+def _hf_model_config(model_dir: Path, settings: TrainSettings):
+    """(the imported checkpoint or None, the model config) of a run from `InitConfig.hf_checkpoint`. A
+    restart reads the config the run recorded instead of the checkpoint's weights."""
+    extension = read_run_extension(model_dir)
+    if run_dir.is_run_dir(model_dir) and extension is not None:
+        return None, config_from_dict(run_dir.read_run_info(model_dir).model)
+    imported = hf_import.read_hf_checkpoint(settings.init.hf_checkpoint)
+    vocab_size = extension.new_vocab_size if extension else imported.config.vocab_size
+    return imported, hf_model_config(imported.config, settings.model, vocab_size)
+
+
 def _run_info(settings: TrainSettings, data: PreparedData, model_config) -> run_dir.RunInfo:
     return run_dir.RunInfo(
         model=config_to_dict(model_config),
@@ -522,8 +543,14 @@ def train(
     data_config = dataclasses.replace(settings.data, seed=_agreed_seed(settings.data.seed))
     settings = dataclasses.replace(settings, data=data_config)
 
+    imported = None
+    if settings.init.hf_checkpoint:
+        settings = dataclasses.replace(settings, vocab=hf_vocabulary(settings.init, settings.vocab))
     data = prepare_data(model_dir, data_config, settings.vocab, progress=progress and is_main)
-    model_config = settings.model.resolve(data.vocabulary.vocab_size)
+    if settings.init.hf_checkpoint:
+        imported, model_config = _hf_model_config(model_dir, settings)
+    else:
+        model_config = settings.model.resolve(data.vocabulary.vocab_size)
     info = _run_info(settings, data, model_config)
     _check_resumable(model_dir, info)
     if is_main:
@@ -560,6 +587,15 @@ def train(
     optimizer, schedule = make_optimizer(settings.optimizer, settings.train.num_steps)
     sharded = create_sharded_state(model_config, optimizer, mesh, rules, settings.train.seed)
     state = sharded.state
+    if not start_step and settings.init.hf_checkpoint:
+        imported = imported or hf_import.read_hf_checkpoint(settings.init.hf_checkpoint)
+        extension = read_run_extension(model_dir)
+        params = hf_params(imported, extension, settings.init.new_rows, settings.train.seed)
+        state = place_params(state, params, f"InitConfig.hf_checkpoint={settings.init.hf_checkpoint!r}")
+        if is_main:
+            added = len(extension.added_pieces) if extension else 0
+            print(f"initialised from Hugging Face checkpoint {settings.init.hf_checkpoint}; {added} vocabulary "
+                  f"entries added ({settings.init.new_rows} rows)")
     if not start_step and settings.init.checkpoint:
         state, report = initialize_from(settings.init, state)
         if is_main:
