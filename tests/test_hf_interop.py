@@ -394,3 +394,19 @@ def test_continue_from_hf_extends_the_vocabulary_and_keeps_every_weight(released
         assert extension.old_to_new[old] == new and np.array_equal(embedding[new], original[old])
     piece_id, pieces = next((k, v) for k, v in extension.new_token_pieces.items() if len(v) > 1)
     np.testing.assert_allclose(embedding[piece_id], original[pieces].mean(axis=0), rtol=1e-6)
+
+
+@pytest.mark.slow
+def test_readme_loads_an_export_in_three_lines_of_python(exported):
+    import re
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    blocks = [b for b in re.findall(r"```python\n(.*?)```", readme, re.DOTALL) if "from_pretrained" in b]
+    assert len(blocks) == 1 and len(blocks[0].strip().splitlines()) == 3, blocks
+    namespace: dict = {}
+    exec(blocks[0].replace("runs/quickstart-hf", str(exported["encoder_decoder"])), namespace)  # noqa: S102
+    assert type(namespace["model"]).__name__ == "T5ForConditionalGeneration"
+    ids = namespace["tokenizer"]("Báwo ni", return_tensors="pt").input_ids
+    with torch.no_grad():
+        out = namespace["model"].generate(ids, max_new_tokens=3)
+    assert out.shape[0] == 1 and out[0, 0] == 0  # decoding starts from id 0, as lowres's

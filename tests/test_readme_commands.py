@@ -189,6 +189,12 @@ RUN = (
     Cmd("data_cache", "lowres data cache flores:../shared/data/flores200/dev --model_dir=runs/quickstart",
         needs=(QS,)),
     Cmd("plot", "lowres plot DIR", fill=(("DIR", SHARED_RUN),), needs=(QS,)),
+    Cmd("export_hf", "lowres export hf --model_dir=runs/quickstart --output=runs/quickstart-hf",
+        needs=(QS, "quickstart_eval")),
+    Cmd("lm_eval_task", ".venv/bin/python experiments/lm_eval/make_task.py --output=lm_eval_tasks --langs=pan,yor,cym",
+        shell=True),
+    Cmd("lm_eval", ".venv/bin/lm_eval --model hf --model_args pretrained=runs/quickstart-hf --include_path lm_eval_tasks "
+        "--tasks lowres_continuation --device cpu", shell=True, needs=("export_hf", "lm_eval_task")),
     Cmd("models_list", "lowres models list"),
     Cmd("help", "lowres --help"),
 )
@@ -219,6 +225,10 @@ SKIP = {
     "lowres vocab report --model_dir=DIR | --vocab=FILE [--data=SOURCE] [--output=report.json]": SUMMARY,
     "lowres translationese build|score|filter ...": SUMMARY,
     "lowres plot MODEL_DIR": SUMMARY,
+    "lowres export hf --model_dir=DIR --output=OUT [--step=N]": SUMMARY,
+    "lowres train --gin_file=continue_from_hf.gin --gin.InitConfig.hf_checkpoint=\"'mt5-small'\" "
+    "--model_dir=runs/mt5-yor": "needs a released checkpoint downloaded beforehand (mt5-small: 1.2 GB); "
+                                "tests/test_hf_interop.py runs continue_from_hf.gin on a T5 it builds",
     "lowres bench train|data|checkpoint|scale|decode|all [--shape=NAME] [--json]": SUMMARY,
     "lowres bench CASE [--shape NAME] [--steps N] [--synthetic] [--json] [--output FILE.json]": SUMMARY,
     # Clusters.
@@ -316,6 +326,9 @@ def make_clone(root: Path, real_flores: bool) -> Path:
     clone = root / "lowres"
     (clone / "runs").mkdir(parents=True)
     (clone / "gin_configs").symlink_to(ROOT / "gin_configs", target_is_directory=True)
+    (clone / "experiments").symlink_to(ROOT / "experiments", target_is_directory=True)
+    # `.venv/bin/...` commands run with the interpreter running the tests (CI's .venv, or any other).
+    (clone / ".venv").symlink_to(Path(sys.executable).parent.parent, target_is_directory=True)
     for alias in RUN_ALIASES:
         (clone / "runs" / alias).symlink_to("quickstart", target_is_directory=True)
     (clone / "eng.txt").write_text("\n".join(ENG_TXT) + "\n", encoding="utf-8")
@@ -388,7 +401,7 @@ def test_readme_commands_work_as_written(tmp_path, cache_dir, corpus):
     """`corpus` builds the built-in corpus cache once, before commands share it (LOWRES_CACHE_DIR)."""
     real_flores = SHARED_FLORES.is_dir()
     clone = make_clone(tmp_path, real_flores)
-    env = dict(os.environ, LOWRES_CACHE_DIR=str(cache_dir),
+    env = dict(os.environ, LOWRES_CACHE_DIR=str(cache_dir), HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1",
                PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     start = time.perf_counter()
     results = run_all(RUN, clone, env)
@@ -492,6 +505,30 @@ FLORES_DIRECTIONS = {"eng_Latn-pan_Guru", "pan_Guru-eng_Latn"}
 def _(done, real_flores):
     _trained(done.path(SHARED_RUN))
     assert (done.path(SHARED_RUN) / "vocab" / "spm.model").is_file()
+
+
+@check("export_hf")
+def _(done, real_flores):
+    export = done.path("runs/quickstart-hf")
+    config = _json(export / "config.json")
+    assert config["architectures"] == ["T5ForConditionalGeneration"] and config["d_model"] == 32, config
+    for name in ("model.safetensors", "tokenizer.json", "generation_config.json"):
+        assert (export / name).is_file(), f"{name} was not written"
+    card = (export / "README.md").read_text(encoding="utf-8")
+    assert "| pan_Guru |" in card, "the model card lacks the run's eval table (runs/quickstart/eval.md)"
+
+
+@check("lm_eval_task")
+def _(done, real_flores):
+    items = [json.loads(line) for line in _lines(done.path("lm_eval_tasks/lowres_continuation.jsonl"))]
+    assert {item["lang"] for item in items} == {"pan_Guru", "yor_Latn", "cym_Latn"}
+    assert all(len(item["choices"]) == 4 and 0 <= item["label"] < 4 for item in items)
+
+
+@check("lm_eval")
+def _(done, real_flores):
+    row = re.search(r"\|lowres_continuation\|.*\|acc\s*\|.\s*\|\s*([\d.]+)\|", done.stdout)
+    assert row and 0 <= float(row.group(1)) <= 1, done.stdout[-2000:]
 
 
 @check("quickstart_eval")
