@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")  # installed with the test extra: these tests run on CI
-transformers = pytest.importorskip("transformers")
+import torch  # the test extra installs torch and transformers: these tests run (never skip) on CI
+import transformers
 
 ROOT = Path(__file__).resolve().parents[1]
 TOLERANCE = 1e-4
@@ -410,3 +410,40 @@ def test_readme_loads_an_export_in_three_lines_of_python(exported):
     with torch.no_grad():
         out = namespace["model"].generate(ids, max_new_tokens=3)
     assert out.shape[0] == 1 and out[0, 0] == 0  # decoding starts from id 0, as lowres's
+
+
+def test_a_failed_export_leaves_the_previous_one_intact(vocabulary, tmp_path, monkeypatch):
+    from lowres.checkpoints.trained_model import TrainedModel
+    from lowres.interop import hf_export, hf_tokenizer
+    from lowres.models.config import encoder_decoder_config
+
+    model = TrainedModel.initialized(encoder_decoder_config("tiny", vocabulary.vocab_size), vocabulary)
+    output = tmp_path / "out"
+    hf_export.export_hf(model, output)
+    before = {p.name: p.read_bytes() for p in output.iterdir()}
+
+    def broken(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(hf_tokenizer, "write_tokenizer", broken)
+    with pytest.raises(OSError, match="No space left"):
+        hf_export.export_hf(model, output)
+    assert {p.name: p.read_bytes() for p in output.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]  # no half-written directory left beside it
+    assert transformers.AutoModelForSeq2SeqLM.from_pretrained(output).config.vocab_size == vocabulary.vocab_size
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("argv, message", [
+    (["--model_dir={tmp}/nothing", "--output={tmp}/out"], "holds no trained model"),
+    (["--model_dir={run}", "--output={tmp}/out", "--step=999"], "999"),
+    (["--model_dir={run}", "--output={run}"], "is the run directory itself"),
+    (["--model_dir={run}", "--output={tmp}/out", "--eval={tmp}/missing.json"], "missing.json"),
+    (["--model_dir={run}", "--output={tmp}/out", "--max_shard_mb=0"], "--max_shard_mb=0"),
+])  # fmt: skip
+def test_export_bad_input_gets_one_line(runs, tmp_path, cache_dir, argv, message):
+    filled = [a.format(tmp=tmp_path, run=runs["encoder_decoder"]) for a in argv]
+    result = run_cli("export", "hf", *filled, env=_env(cache_dir))
+    assert result.returncode == 2, result.stderr[-2000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("lowres: error:") and message in last and "Traceback" not in result.stderr, last

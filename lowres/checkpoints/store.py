@@ -146,9 +146,7 @@ class CheckpointStore:
         Abstract trees are `jax.ShapeDtypeStruct`s carrying shardings, so arrays land where the
         step expects them.
         """
-        step = self.latest_step() if step is None else step
-        if step is None:
-            raise MissingFileError(f"no checkpoint found under {self.directory}")
+        step = self._existing_step(step)
         items = {
             "params": ocp.args.StandardRestore(abstract_params),
             "metadata": ocp.args.JsonRestore(),
@@ -160,10 +158,20 @@ class CheckpointStore:
 
     def metadata(self, step: int | None = None) -> dict:
         """Only the metadata item of a step (default: the latest)."""
-        step = self.latest_step() if step is None else step
-        if step is None:
-            raise MissingFileError(f"no checkpoint found under {self.directory}")
+        step = self._existing_step(step)
         return self.manager.restore(step, args=ocp.args.Composite(metadata=ocp.args.JsonRestore()))["metadata"]
+
+    def _existing_step(self, step: int | None) -> int:
+        """`step` (default: the latest) if it was saved; else one error naming the steps there are."""
+        steps = self.all_steps()
+        if not steps:
+            raise MissingFileError(f"no checkpoint found under {self.directory}")
+        if step is None:
+            return steps[-1]
+        if step not in steps:
+            raise MissingFileError(f"--step={step}: {self.directory} holds steps {', '.join(map(str, steps))}; "
+                                   "pick one of them (or leave --step out for the latest)")  # fmt: skip
+        return step
 
     def wait(self) -> None:
         self.manager.wait_until_finished()

@@ -117,7 +117,7 @@ def model_card(model: TrainedModel, hf_config: dict, approximations: list[str], 
         lines += ["language:"] + [f"- {code}" for code in codes]
     lines += ["---", "", f"# {Path(model.model_dir).name if model.model_dir else 'lowres model'}", ""]
     lines += [
-        f"A {family} language model trained with [lowres](https://github.com/) and exported as `{architecture}`.",
+        f"A {family} language model trained with lowres and exported as `{architecture}`.",
         "",
         "| | |", "|---|---|",
         f"| parameters | {config.num_params():,} |",

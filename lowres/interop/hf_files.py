@@ -6,7 +6,6 @@ NumPy only (safetensors' NumPy API): exporting and importing need neither torch 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -87,6 +86,3 @@ def read_config(directory: Path) -> dict[str, Any]:
         raise DataError(f"{directory / CONFIG_FILE} is not a JSON object")
     return config
 
-
-def config_json(config: Mapping[str, Any]) -> str:
-    return json.dumps(dict(config), indent=2, sort_keys=True) + "\n"

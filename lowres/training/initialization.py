@@ -76,6 +76,9 @@ def initialize_from(config: InitConfig, state: TrainState) -> tuple[TrainState, 
         step = config.step if config.step is not None else store.latest_step()
         if step is None:
             raise MissingFileError(f"InitConfig.checkpoint={config.checkpoint!r} holds no checkpoint")
+        if step not in store.all_steps():
+            raise MissingFileError(f"InitConfig.step={step}: {config.checkpoint!r} holds steps "
+                                   f"{', '.join(map(str, store.all_steps()))}")  # fmt: skip
         import orbax.checkpoint as ocp
 
         items = {"params": ocp.args.StandardRestore()}
