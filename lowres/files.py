@@ -122,6 +122,9 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
         shutil.rmtree(scratch, ignore_errors=True)
         raise
     os.chmod(scratch, _default_mode() | 0o111)  # a directory: readable and searchable like a new one
+    for file in scratch.rglob("*"):  # writers that create owner-only files (safetensors) get the usual mode
+        if file.is_file():
+            os.chmod(file, _default_mode())
     old = path.with_name(f"{path.name}.old-{os.getpid()}")
     if path.exists():
         os.replace(path, old)

@@ -111,13 +111,13 @@ def model_card(model: TrainedModel, hf_config: dict, approximations: list[str], 
     info, config = model.info, model.config
     codes = sorted({lang.split("_")[0] for lang in info.languages})
     architecture = hf_config["architectures"][0]
-    family = "decoder-only (Llama layout)" if isinstance(config, DecoderOnlyConfig) else "encoder-decoder (T5.1.1)"
+    family = "a decoder-only (Llama layout)" if isinstance(config, DecoderOnlyConfig) else "an encoder-decoder (T5.1.1)"
     lines = ["---", "library_name: transformers", "tags:", "- lowres"]
     if codes:
         lines += ["language:"] + [f"- {code}" for code in codes]
     lines += ["---", "", f"# {Path(model.model_dir).name if model.model_dir else 'lowres model'}", ""]
     lines += [
-        f"A {family} language model trained with lowres and exported as `{architecture}`.",
+        f"{family[0].upper()}{family[1:]} language model trained with lowres and exported as `{architecture}`.",
         "",
         "| | |", "|---|---|",
         f"| parameters | {config.num_params():,} |",
