@@ -15,7 +15,7 @@ LIBRARY = ROOT / "lowres"
 # Bottom to top. Units on the same floor are independent of each other.
 FLOORS: list[tuple[str, ...]] = [
     ("errors",),
-    ("files",),
+    ("files", "config_fields"),
     ("figures", "text_metrics", "run_dir"),
     ("data", "models"),
     ("checkpoints",),

@@ -16,10 +16,16 @@ from typing import Any
 import gin
 import orbax.checkpoint as ocp
 from orbax.checkpoint import checkpoint_managers as policies
+from lowres.config_fields import any_value, at_least, one_of, validated
 from lowres.errors import ConfigError, MissingFileError
 
 
 @gin.configurable
+@validated(
+    save_interval_steps=at_least(0), save_interval_minutes=at_least(0.0), max_to_keep=at_least(1),
+    keep_every_steps=at_least(0), best_metric=any_value("a logged metric's name"), best_mode=one_of("min", "max"),
+    keep_best=at_least(1), hf_export_every=at_least(0), hf_export_keep=at_least(1),
+)  # fmt: skip
 @dataclasses.dataclass(frozen=True)
 class CheckpointConfig:
     """When to save and what to keep.
@@ -46,13 +52,8 @@ class CheckpointConfig:
     hf_export_keep: int = 1
 
     def __post_init__(self):
-        if self.hf_export_every < 0 or self.hf_export_keep < 1:
-            raise ConfigError(f"CheckpointConfig.hf_export_every must be >= 0 and hf_export_keep >= 1, got "
-                              f"{self.hf_export_every} and {self.hf_export_keep}")
         if self.save_interval_steps <= 0 and self.save_interval_minutes <= 0:
             raise ConfigError("CheckpointConfig: set save_interval_steps and/or save_interval_minutes above 0")
-        if self.best_mode not in ("min", "max"):
-            raise ConfigError(f"CheckpointConfig.best_mode={self.best_mode!r}; use 'min' or 'max'")
 
 
 def _save_policy(config: CheckpointConfig):

@@ -77,9 +77,12 @@ def parse_gin(files: Sequence[str], bindings: Sequence[str], registers: str, **o
     import gin
 
     importlib.import_module(registers)
-    gin.add_config_file_search_path(str(GIN_CONFIG_DIR))  # `include "models/..."` inside gin files
-    with reraise_as(ConfigError, ValueError, KeyError, SyntaxError, prefix="gin config: "):
-        gin.parse_config_files_and_bindings(paths, bindings, **options)
+    # A command run in-process after another (a notebook, a test) starts from a clean, unlocked config.
+    with gin.unlock_config():
+        gin.clear_config()
+        gin.add_config_file_search_path(str(GIN_CONFIG_DIR))  # `include "models/..."` inside gin files
+        with reraise_as(ConfigError, ValueError, KeyError, SyntaxError, prefix="gin config: "):
+            gin.parse_config_files_and_bindings(paths, bindings, **options)
 
 
 def check_writable(directory: Path, option: str) -> None:

@@ -8,6 +8,7 @@ from collections.abc import Mapping, Sequence
 
 import gin
 
+from lowres.config_fields import any_value, at_least, between, greater_than, one_of, validated
 from lowres.errors import ConfigError
 
 DECODER_ATTENTION = ("prefix", "causal")
@@ -15,6 +16,13 @@ PIPELINES = ("auto", "indexed", "seqio")
 
 
 @gin.configurable
+@validated(
+    source=any_value("a corpus name or SOURCE string, checked when the data is prepared"),
+    objective=any_value("a named objective: `lowres data sample NAME`"), temperature_alpha=between(0.0, 1.0),
+    inputs_length=at_least(1), targets_length=at_least(1), batch_size=at_least(1), shuffle_buffer_size=at_least(1),
+    seed=at_least(0), decoder_attention=one_of(*DECODER_ATTENTION), translation_rate=between(0.0, 1.0, high_open=True),
+    pipeline=one_of(*PIPELINES),
+)  # fmt: skip
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
     """What to train on and how it is cut: lengths are per example, `batch_size` is global."""
@@ -44,19 +52,6 @@ class DataConfig:
     # pipeline (any seqio task; a resume replays the stream), "auto" the first that applies.
     pipeline: str = "auto"
 
-    def __post_init__(self):
-        if self.pipeline not in PIPELINES:
-            raise ConfigError(f"DataConfig.pipeline={self.pipeline!r}; choose one of {', '.join(PIPELINES)}")
-        if not 0.0 <= self.translation_rate < 1.0:
-            raise ConfigError(
-                f"DataConfig.translation_rate={self.translation_rate!r} must lie in [0, 1): it is the fraction of "
-                "training examples drawn from translation tasks (0 = none)"
-            )
-        if self.decoder_attention not in DECODER_ATTENTION:
-            raise ConfigError(
-                f"DataConfig.decoder_attention={self.decoder_attention!r}; choose one of {', '.join(DECODER_ATTENTION)}"
-            )
-
     def host_batch_size(self, num_hosts: int) -> int:
         """Rows of each global batch one of `num_hosts` hosts produces; the batch must split evenly."""
         if self.batch_size % num_hosts:
@@ -65,6 +60,9 @@ class DataConfig:
 
 
 @gin.configurable
+@validated(method=one_of("temperature", "unimax", "fixed"), alpha=between(0.0, 1.0),
+           size_unit=one_of("bytes", "chars", "tokens"), budget=greater_than(0.0), max_epochs=greater_than(0.0),
+           total=greater_than(0.0))  # fmt: skip
 @dataclasses.dataclass(frozen=True)
 class MixingConfig:
     """How languages are weighted: `method` is temperature, unimax or fixed; sizes in bytes, chars or tokens.
@@ -84,10 +82,6 @@ class MixingConfig:
     def __post_init__(self):
         if isinstance(self.weights, Mapping):  # stored as items so the config stays hashable
             object.__setattr__(self, "weights", tuple(sorted(self.weights.items())))
-        if self.method not in ("temperature", "unimax", "fixed"):
-            raise ConfigError(f"MixingConfig.method must be temperature, unimax or fixed, got {self.method!r}")
-        if self.size_unit not in ("bytes", "chars", "tokens"):
-            raise ConfigError(f"MixingConfig.size_unit must be 'bytes', 'chars' or 'tokens', got {self.size_unit!r}")
         if self.method == "unimax" and self.budget is None:
             raise ConfigError("MixingConfig(method='unimax') needs budget= (training amount in size_unit)")
         if self.method == "fixed" and not self.weights:

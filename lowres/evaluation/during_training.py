@@ -20,6 +20,7 @@ import seqio
 from lowres.checkpoints.trained_model import TrainedModel
 from lowres.data.config import DataConfig
 from lowres.data.tasks.names import task_language
+from lowres.config_fields import any_value, at_least, validated
 from lowres.errors import ConfigError
 from lowres.evaluation.bits_per_byte import model_bits_per_byte
 from lowres.evaluation.seqio_metrics import evaluate_task
@@ -34,6 +35,8 @@ Batch = dict[str, np.ndarray]
 
 
 @gin.configurable
+@validated(every_steps=at_least(0), split=any_value("a split name of the run's data"), batches_per_task=at_least(1),
+           max_documents=at_least(1), decode_examples=at_least(0))  # fmt: skip
 @dataclasses.dataclass(frozen=True)
 class EvalConfig:
     """Every `every_steps` steps (0: never), score `batches_per_task` held-out batches of every task
@@ -47,14 +50,6 @@ class EvalConfig:
     # Tasks that declare predict metrics (translation: chrF++/BLEU) decode this many held-out examples
     # greedily and report their metrics; 0 turns decoding off.
     decode_examples: int = 16
-
-    def __post_init__(self):
-        if self.every_steps < 0:
-            raise ConfigError(f"EvalConfig.every_steps={self.every_steps}; use 0 (off) or a positive step count")
-        if self.decode_examples < 0:
-            raise ConfigError(f"EvalConfig.decode_examples={self.decode_examples}; use 0 (off) or more")
-        if self.batches_per_task < 1 or self.max_documents < 1:
-            raise ConfigError("EvalConfig.batches_per_task and EvalConfig.max_documents must be at least 1")
 
 
 def _has_split(task: seqio.Task, split: str) -> bool:

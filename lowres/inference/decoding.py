@@ -15,6 +15,7 @@ from typing import Any, NamedTuple
 import gin
 import jax
 import jax.numpy as jnp
+from lowres.config_fields import at_least, between, greater_than, one_of, validated
 from lowres.errors import ConfigError
 
 NEG_INF = -1.0e9  # finite, so that -inf arithmetic never makes NaNs in scores
@@ -23,6 +24,11 @@ METHODS = ("greedy", "sample", "beam", "contrastive")
 
 
 @gin.configurable
+@validated(
+    method=one_of(*METHODS), max_length=at_least(1), beam_size=at_least(1), brevity_alpha=at_least(0.0),
+    temperature=greater_than(0.0), top_k=at_least(0), top_p=between(0.0, 1.0, low_open=True),
+    contrastive_k=at_least(1), penalty_alpha=between(0.0, 1.0), seed=at_least(0),
+)  # fmt: skip
 @dataclasses.dataclass(frozen=True)
 class DecodeConfig:
     """How to decode; `max_length` counts generated tokens, EOS included."""
@@ -37,14 +43,6 @@ class DecodeConfig:
     contrastive_k: int = 4
     penalty_alpha: float = 0.6  # contrastive degeneration penalty; 0 is greedy
     seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise ConfigError(f"DecodeConfig.method={self.method!r} is unknown; choose one of {METHODS}")
-        if self.max_length < 1 or self.beam_size < 1 or self.contrastive_k < 1 or self.top_k < 0:
-            raise ConfigError("DecodeConfig: max_length, beam_size and contrastive_k must be >= 1, top_k >= 0")
-        if not 0.0 < self.top_p <= 1.0 or self.temperature <= 0.0:
-            raise ConfigError("DecodeConfig: top_p must lie in (0, 1] and temperature must be > 0")
 
 
 class Stepper(NamedTuple):

@@ -18,9 +18,11 @@ import seqio
 import tensorflow as tf
 from flax import nnx
 
+from lowres.config_fields import any_value, one_of, validated
 from lowres.errors import ConfigError, DataError
 from lowres.models import flops
 from lowres.models.config import (
+    NORMS,
     DecoderOnlyConfig,
     EncoderDecoderConfig,
     decoder_only_config,
@@ -116,6 +118,8 @@ def architecture_for(config_or_name: ArchitectureConfig | Architecture | str) ->
 
 
 @gin.configurable
+@validated(architecture=one_of(*ARCHITECTURES), preset=any_value("a preset of the architecture: `lowres models list`"),
+           norm=one_of(*NORMS))  # fmt: skip
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
     """What to build; each choice is one gin binding.

@@ -11,6 +11,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from lowres.models import logical
+from lowres.config_fields import Rule, validated
 from lowres.errors import ConfigError
 
 MESH_AXES = ("data", "fsdp", "tensor")
@@ -31,7 +32,12 @@ DEFAULT_RULES: tuple[tuple[str, str | tuple[str, ...] | None], ...] = (
 )
 
 
+# A mesh axis: a size, or -1 for all the devices the other axes leave.
+_AXIS_SIZE = Rule("-1 (all remaining devices) or >= 1", lambda v: v == -1 or v >= 1, (0, -2))
+
+
 @gin.configurable
+@validated(data=_AXIS_SIZE, fsdp=_AXIS_SIZE, tensor=_AXIS_SIZE)
 @dataclasses.dataclass(frozen=True)
 class MeshConfig:
     """Mesh axis sizes; one of them may be -1 to take all remaining devices."""

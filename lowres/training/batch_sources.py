@@ -22,6 +22,7 @@ from lowres.data.streams.schedules import MixtureSchedule, TaskBatchStreams, sch
 from lowres.data.config import DataConfig
 from lowres.data.streams.pipeline import training_batches
 from lowres.training import resume
+from lowres.config_fields import one_of, validated
 from lowres.errors import ConfigError
 
 Batch = dict[str, np.ndarray]
@@ -32,6 +33,7 @@ MEASURE_SEED_OFFSET = 7919
 
 
 @gin.configurable
+@validated(kind=one_of(*STREAM_KINDS))
 @dataclasses.dataclass(frozen=True)
 class StreamConfig:
     """How steps draw their batches.
@@ -45,8 +47,6 @@ class StreamConfig:
     learned_tasks: Sequence[str] = ()
 
     def __post_init__(self):
-        if self.kind not in STREAM_KINDS:
-            raise ConfigError(f"StreamConfig.kind={self.kind!r}; choose one of {', '.join(STREAM_KINDS)}")
         if self.kind == "learned" and len(set(self.learned_tasks)) < 2:
             raise ConfigError(
                 f"StreamConfig.learned_tasks={list(self.learned_tasks)!r}: learned mixing needs at least two "

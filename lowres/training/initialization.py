@@ -24,6 +24,7 @@ import numpy as np
 from lowres.checkpoints.store import CheckpointStore
 from lowres.data.vocab import vocabulary as vocab_lib
 from lowres.data.vocab.extension import VocabularyExtension
+from lowres.config_fields import any_value, at_least, one_of, validated
 from lowres.errors import ConfigError, MissingFileError
 from lowres.interop import hf_import, hf_tokenizer
 from lowres.models import surgery
@@ -35,6 +36,9 @@ HF_OVERRIDABLE = ("dropout_rate", "dtype", "param_dtype", "scan_layers", "remat"
 
 
 @gin.configurable
+@validated(checkpoint=any_value("a run or checkpoints directory"), step=at_least(0),
+           hf_checkpoint=any_value("a Hugging Face model directory"),
+           new_rows=one_of(*(m for m in surgery.METHODS if m != "focus")))  # fmt: skip
 @dataclasses.dataclass(frozen=True)
 class InitConfig:
     """`checkpoint`: a model directory (its latest or `step`) or a checkpoints directory."""
@@ -50,9 +54,6 @@ class InitConfig:
     def __post_init__(self):
         if self.checkpoint and self.hf_checkpoint:
             raise ConfigError("set InitConfig.checkpoint or InitConfig.hf_checkpoint, not both")
-        if self.new_rows not in surgery.METHODS or self.new_rows == "focus":
-            choices = [m for m in surgery.METHODS if m != "focus"]
-            raise ConfigError(f"InitConfig.new_rows={self.new_rows!r}; choose one of {choices}")
 
 
 def _store(path: Path) -> CheckpointStore:

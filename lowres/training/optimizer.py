@@ -8,6 +8,7 @@ import gin
 import jax
 import optax
 
+from lowres.config_fields import at_least, between, one_of, validated
 from lowres.errors import ConfigError
 
 SCHEDULES = ("constant", "linear", "cosine", "rsqrt", "wsd", "infinite")
@@ -15,6 +16,14 @@ OPTIMIZERS = ("adamw", "adafactor", "lion")
 
 
 @gin.configurable
+@validated(
+    name=one_of(*OPTIMIZERS), learning_rate=at_least(0.0), warmup_steps=at_least(0), schedule=one_of(*SCHEDULES),
+    end_learning_rate_fraction=between(0.0, 1.0), decay_fraction=between(0.0, 1.0), cooldown_steps=at_least(0),
+    constant_fraction=between(0.0, 1.0), anneal_start_step=at_least(0), anneal_steps=at_least(1),
+    rewarm_from_step=at_least(0), weight_decay=at_least(0.0), b1=between(0.0, 1.0, high_open=True),
+    b2=between(0.0, 1.0, high_open=True), clip_grad_norm=at_least(0.0), adafactor_decay_rate=between(0.0, 1.0),
+    adafactor_clipping_threshold=at_least(0.0), adafactor_weight_decay=at_least(0.0),
+)  # fmt: skip
 @dataclasses.dataclass(frozen=True)
 class OptimizerConfig:
     """The optimiser and its learning-rate schedule.
@@ -50,12 +59,6 @@ class OptimizerConfig:
     adafactor_factored: bool = True
     adafactor_parameter_scale: bool = True
     adafactor_weight_decay: float = 0.0  # t5x: none (`weight_decay` applies to AdamW and Lion)
-
-    def __post_init__(self):
-        if self.schedule not in SCHEDULES:
-            raise ConfigError(f"OptimizerConfig.schedule={self.schedule!r} is unknown; use {', '.join(SCHEDULES)}")
-        if self.name not in OPTIMIZERS:
-            raise ConfigError(f"OptimizerConfig.name={self.name!r} is unknown; use {', '.join(OPTIMIZERS)}")
 
 
 def _decay_part(config: OptimizerConfig, total_steps: int) -> optax.Schedule:

@@ -38,6 +38,7 @@ from lowres.data.streams.schedules import MixtureSchedule
 from lowres.data.tasks.prepare import PreparedData, prepare_data
 from lowres.data.vocab import vocabulary as vocab_lib
 from lowres.data.vocab.extension import read_run_extension
+from lowres.config_fields import at_least, between, greater_than, one_of, validated
 from lowres.errors import ConfigError, NonFiniteError
 from lowres.interop import hf_import
 from lowres.files import write_atomic
@@ -51,7 +52,7 @@ from lowres.models.architecture import (
     config_to_dict,
     non_param_state,
 )
-from lowres.models.losses import LossOptions, score_batch
+from lowres.models.losses import LOSS_NORMALIZATIONS, LossOptions, score_batch
 from lowres.training import resume
 from lowres.training.batch_sources import StreamConfig, open_batch_source, stream_identity
 from lowres.training.hooks import StepInfo, TrainHook, TrainRun
@@ -71,6 +72,12 @@ NONFINITE_POLICIES = ("stop", "skip")
 
 
 @gin.configurable
+@validated(
+    num_steps=at_least(1), log_every=at_least(1), z_loss=at_least(0.0),
+    label_smoothing=between(0.0, 1.0, high_open=True), loss_normalization=one_of(*LOSS_NORMALIZATIONS),
+    loss_chunk_length=at_least(0), microbatches=at_least(1), nonfinite=one_of(*NONFINITE_POLICIES),
+    loss_spike_factor=greater_than(1.0), seed=at_least(0),
+)  # fmt: skip
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """The loop: length, logging, loss options, microbatching and what to do with non-finite steps.
@@ -95,13 +102,6 @@ class TrainConfig:
     # measured matmul); see lowres.training.throughput.
     report_mfu: bool = True
     seed: int = 0
-
-    def __post_init__(self):
-        if self.nonfinite not in NONFINITE_POLICIES:
-            raise ConfigError(f"TrainConfig.nonfinite={self.nonfinite!r}; use 'stop' or 'skip'")
-        if self.microbatches < 1:
-            raise ConfigError(f"TrainConfig.microbatches={self.microbatches}; use 1 or more")
-        self.loss_options()  # validates normalization and label smoothing
 
     def loss_options(self) -> LossOptions:
         return LossOptions(self.z_loss, self.label_smoothing, self.loss_normalization)

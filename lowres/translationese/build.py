@@ -29,6 +29,7 @@ from lowres.data.languages import normalize_language
 from lowres.data.text.sources import SourceRef, open_source
 from lowres.translationese.sentences import join_document, split_document
 from lowres.translationese.translators import Translator
+from lowres.config_fields import any_value, at_least, one_of, validated
 from lowres.errors import ConfigError, DataError, MissingFileError
 from lowres.files import write_json
 
@@ -36,6 +37,12 @@ DOCS_GLOB = "docs-*-of-*.jsonl"
 
 
 @gin.configurable
+@validated(
+    source=any_value("a SOURCE string"), src=any_value("a language code"), tgt=any_value("a language code"),
+    output=any_value("a directory"), split=any_value("a split of the source"), layout=one_of("lines", "paragraphs"),
+    batch_size=at_least(1), chunk_documents=at_least(1), max_sentence_chars=at_least(0), shard_index=at_least(0),
+    num_shards=at_least(1), max_documents=at_least(1),
+)  # fmt: skip
 @dataclasses.dataclass(frozen=True)
 class BuildConfig:
     """What to translate and how; everything but shard, progress and limits must match on resume."""
@@ -58,9 +65,6 @@ class BuildConfig:
         object.__setattr__(self, "tgt", normalize_language(self.tgt))
         if self.num_shards < 1 or not 0 <= self.shard_index < self.num_shards:
             raise ConfigError(f"--shard_index must lie in [0, --num_shards), got {self.shard_index} of {self.num_shards}")
-        for name in ("batch_size", "chunk_documents"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"--{name} must be >= 1, got {getattr(self, name)}")
 
     def settings(self) -> dict[str, Any]:
         """The fields that decide the output: a resumed shard must be built with the same ones."""

@@ -19,11 +19,13 @@ import numpy as np
 from lowres.figures import save_png
 from lowres.translationese.build import DOCS_GLOB, read_records, shard_files
 from lowres.translationese.score import scores_path
+from lowres.config_fields import between, greater_than, validated
 from lowres.errors import ConfigError, DataError, MissingFileError, UsageError
 from lowres.files import write_atomic, write_json
 
 
 @gin.configurable
+@validated(keep_percent=between(0.0, 100.0), max_perplexity=greater_than(0.0))
 @dataclasses.dataclass(frozen=True)
 class FilterConfig:
     """Exactly one rule: keep the lowest `keep_percent`% by perplexity (rounded to the nearest document), or
@@ -35,10 +37,6 @@ class FilterConfig:
     def __post_init__(self):
         if (self.keep_percent is None) == (self.max_perplexity is None):
             raise ConfigError("give exactly one of --keep_percent and --max_perplexity")
-        if self.keep_percent is not None and not 0.0 <= self.keep_percent <= 100.0:
-            raise ConfigError(f"--keep_percent must lie in [0, 100], got {self.keep_percent}")
-        if self.max_perplexity is not None and not self.max_perplexity > 0:
-            raise ConfigError(f"--max_perplexity must be positive, got {self.max_perplexity}")
 
 
 def keep_mask(perplexities: np.ndarray, config: FilterConfig) -> np.ndarray:

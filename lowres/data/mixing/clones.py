@@ -23,10 +23,12 @@ import numpy as np
 import seqio
 import tensorflow as tf
 
+from lowres.config_fields import at_least, between, validated
 from lowres.errors import ConfigError
 
 
 @gin.configurable
+@validated(probability=between(0.0, 1.0), anchor_fraction=between(0.0, 1.0), clone_index=at_least(1))
 @dataclasses.dataclass(frozen=True)
 class CloneConfig:
     """Per-sequence clone `probability`, the anchors that stay shared, and which clone (1, 2, ...)."""
@@ -37,13 +39,6 @@ class CloneConfig:
     anchor_pieces: Sequence[str] = ()
     clone_index: int = 1
 
-    def __post_init__(self):
-        if not 0.0 <= self.probability <= 1.0:
-            raise ConfigError(f"CloneConfig.probability={self.probability} must lie in [0, 1]")
-        if not 0.0 <= self.anchor_fraction <= 1.0:
-            raise ConfigError(f"CloneConfig.anchor_fraction={self.anchor_fraction} must lie in [0, 1]")
-        if self.clone_index < 1:
-            raise ConfigError(f"CloneConfig.clone_index={self.clone_index} must be at least 1 (0 is the original)")
 
     @property
     def suffix(self) -> str:

@@ -31,6 +31,7 @@ import gin
 import numpy as np
 
 from lowres.data.streams.schedules import Batch, TaskBatchStreams, sample_task
+from lowres.config_fields import at_least, between, greater_than, one_of, validated
 from lowres.errors import ConfigError, DataError
 from lowres.figures import save_png
 from lowres.files import read_json, write_json
@@ -40,6 +41,8 @@ State = TypeVar("State")
 
 
 @gin.configurable
+@validated(beta=between(0.0, 1.0, high_open=True), epsilon=greater_than(0.0), measure_every=at_least(1),
+           rule=one_of(*RULES), seed=at_least(0))  # fmt: skip
 @dataclasses.dataclass(frozen=True)
 class LearnedMixingConfig:
     """Bandit settings: EMA decay `beta`, exploration `epsilon`, a measurement every `measure_every` steps.
@@ -54,16 +57,6 @@ class LearnedMixingConfig:
     measure_every: int = 10
     rule: str = "methods"
     seed: int = 0
-
-    def __post_init__(self):
-        if not 0.0 <= self.beta < 1.0:
-            raise ConfigError(f"LearnedMixingConfig.beta={self.beta} must lie in [0, 1)")
-        if self.measure_every < 1:
-            raise ConfigError(f"LearnedMixingConfig.measure_every={self.measure_every} must be at least 1")
-        if self.rule not in RULES:
-            raise ConfigError(f"LearnedMixingConfig.rule={self.rule!r}: choose one of {RULES}")
-        if self.epsilon <= 0:
-            raise ConfigError(f"LearnedMixingConfig.epsilon={self.epsilon} must be positive")
 
 
 def mixing_rates(rewards: Mapping[str, float], epsilon: float, rule: str = "methods") -> dict[str, float]:

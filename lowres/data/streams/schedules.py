@@ -25,6 +25,7 @@ from lowres.data.config import DataConfig
 from lowres.data.languages import normalize_language
 from lowres.data.streams.pipeline import training_batches
 from lowres.data.tasks.names import task_language
+from lowres.config_fields import any_value, at_least, between, validated
 from lowres.errors import ConfigError, DataError
 
 Batch = dict[str, np.ndarray]
@@ -35,6 +36,8 @@ Batch = dict[str, np.ndarray]
 
 
 @gin.configurable
+@validated(num_steps=at_least(1), mixture=any_value("a registered mixture or task name"),
+           replay=between(0.0, 1.0, high_open=True))  # fmt: skip
 @dataclasses.dataclass(frozen=True)
 class Phase:
     """`num_steps` steps on `mixture` (None: until training ends; only the last phase).
@@ -51,6 +54,7 @@ class Phase:
 
 
 @gin.configurable
+@validated()
 @dataclasses.dataclass(frozen=True)
 class MixtureSchedule:
     """Consecutive training phases; a phase may be given as `Phase` or as a (num_steps, mixture) pair."""
@@ -68,10 +72,6 @@ class MixtureSchedule:
                 raise ConfigError(f"{where} names no mixture")
             if phase.num_steps is None and i != len(phases) - 1:
                 raise ConfigError(f"{where}: only the last phase may run without num_steps")
-            if phase.num_steps is not None and phase.num_steps <= 0:
-                raise ConfigError(f"{where}.num_steps={phase.num_steps} must be positive")
-            if not 0.0 <= phase.replay < 1.0:
-                raise ConfigError(f"{where}.replay={phase.replay} must lie in [0, 1)")
             if phase.replay and i == 0:
                 raise ConfigError(f"{where}.replay: the first phase has no earlier data to replay")
 

@@ -25,6 +25,7 @@ import functools
 import gin
 import numpy as np
 
+from lowres.config_fields import any_value, at_least, between, greater_than, one_of, validated
 from lowres.errors import ConfigError
 
 # ---------------------------------------------------------------------------------------------
@@ -35,6 +36,9 @@ SPAN_LENGTH_DISTRIBUTIONS = ("uniform", "normal")
 
 
 @gin.configurable
+@validated(mean_span_length=at_least(1.0), noise_density=between(0.0, 1.0, low_open=True, high_open=True),
+           mode_token=any_value("a mode token such as [NLU], [NLG], [S2S]"), num_spans=at_least(1),
+           span_length_distribution=one_of(*SPAN_LENGTH_DISTRIBUTIONS), span_length_stddev=greater_than(0.0))  # fmt: skip
 @dataclasses.dataclass(frozen=True)
 class SpanCorruption:
     """Replace spans (mean length `mean_span_length`, total share `noise_density`) by sentinels.
@@ -52,12 +56,6 @@ class SpanCorruption:
     span_length_stddev: float | None = None
 
     def __post_init__(self):
-        if not 0.0 < self.noise_density < 1.0:
-            raise ConfigError(f"SpanCorruption.noise_density={self.noise_density} must lie in (0, 1)")
-        if self.mean_span_length < 1.0:
-            raise ConfigError(f"SpanCorruption.mean_span_length={self.mean_span_length} must be at least 1")
-        if self.num_spans is not None and self.num_spans < 1:
-            raise ConfigError(f"SpanCorruption.num_spans={self.num_spans} must be at least 1 (or None)")
         if self.span_length_distribution not in SPAN_LENGTH_DISTRIBUTIONS:
             raise ConfigError(
                 f"SpanCorruption.span_length_distribution={self.span_length_distribution!r}; "
@@ -79,6 +77,7 @@ class SpanCorruption:
 
 
 @gin.configurable
+@validated(noise_density=between(0.0, 1.0, low_open=True, high_open=True), mode_token=any_value("a mode token such as [NLU], [NLG], [S2S]"))
 @dataclasses.dataclass(frozen=True)
 class PrefixLM:
     """Split once: the prefix goes to the inputs, the rest (on average `noise_density`) to the targets."""
@@ -92,6 +91,7 @@ class PrefixLM:
 
 
 @gin.configurable
+@validated(mode_token=any_value("a mode token such as [NLU], [NLG], [S2S]"))
 @dataclasses.dataclass(frozen=True)
 class CausalLM:
     """Plain language modelling: empty inputs (or just the mode token), the whole chunk as targets."""

@@ -39,6 +39,7 @@ from lowres.data.tasks.denoisers import (  # noqa: F401  (re-exported: the publi
 )
 from lowres.data.vocab import vocabulary as vocab_lib
 from lowres.data.vocab.byte_vocabulary import ReservedByteVocabulary
+from lowres.config_fields import any_value, one_of, validated
 from lowres.errors import ConfigError, DataError
 
 
@@ -50,18 +51,13 @@ TRANSLATION_DIRECTIONS = ("forward", "backward", "both")
 
 
 @gin.configurable
+@validated(direction=one_of(*TRANSLATION_DIRECTIONS), mode_token=any_value("a mode token, or None"))
 @dataclasses.dataclass(frozen=True)
 class Translation:
     """Parallel data as `<2tgt> source` -> `target`; "backward" swaps the sides, "both" yields each."""
 
     direction: str = "forward"
     mode_token: str | None = None
-
-    def __post_init__(self):
-        if self.direction not in TRANSLATION_DIRECTIONS:
-            raise ConfigError(
-                f"Translation.direction={self.direction!r}; choose one of {', '.join(TRANSLATION_DIRECTIONS)}"
-            )
 
     @property
     def name(self) -> str:

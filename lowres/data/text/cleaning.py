@@ -21,6 +21,7 @@ import pycountry
 
 from lowres.data.languages import script_of
 from lowres.data.text.readers import Document
+from lowres.config_fields import any_value, at_least, between, one_of, validated
 from lowres.errors import ConfigError, DataError
 
 __all__ = [
@@ -37,6 +38,11 @@ STEPS = ("min_score", "whitespace", "too_short", "too_long", "script", "exact_du
 
 
 @gin.configurable
+@validated(
+    min_score=any_value("a provenance score threshold"), normalization=one_of("NFC", "NFKC"), min_chars=at_least(0),
+    max_chars=at_least(1), min_script_share=between(0.0, 1.0), near_dup_threshold=between(0.0, 1.0, low_open=True),
+    shingle_size=at_least(1), num_perm=at_least(1), bands=at_least(1), seed=at_least(0),
+)  # fmt: skip
 @dataclasses.dataclass(frozen=True)
 class CleaningConfig:
     """Which cleaning steps run, and their thresholds; None or False switches a step off."""
@@ -58,12 +64,8 @@ class CleaningConfig:
     seed: int = 0
 
     def __post_init__(self):
-        if self.normalization not in (None, "NFC", "NFKC"):
-            raise ConfigError(f"normalization must be 'NFC', 'NFKC' or None, got {self.normalization!r}")
         if self.num_perm % self.bands:
             raise ConfigError(f"num_perm ({self.num_perm}) must be a multiple of bands ({self.bands})")
-        if not 0.0 <= self.min_script_share <= 1.0 or not 0.0 < self.near_dup_threshold <= 1.0:
-            raise ConfigError("min_script_share must lie in [0, 1] and near_dup_threshold in (0, 1]")
 
 
 @dataclasses.dataclass

@@ -21,6 +21,7 @@ from lowres.data.languages import normalize_language
 from lowres.data.text import readers
 from lowres.data.text.cleaning import CleaningConfig, CleaningReport, clean_iter
 from lowres.data.text.sources import CORPUS_KINDS, FileSource, SourceError, SourceRef, open_source
+from lowres.config_fields import any_value, between, one_of, validated
 from lowres.errors import ConfigError
 
 __all__ = [
@@ -45,6 +46,12 @@ KINDS = ("monolingual", "parallel", "translationese")
 
 
 @gin.configurable
+@validated(
+    name=any_value("the corpus name (no '.')"), source=any_value("a SOURCE string"), kind=one_of(*KINDS),
+    objective=any_value("a named objective"), translation_share=between(0.0, 1.0), text_field=any_value("a field"),
+    lang_field=any_value("a field"), id_field=any_value("a field"), layout=one_of("lines", "paragraphs"),
+    invalid_utf8=one_of("replace", "skip"), tfds_data_dir=any_value("a directory"),
+)  # fmt: skip
 @dataclasses.dataclass(frozen=True)
 class CorpusSpec:
     """A corpus in one declaration.
@@ -85,8 +92,6 @@ class CorpusSpec:
     def __post_init__(self):
         if not self.name or "." in self.name:
             raise ConfigError(f"CorpusSpec.name must be non-empty without '.', got {self.name!r}")
-        if self.kind not in KINDS:
-            raise ConfigError(f"CorpusSpec.kind must be one of {KINDS}, got {self.kind!r}")
         SourceRef.parse(self.source, CORPUS_KINDS)  # a SOURCE string it can read, or one clear error
         if not isinstance(self.languages, str):
             object.__setattr__(self, "languages", tuple(normalize_language(c) for c in self.languages))
@@ -96,8 +101,6 @@ class CorpusSpec:
             object.__setattr__(self, "splits", tuple(sorted(dict(self.splits).items())))
         if self.pairs is not None and not isinstance(self.pairs, str):
             object.__setattr__(self, "pairs", tuple(_pair(p) for p in self.pairs))
-        if not 0.0 <= self.translation_share <= 1.0:
-            raise ConfigError(f"CorpusSpec.translation_share must lie in [0, 1], got {self.translation_share}")
         if self.kind == "parallel" and self.pairs is None:
             raise ConfigError(f"CorpusSpec {self.name!r}: kind='parallel' needs pairs=")
 

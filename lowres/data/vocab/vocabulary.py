@@ -35,6 +35,7 @@ import sentencepiece as spm
 from lowres.data.languages import normalize_language
 from lowres.data.mixing.rates import temperature_rates
 from lowres.data.vocab.byte_vocabulary import ReservedByteVocabulary, is_byte_vocabulary_file, load_byte_vocabulary
+from lowres.config_fields import any_value, at_least, between, one_of, validated
 from lowres.errors import ConfigError, DataError, MissingFileError
 from lowres.files import write_atomic
 
@@ -55,6 +56,12 @@ def language_tag(lang: str) -> str:
 
 
 @gin.configurable
+@validated(
+    kind=one_of(*KINDS), vocab_size=at_least(1), model_type=one_of("unigram", "bpe", "word", "char"),
+    character_coverage=between(0.0, 1.0, low_open=True), normalization_rule_name=any_value("a SentencePiece rule"),
+    num_sentinels=at_least(0), temperature_alpha=between(0.0, 1.0), max_sentences=at_least(1), seed=at_least(0),
+    base_model=any_value("a SentencePiece model file"), extend_pieces=at_least(0),
+)  # fmt: skip
 @dataclasses.dataclass(frozen=True)
 class VocabularyConfig:
     """What vocabulary a run uses and how a SentencePiece one is trained (`vocab_size` is a ceiling)."""
@@ -85,14 +92,8 @@ class VocabularyConfig:
     extend_pieces: int = 0
 
     def __post_init__(self):
-        if self.kind not in KINDS:
-            raise ConfigError(f"VocabularyConfig.kind={self.kind!r}; choose one of {list(KINDS)}")
-        if self.extend_pieces < 0:
-            raise ConfigError(f"VocabularyConfig.extend_pieces must be >= 0, got {self.extend_pieces}")
         if self.base_model is not None and self.kind != "sentencepiece":
             raise ConfigError("VocabularyConfig.base_model extends a SentencePiece model; set kind='sentencepiece'")
-        if self.max_sentences <= 0:
-            raise ConfigError(f"VocabularyConfig.max_sentences must be positive, got {self.max_sentences}")
         object.__setattr__(self, "task_tags", tuple(self.task_tags))
 
 
