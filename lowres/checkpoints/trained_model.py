@@ -12,7 +12,7 @@ import seqio
 from flax import nnx
 
 from lowres import run_dir
-from lowres.checkpoints.store import CheckpointStore
+from lowres.checkpoints.store import CheckpointStore, DamagedCheckpointError
 from lowres.data.vocab import vocabulary as vocab_lib
 from lowres.models.architecture import (
     Architecture,
@@ -73,6 +73,11 @@ def load_trained_model(model_dir: str | Path, step: int | None = None) -> Traine
     store = CheckpointStore(model_dir / run_dir.CHECKPOINT_DIR, read_only=True)
     try:
         restored = store.restore(step, abstract)
+    except DamagedCheckpointError as error:
+        damaged = store.existing_step(step)
+        intact = store.latest_intact_step(below=damaged)
+        advice = f"pass --step={intact} (the newest intact one)" if intact is not None else "no older step is intact"
+        raise DamagedCheckpointError(f"{error}; {advice}") from error
     finally:
         store.close()
     return TrainedModel(info, config, vocabulary, graphdef, non_param_state(config), restored["params"],

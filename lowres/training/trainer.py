@@ -39,7 +39,7 @@ from lowres.data.tasks.prepare import PreparedData, prepare_data
 from lowres.data.vocab import vocabulary as vocab_lib
 from lowres.data.vocab.extension import read_run_extension
 from lowres.config_fields import at_least, between, greater_than, one_of, validated
-from lowres.errors import ConfigError, NonFiniteError
+from lowres.errors import ConfigError, LowresError, NonFiniteError
 from lowres.interop import hf_import
 from lowres.files import write_atomic
 from lowres.models import partitioning
@@ -500,10 +500,19 @@ class _Loop:
                     self.save(done, fingerprint)
                 if not preempted and self.store.latest_step() != final_step:
                     self.save(final_step, fingerprint, force=True)
+        except OSError as error:  # metrics, plots, exports: a full disk or read-only mount is one line
+            failure = self.store.write_failure(error)
+            if failure is None:
+                raise
+            raise failure from error
         finally:
             bar.close()
             self.writer.close()
-            self.store.close()
+            try:
+                self.store.close()
+            except LowresError as close_error:
+                if close_error.__context__ is None:  # else the error already on its way out stays the one reported
+                    raise
         summary = {
             "model_dir": str(self.run.model_dir),
             "start_step": start_step,
