@@ -71,7 +71,7 @@ def test_translation_takes_its_rate_and_leaves_language_rates_alone(mixture, cor
 def test_data_config_validates_translation_rate():
     assert DataConfig(translation_rate=0.5).translation_rate == 0.5
     for bad in (1.0, -0.1):
-        with pytest.raises(ValueError, match=r"translation_rate.*\[0, 1\)"):
+        with pytest.raises(ValueError, match=r"translation_rate=.*: must be in \[0.0, 1.0\)"):
             DataConfig(translation_rate=bad)
     # a declared corpus takes the rate as its translation share (prepare_data checks it has pairs)
     assert DataConfig(source="flores:/x", translation_rate=0.2).translation_rate == 0.2

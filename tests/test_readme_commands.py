@@ -262,6 +262,7 @@ SKIP = {
     "lowres translate": NAME,
     "lowres bench": NAME,
     "lowres eval --translate": NAME,
+    "lowres export hf": NAME,
     "lowres eval --data=builtin": "refers to the Quick start's eval (it lacks the required --model_dir/--output), "
                                   "which runs",
 }

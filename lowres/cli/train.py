@@ -32,6 +32,8 @@ def add_parser(commands) -> None:
 def _initialize_distributed(args) -> None:
     import jax
 
+    # Collectives between CPU processes (tests, CPU clusters) go through gloo; accelerators use their own.
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(
         coordinator_address=args.coordinator_address,
         num_processes=args.num_processes,
@@ -54,7 +56,11 @@ def run(args) -> int:
         settings = TrainSettings.from_gin()
     with common.data_errors():
         summary = train_job(model_dir, settings, progress=not args.no_progress)
+    import jax
+
     history = summary["history"]
+    if jax.process_index() != 0:  # one summary per run, from process 0
+        return 0
     if history:
         print(
             f"trained steps {summary['start_step']}..{summary['final_step']}: loss {history[0]['loss']:.4f} -> "

@@ -21,7 +21,7 @@ PIPELINES = ("auto", "indexed", "seqio")
     objective=any_value("a named objective: `lowres data sample NAME`"), temperature_alpha=between(0.0, 1.0),
     inputs_length=at_least(1), targets_length=at_least(1), batch_size=at_least(1), shuffle_buffer_size=at_least(1),
     seed=at_least(0), decoder_attention=one_of(*DECODER_ATTENTION), translation_rate=between(0.0, 1.0, high_open=True),
-    pipeline=one_of(*PIPELINES),
+    pipeline=one_of(*PIPELINES), data_shards=at_least(0),
 )  # fmt: skip
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
@@ -51,12 +51,26 @@ class DataConfig:
     # tasks from a token cache by index (every lowres-registered task), "seqio" runs seqio's tf.data
     # pipeline (any seqio task; a resume replays the stream), "auto" the first that applies.
     pipeline: str = "auto"
+    # How many data shards split each global batch (0: one per host). Host h of n builds shards
+    # h*k .. h*k+k-1 (k = data_shards / n), each reading its part of the corpus, so the global batch
+    # is the same for any number of hosts that divides data_shards: a 2-host run and a 1-host run
+    # with data_shards=2 train on the same examples.
+    data_shards: int = 0
 
     def host_batch_size(self, num_hosts: int) -> int:
         """Rows of each global batch one of `num_hosts` hosts produces; the batch must split evenly."""
         if self.batch_size % num_hosts:
             raise ConfigError(f"DataConfig.batch_size={self.batch_size} must be divisible by the {num_hosts} hosts")
         return self.batch_size // num_hosts
+
+    def shards_of_host(self, host: int, num_hosts: int) -> list[tuple[int, int]]:
+        """(shard index, number of shards) of each data shard host `host` of `num_hosts` builds."""
+        shards = self.data_shards or num_hosts
+        if shards % num_hosts or self.batch_size % shards:
+            raise ConfigError(f"DataConfig.data_shards={shards} must be a multiple of the {num_hosts} hosts and "
+                              f"divide DataConfig.batch_size={self.batch_size}")  # fmt: skip
+        per_host = shards // num_hosts
+        return [(host * per_host + j, shards) for j in range(per_host)]
 
 
 @gin.configurable

@@ -31,8 +31,19 @@ def training_batches(
     packed encoder-decoder features) lays them out.
 
     Starting at `start_step` gives exactly the batches an uninterrupted stream has from that step on.
+    With `DataConfig.data_shards`, the host's rows are those of its data shards, concatenated.
     """
     config.host_batch_size(shard_info.num_shards)  # refuses an uneven split before building anything
+    shards = config.shards_of_host(shard_info.index, shard_info.num_shards)
+    if config.data_shards and len(shards) > 1:
+        streams = [training_batches(mixture, config, seqio.ShardInfo(index, count), start_step, converter, progress)
+                   for index, count in shards]  # fmt: skip
+        return (
+            {key: np.concatenate([batch[key] for batch in batches]) for key in batches[0]}
+            for batches in zip(*streams)
+        )
+    if config.data_shards:
+        shard_info = seqio.ShardInfo(*shards[0])
     converter = converter or seqio.EncDecFeatureConverter(pack=config.pack)
     if config.pipeline != "seqio":
         from lowres.data.streams.indexed import IndexedStream, plans_of
