@@ -21,7 +21,6 @@ from lowres.checkpoints.trained_model import TrainedModel
 from lowres.data.config import DataConfig
 from lowres.data.tasks.names import task_language
 from lowres.config_fields import any_value, at_least, validated
-from lowres.errors import ConfigError
 from lowres.evaluation.bits_per_byte import model_bits_per_byte
 from lowres.evaluation.seqio_metrics import evaluate_task
 # Imported here, not where used: DecodeConfig is gin-configurable and must be registered before

@@ -16,7 +16,6 @@ import gin
 import jax
 import jax.numpy as jnp
 from lowres.config_fields import at_least, between, greater_than, one_of, validated
-from lowres.errors import ConfigError
 
 NEG_INF = -1.0e9  # finite, so that -inf arithmetic never makes NaNs in scores
 VALID = -1.0e6  # beam scores below this come from NEG_INF-seeded (empty) beams

@@ -7,7 +7,6 @@ from __future__ import annotations
 import re
 import shutil
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import jax

@@ -10,7 +10,6 @@ TensorFlow: worker processes import it in a fresh interpreter.
 from __future__ import annotations
 
 import dataclasses
-import os
 import shutil
 import time
 from collections.abc import Callable
