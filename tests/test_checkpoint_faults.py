@@ -159,3 +159,24 @@ def test_a_full_disk_during_a_save_is_one_line_and_the_rerun_resumes(how, refere
     finally:
         if how == "tmpfs":
             subprocess.run(["umount", str(disk)], capture_output=True)
+
+
+@pytest.mark.parametrize("error, named", [
+    (OSError(28, "No space left on device"), "No space left on device"),
+    (OSError(30, "Read-only file system"), "Read-only file system"),
+    (PermissionError(13, "Permission denied"), "Permission denied"),
+    (ValueError("RESOURCE_EXHAUSTED: Failed writing [os_error_code='122']"), "quota"),
+    (ValueError("INVALID_ARGUMENT: shapes differ"), None),
+])  # fmt: skip
+def test_write_failures_are_recognised_by_their_os_error(tmp_path, error, named):
+    from lowres.checkpoints.store import CheckpointStore
+
+    store = CheckpointStore(tmp_path / "checkpoints")
+    try:
+        failure = store.write_failure(error)
+    finally:
+        store.close()
+    if named is None:
+        assert failure is None  # not a disk problem: reported as what it is
+    else:
+        assert named.lower() in str(failure).lower() and "the newest intact checkpoint is none" in str(failure)
