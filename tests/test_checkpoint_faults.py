@@ -180,3 +180,18 @@ def test_write_failures_are_recognised_by_their_os_error(tmp_path, error, named)
         assert failure is None  # not a disk problem: reported as what it is
     else:
         assert named.lower() in str(failure).lower() and "the newest intact checkpoint is none" in str(failure)
+
+
+@pytest.mark.slow
+def test_fault_soak_script_runs_one_trial(tmp_path, cache_dir, monkeypatch):
+    """benchmarks/fault_soak.py at its smallest: a reference run and one kill-and-restart, compared bitwise."""
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    monkeypatch.setenv("LOWRES_CACHE_DIR", str(cache_dir))
+    import fault_soak
+
+    output = tmp_path / "soak.json"
+    code = fault_soak.main(["--kills", "1", "--steps", "12", "--workdir", str(tmp_path / "work"),
+                            "--output", str(output)])  # fmt: skip
+    record = json.loads(output.read_text())
+    assert code == 0 and record["summary"] == "1 of 1 resumed identically", record
+    assert record["trials"][0]["mode"] == "random" and record["trials"][0]["identical"]

@@ -263,6 +263,9 @@ SKIP = {
     "lowres bench": NAME,
     "lowres eval --translate": NAME,
     "lowres export hf": NAME,
+    "lowres train --distributed": NAME,
+    "python benchmarks/fault_soak.py --kills 20": "the fault soak: 20 killed and restarted runs, about 40 minutes on 2 "
+                                                  "cores; tests/test_checkpoint_faults.py runs it with one kill",
     "lowres eval --data=builtin": "refers to the Quick start's eval (it lacks the required --model_dir/--output), "
                                   "which runs",
 }
