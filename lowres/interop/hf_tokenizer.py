@@ -19,7 +19,6 @@ import seqio
 
 from lowres.data.vocab.byte_vocabulary import NUM_BYTES, NUM_SPECIAL, ReservedByteVocabulary
 from lowres.errors import DataError, UsageError
-from lowres.files import write_atomic
 
 SENTENCEPIECE_FILES = ("spiece.model", "tokenizer.model")  # T5 / mT5, Llama / Mistral
 
@@ -119,15 +118,3 @@ def write_tokenizer(vocabulary: seqio.Vocabulary, directory: Path, decoder_only:
 def sentencepiece_file(directory: Path) -> Path | None:
     """The SentencePiece model an HF directory ships (T5's spiece.model, Llama's tokenizer.model), if any."""
     return next((directory / name for name in SENTENCEPIECE_FILES if (directory / name).is_file()), None)
-
-
-def copy_sentencepiece(directory: Path, target: Path) -> Path:
-    """Copies an HF directory's SentencePiece model to `target` (a run's vocab/spm.model)."""
-    source = sentencepiece_file(directory)
-    if source is None:
-        raise DataError(
-            f"{directory} has no SentencePiece model ({' or '.join(SENTENCEPIECE_FILES)}); lowres vocabularies are "
-            "SentencePiece or bytes, so byte-level BPE tokenizers (tokenizer.json only: Llama 3, Qwen2) cannot be "
-            "a run's vocabulary"
-        )
-    return write_atomic(target, source.read_bytes())
