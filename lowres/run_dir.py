@@ -15,6 +15,7 @@ so commands that only read a run start fast.
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -99,3 +100,17 @@ def read_run_info(model_dir: str | Path, option: str = "--model_dir") -> RunInfo
 
 def write_run_info(model_dir: str | Path, info: RunInfo) -> Path:
     return write_json(run_file(model_dir), info.to_dict())
+
+
+def read_metrics(model_dir: str | Path) -> list[dict]:
+    path = Path(model_dir) / METRICS_FILE
+    if not path.is_file():
+        raise MissingFileError(f"{path} not found: {model_dir} holds no training metrics (run `lowres train` first)")
+    records = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if line.strip():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as error:
+                raise DataError(f"{path}:{number}: not JSON ({error.msg})") from error
+    return records

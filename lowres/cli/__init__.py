@@ -24,6 +24,7 @@ from lowres.cli import (
     export,
     models,
     plot,
+    sweep,
     train,
     translationese,
     vocab,
@@ -42,6 +43,7 @@ COMMANDS = {
     "models": models,
     "data": data,
     "vocab": vocab,
+    "sweep": sweep,
     "bench": bench,
 }
 

@@ -18,8 +18,7 @@ from lowres.errors import (
     NotWritableError,
     UsageError,
 )
-
-GIN_CONFIG_DIR = Path(__file__).resolve().parents[2] / "gin_configs"
+from lowres.gin_files import GIN_CONFIG_DIR, resolve_gin_file
 
 
 def first_line(error: BaseException) -> str:
@@ -61,13 +60,6 @@ def split_gin_bindings(argv: Sequence[str]) -> tuple[list[str], list[str]]:
         else:
             rest.append(arg)
     return rest, bindings
-
-
-def resolve_gin_file(name: str) -> str:
-    for candidate in (Path(name), GIN_CONFIG_DIR / name, GIN_CONFIG_DIR / f"{name}.gin"):
-        if candidate.is_file():
-            return str(candidate)
-    raise MissingFileError(f"gin file {name!r} not found (looked in the current directory and {GIN_CONFIG_DIR})")
 
 
 def parse_gin(files: Sequence[str], bindings: Sequence[str], registers: str, **options) -> None:

@@ -3,29 +3,13 @@ learning-rate schedule and mixing rates over time. `lowres plot MODEL_DIR` redra
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from lowres.errors import DataError, MissingFileError
 from lowres.figures import save_png
-from lowres.run_dir import METRICS_FILE, PLOTS_DIR
+from lowres.run_dir import PLOTS_DIR, read_metrics
 from lowres.training.hooks import TrainHook, TrainRun
-
-
-def read_metrics(model_dir: str | Path) -> list[dict]:
-    path = Path(model_dir) / METRICS_FILE
-    if not path.is_file():
-        raise MissingFileError(f"{path} not found: {model_dir} holds no training metrics (run `lowres train` first)")
-    records = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if line.strip():
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError as error:
-                raise DataError(f"{path}:{number}: not JSON ({error.msg})") from error
-    return records
 
 
 def _series(records: list[dict], key: str) -> tuple[list[int], list[float]]:
