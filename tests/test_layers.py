@@ -15,14 +15,15 @@ LIBRARY = ROOT / "lowres"
 # Bottom to top. Units on the same floor are independent of each other.
 FLOORS: list[tuple[str, ...]] = [
     ("errors",),
-    ("files", "config_fields"),
+    ("files", "config_fields", "gin_files"),
     ("figures", "text_metrics", "run_dir"),
     ("data", "models"),
     ("checkpoints",),
     ("interop",),
     ("inference", "training"),
-    ("evaluation",),
+    ("evaluation", "scaling"),
     ("jobs", "translationese"),
+    ("sweeps",),
     ("bench",),
     ("cli",),
 ]
