@@ -45,6 +45,20 @@ def add_parser(commands) -> None:
         "and host shard match. An interrupted build resumes where it stopped. SOURCE: flores:DIR, text:GLOB, "
         "jsonl:GLOB, udhr:GLOB, builtin, or a corpus declared in --gin_file.",
     )
+    split = data_commands.add_parser(
+        "split", help="hold out whole documents of a source as a validation split (FLORES dev has none)",
+        description="Write DIR/<lang>.train.txt and DIR/<lang>.validation.txt (one document per line) from SOURCE, "
+        "holding out the same documents in every language (chosen by a seeded hash of the document id); train "
+        "on them with DataConfig.source = \"text:DIR/{lang}.{split}.txt\". DIR/split.json records the sizes.",
+    )
+    split.add_argument("source", metavar="SOURCE", help="e.g. flores:../shared/data/flores200/dev")
+    split.add_argument("--langs", required=True, metavar="A,B", help="languages to write, e.g. eng_Latn,yor_Latn")
+    split.add_argument("--output", required=True, metavar="DIR")
+    split.add_argument("--heldout_fraction", type=float, default=0.2, help="share of documents held out (default 0.2)")
+    split.add_argument("--source_split", default="dev", help="the split of SOURCE to divide (default dev)")
+    split.add_argument("--seed", type=int, default=0)
+    split.add_argument("--max_train_bytes", action="append", default=[], metavar="LANG=BYTES",
+                       help="keep only the first BYTES of LANG's training documents (a small language); repeatable")
     cache.add_argument("source", metavar="SOURCE")
     cache.add_argument("--model_dir", default=None, metavar="DIR", help="a run whose vocabulary tokenizes")
     cache.add_argument("--vocab", default=None, metavar="FILE", help="a vocabulary file instead of --model_dir's")
@@ -134,7 +148,29 @@ def cache(args) -> int:
     return 0
 
 
-ACTIONS = {"describe": describe, "sample": sample, "cache": cache}
+def split(args) -> int:
+    from lowres.data.text.heldout import write_heldout_split
+
+    limits = {}
+    for item in args.max_train_bytes:
+        lang, sep, size = item.partition("=")
+        if not sep or not size.isdigit():
+            raise UsageError(f"--max_train_bytes={item}: write LANG=BYTES, e.g. yor_Latn=20000")
+        limits[lang] = int(size)
+    check_output = Path(args.output)
+    common.check_writable(check_output, "--output")
+    with common.data_errors():
+        record = write_heldout_split(args.source, [x for x in args.langs.split(",") if x], check_output,
+                                     fraction=args.heldout_fraction, source_split=args.source_split, seed=args.seed,
+                                     max_train_bytes=limits)
+    for lang, parts in record["languages"].items():
+        print(f"{lang}: train {parts['train']['documents']} documents ({parts['train']['bytes']:,} bytes), "
+              f"validation {parts['validation']['documents']} ({parts['validation']['bytes']:,} bytes)")
+    print(f"wrote {check_output}; train with DataConfig.source = \"text:{check_output}/{{lang}}.{{split}}.txt\"")
+    return 0
+
+
+ACTIONS = {"describe": describe, "sample": sample, "cache": cache, "split": split}
 
 
 def run(args) -> int:

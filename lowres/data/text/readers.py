@@ -657,6 +657,10 @@ def _document_source_class():
             self._signature = _signature(kind)
             super().__init__(splits=splits, num_input_examples=num_input_examples, caching_permitted=True)
 
+        def num_input_examples(self, split: str) -> int | None:
+            """Known for the splits counted when the corpus was read (train), None for the others."""
+            return (self._num_input_examples or {}).get(split)
+
         @property
         def supports_arbitrary_sharding(self) -> bool:
             return True  # readers split files (or, with fewer files than hosts, records) themselves
