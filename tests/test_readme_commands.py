@@ -20,6 +20,7 @@ one worker.
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import json
 import os
@@ -195,6 +196,13 @@ RUN = (
         shell=True),
     Cmd("lm_eval", ".venv/bin/lm_eval --model hf --model_args pretrained=runs/quickstart-hf --include_path lm_eval_tasks "
         "--tasks lowres_continuation --device cpu", shell=True, needs=("export_hf", "lm_eval_task")),
+    Cmd("sweep_dry_run", "lowres sweep experiments/sweeps/lr_grid.yaml --output=runs/lr_grid --dry_run"),
+    # One of the example sweep's four runs (40 smoke-size steps): the same launcher trains the others.
+    Cmd("sweep", "lowres sweep experiments/sweeps/lr_grid.yaml --output=runs/lr_grid --parallel=2",
+        ("--only=lr0.003-s0",), needs=("sweep_dry_run",)),
+    Cmd("sweep_status", "lowres sweep status runs/lr_grid", needs=("sweep",)),
+    Cmd("data_split", "lowres data split flores:../shared/data/flores200/dev --langs=eng_Latn,yor_Latn "
+        "--output=runs/split --max_train_bytes=yor_Latn=15000"),
     Cmd("models_list", "lowres models list"),
     Cmd("help", "lowres --help"),
 )
@@ -225,6 +233,12 @@ SKIP = {
     "lowres vocab report --model_dir=DIR | --vocab=FILE [--data=SOURCE] [--output=report.json]": SUMMARY,
     "lowres translationese build|score|filter ...": SUMMARY,
     "lowres plot MODEL_DIR": SUMMARY,
+    "lowres sweep SPEC.yaml --output=OUT [--parallel=N] [--only=GLOB] [--launcher=local|slurm|commands] [--dry_run]":
+        SUMMARY,
+    "lowres sweep status|results OUT": SUMMARY,
+    "lowres fit schedule --fit DIR [--fit DIR2] --predict DIR --output=OUT": SUMMARY,
+    "lowres fit power --table=results.csv --y=COLUMN --x=COLUMN [--law=power|joint|nmt] --output=OUT": SUMMARY,
+    "lowres data split SOURCE --langs=A,B --output=DIR [--heldout_fraction=0.2]": SUMMARY,
     "lowres export hf --model_dir=DIR --output=OUT [--step=N]": SUMMARY,
     "lowres train --gin_file=continue_from_hf.gin --gin.InitConfig.hf_checkpoint=\"'mt5-small'\" "
     "--model_dir=runs/mt5-yor": "needs a released checkpoint downloaded beforehand (mt5-small: 1.2 GB); "
@@ -263,6 +277,13 @@ SKIP = {
     "lowres bench": NAME,
     "lowres eval --translate": NAME,
     "lowres export hf": NAME,
+    "lowres sweep": NAME,
+    "lowres fit": NAME,
+    "lowres data split": NAME,
+    'lowres fit power --table=results.csv --y="final eval/loss" --x=params --output=OUT':
+        "needs a sweep over model sizes; tests/test_scaling_fits.py runs `fit power` in-process on a table it writes",
+    "lowres sweep ... --index=I": "the shape of a line of OUT/commands.txt; tests/test_sweeps.py runs the same `--index` command as a SLURM array task",
+    "lowres sweep results OUT": "placeholder OUT; tests/test_sweeps.py rebuilds a sweep's results",
     "lowres train --distributed": NAME,
     "python benchmarks/fault_soak.py --kills 20": "the fault soak: 20 killed and restarted runs, about 40 minutes on 2 "
                                                   "cores; tests/test_checkpoint_faults.py runs it with one kill",
@@ -590,6 +611,35 @@ def _samples(stdout: str) -> dict[str, str]:
     """`data sample` output: section name -> its text."""
     sections = stdout.split("== ")[1:]
     return {section.splitlines()[0].strip(" ="): section for section in sections}
+
+
+@check("sweep_dry_run")
+def _(done, real_flores):
+    assert "4 of 4 runs; nothing trained" in done.stdout and "[3] lr0.003-s1" in done.stdout, done.stdout
+    assert not (done.clone / "runs" / "lr_grid" / "runs").exists()
+
+
+@check("sweep")
+def _(done, real_flores):
+    out = done.clone / "runs" / "lr_grid"
+    rows = {row["run"]: row for row in csv.DictReader((out / "results.csv").open())}
+    assert rows["lr0.003-s0"]["state"] == "done" and rows["lr0.003-s0"]["steps"] == "40", rows
+    assert rows["lr0.001-s0"]["state"] == "pending"
+    assert float(rows["lr0.003-s0"]["final eval/bits_per_byte"]) > 0
+    assert (out / "plots" / "curves_loss.png").is_file()
+
+
+@check("sweep_status")
+def _(done, real_flores):
+    assert "1 done, 3 pending" in done.stdout, done.stdout
+
+
+@check("data_split")
+def _(done, real_flores):
+    record = _json(done.clone / "runs" / "split" / "split.json")
+    assert set(record["languages"]) == {"eng_Latn", "yor_Latn"}
+    assert record["languages"]["yor_Latn"]["train"]["bytes"] <= 15000
+    assert record["languages"]["eng_Latn"]["validation"]["documents"] > 0
 
 
 @check("data_sample_ul2")

@@ -191,6 +191,9 @@ def test_results_table_and_plots_cover_every_run(killed_sweep, capsys):
     assert float(rows["long"]["final loss"]) == pytest.approx(long_losses[-1])
     assert float(rows["long"]["best loss"]) == pytest.approx(min(long_losses))
     assert int(rows["short"]["params"]) > 0 and rows["broken"]["state"] == "failed"
+    for png in (out / "plots").glob("*.png"):
+        png.unlink()
+    assert main(["sweep", "results", str(out)]) == 0  # redraws them
     assert (out / "plots" / "curves_loss.png").stat().st_size > 1000
     assert (out / "plots" / "loss_by_arm.png").is_file()
     assert json.loads((out / "results.json").read_text())["runs"][0]["run"] == "short"

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import shlex
 import sys
 from pathlib import Path
 
@@ -93,7 +94,7 @@ def run(args) -> int:
     if args.dry_run and args.launcher == "local":
         for run in chosen:
             print(f"[{run.index}] {run.name}  ({run.run_hash})")
-            print("    " + " ".join(launch.train_command(run, output / "runs" / run.name)[1:]))
+            print("    lowres " + shlex.join(launch.train_command(run, output / "runs" / run.name)[3:]))
         print(f"{len(chosen)} of {len(runs)} runs; nothing trained (--dry_run)")
         return 0
     if args.launcher == "commands":
