@@ -57,6 +57,9 @@ seeds: [0, 1]
     assert len({r.run_hash for r in runs}) == 16
     assert [r.run_hash for r in expand(load_spec(tmp_path / "s.yaml"))] == [r.run_hash for r in runs]
     assert gin_literal(["eng", "pan"]) == "['eng', 'pan']" and gin_literal(True) == "True"
+    both = load_spec(write_spec(tmp_path / "t.yaml", "seeds: [3]\nseed_binding: [TrainConfig.seed, DataConfig.seed]\n"))
+    (run,) = expand(both)
+    assert run.bindings == {"TrainConfig.seed": 3, "DataConfig.seed": 3}
 
 
 @pytest.mark.parametrize("text, message", [

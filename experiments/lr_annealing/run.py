@@ -102,7 +102,7 @@ def report(output: Path, fit_dir: Path, results: Path) -> list[Path]:
         "",
         f"- Data: FLORES-200 dev, six languages ({LANGUAGES.replace(',', ', ')}), 20% of the documents held out.",
         "- Model: decoder-only `mini` (d_model 128, 4 layers), causal LM, 4,000-piece SentencePiece vocabulary; batch "
-        "8 x 128 tokens, 600 steps, AdamW peak 2e-3 after 30 warm-up steps.",
+        "8 x 128 tokens, 400 steps, AdamW peak 2e-3 after 30 warm-up steps.",
         "- Schedules: constant; cosine to 0.1 x peak; WSD (constant, then a linear decay to 0.1 x peak over the last "
         "25% of steps). Seeds 0, 1, 2 for each.",
         f"- Law: L(s) = L0 + A S1^-alpha - C S2, lambda = {fit['fit']['constants'].get('lam', 0.999)}, fitted on the "
@@ -139,7 +139,7 @@ def report(output: Path, fit_dir: Path, results: Path) -> list[Path]:
         "- It can show whether two cheap runs pin down the law well enough to predict a third schedule's whole "
         "curve at this scale, and how that error compares with seed noise.",
         "- It cannot show the law at the paper's scale (hundreds of millions of parameters, tens of thousands of "
-        "steps): 600 steps on about 0.9 MB of text is the early, fast-falling part of the curve, where S1 dominates. "
+        "steps): 400 steps on about 0.9 MB of text is the early, fast-falling part of the curve, where S1 dominates. "
         "One fit (seed 0) was used; fitting on other seeds would add the fit's own spread.",
         "",
     ]

@@ -54,7 +54,7 @@ def run_row(run: Run, output: Path, spec: SweepSpec, stale_after_s: float = stat
     records = metric_records(directory)
     row: dict[str, Any] = {"run": run.name, "state": state.run_state(directory, stale_after_s), **run.swept}
     if "seed" not in row:
-        row["seed"] = run.bindings.get(spec.seed_binding)
+        row["seed"] = run.bindings.get(spec.seed_binding[0])
     row["steps"] = max((r.get("step", 0) for r in records), default=0)
     row["seconds"] = round(float(status.get("seconds", 0.0)), 1)
     row["params"] = _num_params(directory)

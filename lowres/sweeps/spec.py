@@ -13,7 +13,8 @@
     zip:                                   # lists of one length, varied together
       ModelConfig.preset: [tiny, mini]
       DataConfig.batch_size: [8, 4]
-    seeds: [0, 1, 2]                       # bound to `seed_binding` (default TrainConfig.seed)
+    seeds: [0, 1, 2]                       # bound to each of `seed_binding` (default TrainConfig.seed;
+                                           # [TrainConfig.seed, DataConfig.seed] varies the data order too)
     name: "{arm}-lr{OptimizerConfig.learning_rate}-s{seed}"   # optional; the default names every varied value
     metrics: {loss: min, eval/loss: min, eval/chrf: max}      # or a list (direction guessed from the name)
 
@@ -86,7 +87,7 @@ class SweepSpec:
     grid: Mapping[str, Sequence[Any]] = dataclasses.field(default_factory=dict)
     zipped: Mapping[str, Sequence[Any]] = dataclasses.field(default_factory=dict)
     seeds: tuple[int, ...] = (0,)
-    seed_binding: str = "TrainConfig.seed"
+    seed_binding: tuple[str, ...] = ("TrainConfig.seed",)
     name_template: str | None = None
     metrics: Mapping[str, str] = dataclasses.field(default_factory=dict)  # metric -> "min" | "max"
 
@@ -198,8 +199,16 @@ def load_spec(path: str | Path) -> SweepSpec:
         path=path.resolve(),
         gin_files=_resolve_files(_names(data.get("gin_files"), f"{path}: gin_files"), spec_dir, f"{path}: gin_files"),
         bindings=dict(shared), arms=tuple(arms), grid=grid, zipped=zipped, seeds=tuple(seeds),
-        seed_binding=str(data.get("seed_binding", "TrainConfig.seed")), name_template=name, metrics=dict(metrics),
+        seed_binding=_seed_binding(data.get("seed_binding", "TrainConfig.seed"), path), name_template=name,
+        metrics=dict(metrics),
     )
+
+
+def _seed_binding(value: Any, path: Path) -> tuple[str, ...]:
+    names = [value] if isinstance(value, str) else value
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) and "." in n for n in names):
+        raise ConfigError(f"{path}: seed_binding must name one or more gin bindings, e.g. [TrainConfig.seed, DataConfig.seed]")
+    return tuple(names)
 
 
 def _short(value: Any) -> str:
@@ -244,7 +253,7 @@ def expand(spec: SweepSpec) -> list[Run]:
         swept.update(zip_row)
         if len(spec.seeds) > 1:
             swept["seed"] = seed
-        bindings = {**spec.bindings, **arm.bindings, **grid_row, **zip_row, spec.seed_binding: seed}
+        bindings = {**spec.bindings, **arm.bindings, **grid_row, **zip_row, **dict.fromkeys(spec.seed_binding, seed)}
         template = spec.name_template
         name = _format_name(template, swept, spec) if template else _default_name(swept)
         runs.append(Run(_NAME_CHARS.sub("_", name), len(runs), spec.gin_files + arm.gin_files, bindings, swept))
