@@ -482,6 +482,8 @@ class _Loop:
                         compile_time = time.perf_counter() - last_time
                         last_time, last_step = time.perf_counter(), done
                     if done % log_every == 0 or done == num_steps:
+                        # Steps are dispatched asynchronously: time the interval once its last step is done.
+                        jax.block_until_ready(metrics)
                         now = time.perf_counter()
                         step_time = (now - last_time) / max(done - last_step, 1) if done > last_step else compile_time
                         last_time, last_step = now, done
