@@ -6,8 +6,8 @@
    (runs/lr_annealing/data, the path the sweep spec names; skipped when present);
 2. `lowres sweep experiments/lr_annealing/sweep.yaml`: one model trained with a constant, a cosine
    and a warm-up-stable-decay (WSD) schedule, 3 seeds each (skips finished runs, resumes);
-3. `lowres fit schedule`: the law fitted on seed 0's constant and cosine training-loss curves,
-   predicting every WSD run's curve from its schedule alone;
+3. `lowres fit schedule`, once per seed: the law fitted on that seed's constant and cosine
+   training-loss curves, predicting every WSD run's curve from its schedule alone;
 4. the report: experiments/lr_annealing/results/ (results.md, results.json, the fit's files and PNGs),
    which sets the prediction error beside the seed-to-seed spread of the WSD curves and beside a
    naive prediction (the cosine run's own curve).
@@ -60,43 +60,54 @@ def naive_errors(cosine: dict[int, float], wsd: dict[int, float], after: int) ->
             "final_error": cosine[steps[-1]] - wsd[steps[-1]]}
 
 
-def report(output: Path, fit_dir: Path, results: Path) -> list[Path]:
-    fit = json.loads((fit_dir / "fit.json").read_text())
+def report(output: Path, fit_dirs: dict[int, Path], results: Path) -> list[Path]:
+    """results.md/json: each seed's fitted parameters, its WSD predictions, the seed spread and the naive bar."""
+    fits = {seed: json.loads((directory / "fit.json").read_text()) for seed, directory in fit_dirs.items()}
     runs = output / "runs"
     wsd = [training_curve(runs / f"wsd-s{seed}") for seed in SEEDS]
     warmup = 30
     spread = seed_spread(wsd, warmup)
-    naive = [naive_errors(training_curve(runs / "cosine-s0"), curve, warmup) for curve in wsd]
-    predictions = fit["predictions"]
-    law_mae = statistics.fmean(p["mean_abs_error"] for p in predictions)
-    naive_mae = statistics.fmean(n["mean_abs_error"] for n in naive)
-    law_final = statistics.fmean(abs(p["final_error"]) for p in predictions)
-    naive_final = statistics.fmean(abs(n["final_error"]) for n in naive)
-    summary = {"fit": fit, "wsd_seed_spread": spread, "naive_cosine_as_wsd": naive,
-               "law_mean_abs_error": law_mae, "naive_mean_abs_error": naive_mae,
-               "law_final_abs_error": law_final, "naive_final_abs_error": naive_final}
-    params = fit["fit"]["params"]
-    rows = "\n".join(f"| `{p['run']}` | {p['points']} | {p['mean_abs_error']:.4f} | {100 * p['max_rel_error']:.2f}% | "
-                     f"{p['final_error']:+.4f} | {n['mean_abs_error']:.4f} | {n['final_error']:+.4f} |"
-                     for p, n in zip(predictions, naive))
-    beats_naive = law_mae < naive_mae and law_final < naive_final
-    within_noise = law_mae <= 2 * spread["mean_sd"]
+    naive = [naive_errors(training_curve(runs / f"cosine-s{seed}"), wsd[seed], warmup) for seed in SEEDS]
+    predictions = [p for fit in fits.values() for p in fit["predictions"]]
+    same_seed = [p for seed, fit in fits.items() for p in fit["predictions"] if p["run"].endswith(f"wsd-s{seed}")]
+
+    def stat(values: list[float]) -> tuple[float, float]:
+        return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+    law_mae, law_final = stat([p["mean_abs_error"] for p in same_seed]), stat([abs(p["final_error"]) for p in same_seed])
+    naive_mae, naive_final = stat([n["mean_abs_error"] for n in naive]), stat([abs(n["final_error"]) for n in naive])
+    all_mae = stat([p["mean_abs_error"] for p in predictions])
+    params = {name: stat([fit["fit"]["params"][name] for fit in fits.values()]) for name in ("L0", "A", "alpha", "C")}
+    summary = {"fits": fits, "parameters_over_seeds": params, "wsd_seed_spread": spread,
+               "naive_cosine_as_wsd": naive, "law_same_seed_mean_abs_error": law_mae,
+               "law_same_seed_final_abs_error": law_final, "law_all_pairs_mean_abs_error": all_mae,
+               "naive_mean_abs_error": naive_mae, "naive_final_abs_error": naive_final}
+    rows = "\n".join(
+        f"| {seed} | " + " | ".join(f"{fits[seed]['fit']['params'][n]:.4f}" for n in ("L0", "A", "alpha", "C")) + " | "
+        + " | ".join(f"{p['mean_abs_error']:.4f} ({p['final_error']:+.4f})" for p in fits[seed]["predictions"]) + " |"
+        for seed in fits)
+    beats_naive = law_mae[0] + law_mae[1] < naive_mae[0] and law_final[0] < naive_final[0]
+    within_noise = law_mae[0] <= 2 * spread["mean_sd"]
     conclusion = [
-        f"Mean absolute error of the law's WSD predictions: {law_mae:.4f} nats/token (final step {law_final:.4f}); "
-        f"the cosine curve used as a prediction is off by {naive_mae:.4f} (final step {naive_final:.4f}); the WSD "
-        f"seeds differ from each other by {spread['mean_sd']:.4f} on average (standard deviation across 3 seeds).",
-        ("The law predicts the WSD curve better than the naive guess, in particular the drop of the final decay, "
+        f"Fitted on a seed's constant and cosine runs, the law predicts the same seed's WSD curve with a mean "
+        f"absolute error of {law_mae[0]:.4f} ± {law_mae[1]:.4f} nats/token over the 3 seeds (final step "
+        f"{law_final[0]:.4f} ± {law_final[1]:.4f}); over all 9 fit/WSD pairs {all_mae[0]:.4f} ± {all_mae[1]:.4f}. "
+        f"Using the cosine run's own curve as the guess is off by {naive_mae[0]:.4f} ± {naive_mae[1]:.4f} (final "
+        f"step {naive_final[0]:.4f} ± {naive_final[1]:.4f}). The WSD seeds differ from each other by "
+        f"{spread['mean_sd']:.4f} on average (standard deviation across 3 seeds).",
+        ("The law predicts the WSD curve better than the naive guess, beyond the seeds' spread, "
          if beats_naive else
-         "The law does not predict the WSD curve better than the naive guess (the cosine run's own curve), ")
+         "The law does not predict the WSD curve clearly better than the naive guess (the cosine run's own curve), ")
         + ("and its error is within twice the seed-to-seed spread: at this scale the prediction is as good as "
            "the noise allows." if within_noise else
-           "but its error is larger than twice the seed-to-seed spread: the law misses part of the curve."),
+           "and its error is larger than twice the seed-to-seed spread: the law misses part of the curve."),
     ]
+    lam = next(iter(fits.values()))["fit"]["constants"].get("lam", 0.999)
     text = [
         "# The LR-annealing scaling law: fit on constant + cosine, predict WSD",
         "",
         "Generated by `python experiments/lr_annealing/run.py` from the runs of `experiments/lr_annealing/sweep.yaml`",
-        "and `lowres fit schedule`; every number is read from the runs and the fit.",
+        "and `lowres fit schedule`; every number is read from the runs and the fits.",
         "",
         "## Setup",
         "",
@@ -104,31 +115,30 @@ def report(output: Path, fit_dir: Path, results: Path) -> list[Path]:
         "- Model: decoder-only `mini` (d_model 128, 4 layers), causal LM, 4,000-piece SentencePiece vocabulary; batch "
         "8 x 128 tokens, 400 steps, AdamW peak 2e-3 after 30 warm-up steps.",
         "- Schedules: constant; cosine to 0.1 x peak; WSD (constant, then a linear decay to 0.1 x peak over the last "
-        "25% of steps). Seeds 0, 1, 2 for each.",
-        f"- Law: L(s) = L0 + A S1^-alpha - C S2, lambda = {fit['fit']['constants'].get('lam', 0.999)}, fitted on the "
-        "training loss (the trainer's means over each 10-step interval, modelled as such) of constant-s0 and "
-        "cosine-s0 after warm-up.",
+        "25% of steps). Seeds 0, 1, 2 for each (initialisation and data order).",
+        f"- Law: L(s) = L0 + A S1^-alpha - C S2, lambda = {lam}, fitted for each seed on that seed's constant and "
+        "cosine training-loss curves (the trainer's means over each 10-step interval, modelled as such) after "
+        "warm-up, then used to predict all three WSD runs from their schedules.",
         "",
-        "## Fitted parameters",
+        "## Fits and predictions",
         "",
-        "| L0 | A | alpha | C |",
-        "|---|---|---|---|",
-        f"| {params['L0']:.4f} | {params['A']:.4f} | {params['alpha']:.4f} | {params['C']:.4f} |",
+        "Each row is one fit; the last three columns are its WSD predictions (mean absolute error over the logged "
+        "steps, final-step error in brackets).",
         "",
-        "## Predicting WSD",
-        "",
-        "| WSD run | points | law: mean abs error | law: max rel error | law: final-step error | cosine-as-WSD: mean "
-        "abs error | cosine-as-WSD: final error |",
-        "|---|---|---|---|---|---|---|",
+        "| fit on seed | L0 | A | alpha | C | WSD seed 0 | WSD seed 1 | WSD seed 2 |",
+        "|---|---|---|---|---|---|---|---|",
         rows,
+        "",
+        "Parameters over the three fits (mean ± sd): "
+        + ", ".join(f"{name} {m:.4f} ± {sd:.4f}" for name, (m, sd) in params.items()) + ".",
         "",
         f"Seed-to-seed spread of the WSD curves: mean standard deviation {spread['mean_sd']:.4f}, final-step "
         f"standard deviation {spread['final_sd']:.4f}, largest relative deviation from the seed mean "
         f"{100 * spread['max_rel_deviation']:.2f}%.",
         "",
-        "![fit](fit.png)",
+        "![fit on seed 0](fit.png)",
         "",
-        "![prediction](prediction.png)",
+        "![prediction from seed 0's fit](prediction.png)",
         "",
         "## Conclusion",
         "",
@@ -137,10 +147,10 @@ def report(output: Path, fit_dir: Path, results: Path) -> list[Path]:
         "## What this run can and cannot show",
         "",
         "- It can show whether two cheap runs pin down the law well enough to predict a third schedule's whole "
-        "curve at this scale, and how that error compares with seed noise.",
+        "curve at this scale, and how that error compares with seed noise and with a naive guess.",
         "- It cannot show the law at the paper's scale (hundreds of millions of parameters, tens of thousands of "
-        "steps): 400 steps on about 0.9 MB of text is the early, fast-falling part of the curve, where S1 dominates. "
-        "One fit (seed 0) was used; fitting on other seeds would add the fit's own spread.",
+        "steps): 400 steps on about 0.9 MB of text is the early, fast-falling part of the curve, where S1 dominates "
+        "and the small text is seen for several epochs.",
         "",
     ]
     results.mkdir(parents=True, exist_ok=True)
@@ -163,17 +173,19 @@ def main(argv: list[str] | None = None) -> int:
     if code:
         return code
     results = HERE / "results"
-    fit_dir = results / "fit"
-    if fit_dir.exists():
-        shutil.rmtree(fit_dir)
     runs = output / "runs"
-    code = lowres("fit", "schedule", f"--fit={runs / 'constant-s0'}", f"--fit={runs / 'cosine-s0'}",
-                  *[f"--predict={runs / f'wsd-s{seed}'}" for seed in SEEDS], f"--output={fit_dir}")
-    if code:
-        return code
-    for png in fit_dir.glob("*.png"):
+    fit_dirs = {}
+    for seed in SEEDS:
+        fit_dirs[seed] = results / f"fit-s{seed}"
+        if fit_dirs[seed].exists():
+            shutil.rmtree(fit_dirs[seed])
+        code = lowres("fit", "schedule", f"--fit={runs / f'constant-s{seed}'}", f"--fit={runs / f'cosine-s{seed}'}",
+                      *[f"--predict={runs / f'wsd-s{other}'}" for other in SEEDS], f"--output={fit_dirs[seed]}")
+        if code:
+            return code
+    for png in fit_dirs[0].glob("*.png"):
         shutil.copy(png, results / png.name)
-    for path in report(output, fit_dir, results):
+    for path in report(output, fit_dirs, results):
         print(f"wrote {path}")
     return 0
 
