@@ -266,6 +266,14 @@ SKIP = {
     "python experiments/translationese/run.py --output runs/translationese":
         "the 23-minute recipe: ~15 lowres processes even at tiny sizes, and UDHR + Tatoeba from ../shared/data; "
         "tests/test_translationese_recipe.py checks its stages",
+    "python experiments/continual/run.py --output runs/continual":
+        "15 lowres train runs (24 min on the shared 2-core machine); tests/test_continual_recipe.py checks its "
+        "logic and tests/test_sweeps.py the sweep it runs",
+    "python experiments/order_matters/run.py --output runs/order_matters/sweep":
+        "6 lowres train runs of 300 steps; tests/test_sweeps.py checks the sweep it runs",
+    "python experiments/lr_annealing/run.py --output runs/lr_annealing/sweep":
+        "9 lowres train runs of 400 steps and three fits; tests/test_sweeps.py and tests/test_scaling_fits.py check "
+        "the sweep and the fit it runs",
     # Not lowres.
     "tensorboard --logdir DIR/tensorboard": "TensorBoard (not a lowres dependency) on a placeholder DIR",
     "tfds build": "TensorFlow Datasets' builder: downloads corpora",

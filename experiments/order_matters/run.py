@@ -109,6 +109,20 @@ def verdict(arms: dict) -> list[str]:
     else:
         lines.append("The paper's direction does not reproduce here: the static mixture's best loss on the small "
                      "language is as low or lower.")
+    lines.append(
+        f"Where the best falls: static at step {static['best_low_step'][0]:.0f}, two-phase at step "
+        f"{phased['best_low_step'][0]:.0f} ({phased['best_low_step'][0] - 150:.0f} steps after {LOW} enters); by the "
+        f"end both have overfitted the small language (final {LOW} loss static {static['final_low_loss'][0]:.3f}, "
+        f"two-phase {phased['final_low_loss'][0]:.3f}).")
+    if diff >= 0:
+        lines.append(
+            "Our reading: with 15 KB of Yoruba the small language is memorised within a few dozen steps of entering "
+            "the mixture in either arm, so its best held-out loss is set by how early overfitting starts rather than "
+            "by what the model transfers from English. The static arm reaches its best while the learning rate is "
+            "near its peak and the model is still general; the two-phase model meets Yoruba already specialised to "
+            "English and with a decayed learning rate. The paper's benefit comes from transfer at a scale this run "
+            "does not reach; a larger small-language share, a later split or a constant learning rate might change "
+            "the outcome, and none of these was tried.")
     lines.append(f"Final held-out {HIGH} loss: two-phase {phased['final_high_loss'][0]:.3f}, static "
                  f"{static['final_high_loss'][0]:.3f} (difference {high_diff:+.3f}, "
                  f"{abs(high_diff) / high_spread:.1f} seed standard deviations): "
@@ -150,7 +164,7 @@ def write_report(summary: dict, directory: Path) -> list[Path]:
     data = summary["data"]
     rows = []
     for arm, values in arms.items():
-        cell = {k: f"{m:.3f} ± {s:.3f}" for k, (m, s) in values.items() if k != "seeds"}
+        cell = {k: f"{v[0]:.3f} ± {v[1]:.3f}" for k, v in values.items() if k != "seeds"}
         rows.append(f"| {arm} | {len(values['seeds'])} | {cell['best_low_loss']} | {cell['best_low_bits_per_byte']} | "
                     f"{values['best_low_step'][0]:.0f} | {cell['high_loss_at_best_low']} | {cell['final_high_loss']} | "
                     f"{cell['final_low_loss']} |")
@@ -183,7 +197,7 @@ def write_report(summary: dict, directory: Path) -> list[Path]:
         "",
         "## Conclusion",
         "",
-        *verdict(arms),
+        *[part for line in verdict(arms) for part in (line, "")],
         "",
         "## What this run can and cannot show",
         "",
