@@ -269,6 +269,9 @@ SKIP = {
     "python experiments/continual/run.py --output runs/continual":
         "15 lowres train runs (24 min on the shared 2-core machine); tests/test_continual_recipe.py checks its "
         "logic and tests/test_sweeps.py the sweep it runs",
+    "python experiments/ul2_vs_causal/run.py --output runs/ul2_vs_causal":
+        "6 lowres train runs with held-out infilling evaluation; tests/test_infilling.py checks the evaluation and "
+        "tests/test_sweeps.py the sweep it runs",
     "python experiments/order_matters/run.py --output runs/order_matters/sweep":
         "6 lowres train runs of 300 steps; tests/test_sweeps.py checks the sweep it runs",
     "python experiments/lr_annealing/run.py --output runs/lr_annealing/sweep":
