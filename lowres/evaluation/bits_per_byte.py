@@ -66,6 +66,32 @@ def feature_batches(
     return features.padded_batch(batch_size).as_numpy_iterator()
 
 
+def summed_target_nll(
+    score_fn: Callable[[dict[str, np.ndarray]], np.ndarray],
+    examples: Sequence[tuple[list[int], list[int]]],
+    architecture: Architecture | str,
+    inputs_length: int,
+    targets_length: int,
+    batch_size: int,
+    decoder_attention: str = "prefix",
+    counts: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> tuple[float, int]:
+    """(summed target NLL in nats, target tokens scored) of (inputs, targets) examples under `score_fn`,
+    in `feature_batches` of `batch_size` rows (the last padded with empty rows: one compiled shape).
+    With `counts`, only target tokens where `counts(tokens)` is true are scored."""
+    total_nll, scored_tokens = 0.0, 0
+    for batch in feature_batches(examples, architecture, inputs_length, targets_length, batch_size, decoder_attention):
+        if counts is not None:
+            weights = batch["decoder_loss_weights"] * counts(batch["decoder_target_tokens"])
+            batch = {**batch, "decoder_loss_weights": weights.astype(batch["decoder_loss_weights"].dtype)}
+        rows = len(batch["decoder_target_tokens"])
+        if rows < batch_size:
+            batch = {k: np.pad(v, [(0, batch_size - rows), (0, 0)]) for k, v in batch.items()}
+        total_nll += float(np.asarray(score_fn(batch)).sum())
+        scored_tokens += int(batch["decoder_loss_weights"].sum())
+    return total_nll, scored_tokens
+
+
 def model_bits_per_byte(
     score_fn: Callable[[dict[str, np.ndarray]], np.ndarray],
     vocabulary,
@@ -86,14 +112,8 @@ def model_bits_per_byte(
         docs = documents[lang]
         token_docs = [vocabulary.encode(doc) for doc in docs]
         examples = scoring_examples(token_docs, inputs_length, targets_length, mode_id, vocabulary.eos_id)
-        total_nll, scored_tokens = 0.0, 0
-        for batch in feature_batches(examples, architecture, inputs_length, targets_length, batch_size,
-                                     decoder_attention):
-            rows = len(batch["decoder_target_tokens"])
-            if rows < batch_size:  # keep one compiled shape: pad the last batch with empty rows
-                batch = {k: np.pad(v, [(0, batch_size - rows), (0, 0)]) for k, v in batch.items()}
-            total_nll += float(np.asarray(score_fn(batch)).sum())
-            scored_tokens += int(batch["decoder_loss_weights"].sum())
+        total_nll, scored_tokens = summed_target_nll(score_fn, examples, architecture, inputs_length, targets_length,
+                                                     batch_size, decoder_attention)  # fmt: skip
         num_tokens = sum(len(t) + 1 for t in token_docs)
         if scored_tokens != num_tokens:
             raise AssertionError(f"{lang}: scored {scored_tokens} tokens of {num_tokens}; windows lost tokens")

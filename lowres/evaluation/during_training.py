@@ -1,5 +1,6 @@
 """Evaluation during training, as a trainer hook: held-out teacher-forced loss per task and per
-language, bits per byte, and the predict metrics (chrF++, BLEU) of tasks that declare them.
+language, bits per byte, span infilling (lowres.evaluation.infilling), and the predict metrics
+(chrF++, BLEU) of tasks that declare them.
 
 The held-out examples are read once (a seeded, fixed slice of each task's held-out split) and the
 documents once, so every evaluation of a run scores the same text and its curves are comparable.
@@ -22,6 +23,7 @@ from lowres.data.config import DataConfig
 from lowres.data.tasks.names import task_language
 from lowres.config_fields import any_value, at_least, validated
 from lowres.evaluation.bits_per_byte import model_bits_per_byte
+from lowres.evaluation.infilling import infilling_denoiser, infilling_metrics, infilling_mode_token, model_infilling
 from lowres.evaluation.seqio_metrics import evaluate_task
 # Imported here, not where used: DecodeConfig is gin-configurable and must be registered before
 # `lowres train` locks the parsed config.
@@ -39,12 +41,16 @@ Batch = dict[str, np.ndarray]
 @dataclasses.dataclass(frozen=True)
 class EvalConfig:
     """Every `every_steps` steps (0: never), score `batches_per_task` held-out batches of every task
-    of the training mixture, and (`bits_per_byte`) up to `max_documents` held-out documents per language."""
+    of the training mixture, and up to `max_documents` held-out documents per language: their bits per
+    byte (`bits_per_byte`) and how well masked spans of them are filled in (`infilling`)."""
 
     every_steps: int = 0
     split: str = "validation"
     batches_per_task: int = 2
     bits_per_byte: bool = True
+    # R-denoiser span infilling of the same documents, in the run's own layout (mode token, sentinels,
+    # decoder attention): eval/infilling/{loss,bits_per_byte,span_bits_per_byte}, eval/<lang>/infilling_*.
+    infilling: bool = False
     max_documents: int = 64
     # Tasks that declare predict metrics (translation: chrF++/BLEU) decode this many held-out examples
     # greedily and report their metrics; 0 turns decoding off.
@@ -202,6 +208,9 @@ class HeldoutEvalHook(TrainHook):
 
     def start(self, run: TrainRun) -> None:
         self.train_run = run
+        if self.config.infilling:  # lengths or sentinels too few: say so now, not at the first evaluation
+            infilling_denoiser(infilling_mode_token(run.info.mode_tokens), run.data_config.inputs_length,
+                               run.data_config.targets_length, run.data.vocabulary)  # fmt: skip
 
     def due(self, step: int, last_step: int) -> bool:
         return every(self.config.every_steps, step, last_step)
@@ -210,7 +219,7 @@ class HeldoutEvalHook(TrainHook):
         run, config = self.train_run, self.config
         self.batches, missing = heldout_task_batches(run.data.mixture, run.data_config, config, run.shard_info,
                                                      run.converter)  # fmt: skip
-        if config.bits_per_byte:
+        if config.bits_per_byte or config.infilling:
             self.documents = heldout_documents(run.data.corpus, run.data.languages, config.split, config.max_documents)
         if missing:
             run.print(f"eval: {len(missing)} task(s) have no {config.split!r} split and are not scored: "
@@ -220,16 +229,25 @@ class HeldoutEvalHook(TrainHook):
         run = self.train_run
         if self.batches is None:
             self._read_heldout()
+        row_nll = lambda batch: run.row_nll(info.params, batch)  # noqa: E731
+        data_config, architecture = run.data_config, architecture_for(run.model_config)
         scores = evaluate_heldout(
-            self.batches, lambda batch: run.loss_sums(info.params, batch), self.documents,
-            lambda batch: run.row_nll(info.params, batch), vocabulary=run.data.vocabulary,
-            data_config=run.data_config, architecture=architecture_for(run.model_config),
-            mode_token=run.info.scoring_mode_token,
+            self.batches, lambda batch: run.loss_sums(info.params, batch),
+            self.documents if self.config.bits_per_byte else None, row_nll, vocabulary=run.data.vocabulary,
+            data_config=data_config, architecture=architecture, mode_token=run.info.scoring_mode_token,
         )  # fmt: skip
+        if self.config.infilling and self.documents:
+            scores.update(infilling_metrics(model_infilling(
+                row_nll, run.data.vocabulary, self.documents, data_config.inputs_length, data_config.targets_length,
+                architecture, data_config.batch_size, infilling_mode_token(run.info.mode_tokens),
+                data_config.decoder_attention,
+            )))  # fmt: skip
         if self.config.decode_examples and jax.process_count() == 1:
             model = TrainedModel(run.info, run.model_config, run.data.vocabulary, run.graphdef, run.rest, info.params,
                                  info.step, run.model_dir)  # fmt: skip
             scores.update(decoding_metrics(list(self.batches), model, self.config, run.data_config.batch_size))
         bpb = f", bits/byte {scores['eval/bits_per_byte']:.3f}" if "eval/bits_per_byte" in scores else ""
+        if "eval/infilling/bits_per_byte" in scores:
+            bpb += f", infilling bits/byte {scores['eval/infilling/bits_per_byte']:.3f}"
         run.print(f"eval step {info.step}: held-out loss {scores.get('eval/loss', float('nan')):.4f}{bpb}")
         return scores

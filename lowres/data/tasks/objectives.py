@@ -380,9 +380,10 @@ def check_sentinels(denoiser: Denoiser, inputs_length: int, targets_length: int,
     raw = denoisers.raw_length(denoiser, inputs_length, targets_length)
     noise = _num_noise(raw, denoiser.noise_density)
     spans = _num_spans(raw, noise, denoiser.mean_span_length, denoiser.num_spans)
-    available = getattr(vocabulary, "extra_ids", None)
+    # A byte vocabulary's extra ids hold its reserved tokens too: its sentinels are `num_sentinels`.
+    available = getattr(vocabulary, "num_sentinels", None)
     if available is None:
-        available = getattr(vocabulary, "num_sentinels", None)
+        available = getattr(vocabulary, "extra_ids", None)
     if available is not None and spans > available:
         raise ConfigError(
             f"{denoiser.name} at DataConfig.inputs_length={inputs_length} makes up to {spans} noise spans, but the "
