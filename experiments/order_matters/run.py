@@ -68,7 +68,7 @@ def summarise(output: Path) -> dict:
             "run": row["run"], "arm": row["arm"], "seed": row["seed"],
             "best_low_loss": low[best_step], "best_low_step": best_step,
             "final_low_loss": low[max(low)], "final_high_loss": high[max(high)],
-            "high_loss_at_best_low": high[best_step],
+            "high_loss_at_best_low": high[best_step], "best_high_step": min(high, key=high.get),
             "best_low_bits_per_byte": row[f"best eval/{LOW}/bits_per_byte"],
             "low_curve": low, "high_curve": high,
         })
@@ -79,7 +79,7 @@ def summarise(output: Path) -> dict:
             continue
         arms[arm] = {"seeds": [r["seed"] for r in runs]}
         for key in ("best_low_loss", "best_low_step", "final_low_loss", "final_high_loss", "high_loss_at_best_low",
-                    "best_low_bits_per_byte"):
+                    "best_low_bits_per_byte", "best_high_step"):
             arms[arm][key] = mean_sd([float(r[key]) for r in runs])
     split = json.loads((DATA / "split.json").read_text())
     return {"arms": arms, "runs": [{k: v for k, v in r.items() if not k.endswith("_curve")} for r in per_run],
@@ -114,6 +114,10 @@ def verdict(arms: dict) -> list[str]:
         f"{phased['best_low_step'][0]:.0f} ({phased['best_low_step'][0] - 150:.0f} steps after {LOW} enters); by the "
         f"end both have overfitted the small language (final {LOW} loss static {static['final_low_loss'][0]:.3f}, "
         f"two-phase {phased['final_low_loss'][0]:.3f}).")
+    lines.append(
+        f"{HIGH} overfits too: its held-out loss is lowest around step {static['best_high_step'][0]:.0f} (static, mean over seeds) and "
+        f"{phased['best_high_step'][0]:.0f} (two-phase) and rises afterwards, so the final {HIGH} losses compared "
+        "below are past their best in both arms.")
     if diff >= 0:
         lines.append(
             "Our reading: with 15 KB of Yoruba the small language is memorised within a few dozen steps of entering "
@@ -164,7 +168,7 @@ def write_report(summary: dict, directory: Path) -> list[Path]:
     data = summary["data"]
     rows = []
     for arm, values in arms.items():
-        cell = {k: f"{v[0]:.3f} ± {v[1]:.3f}" for k, v in values.items() if k != "seeds"}
+        cell = {k: f"{v[0]:.3f} ± {v[1]:.3f}" for k, v in values.items() if k not in ("seeds", "best_high_step")}
         rows.append(f"| {arm} | {len(values['seeds'])} | {cell['best_low_loss']} | {cell['best_low_bits_per_byte']} | "
                     f"{values['best_low_step'][0]:.0f} | {cell['high_loss_at_best_low']} | {cell['final_high_loss']} | "
                     f"{cell['final_low_loss']} |")
