@@ -57,9 +57,11 @@ seeds: [0, 1]
     assert len({r.run_hash for r in runs}) == 16
     assert [r.run_hash for r in expand(load_spec(tmp_path / "s.yaml"))] == [r.run_hash for r in runs]
     assert gin_literal(["eng", "pan"]) == "['eng', 'pan']" and gin_literal(True) == "True"
-    both = load_spec(write_spec(tmp_path / "t.yaml", "seeds: [3]\nseed_binding: [TrainConfig.seed, DataConfig.seed]\n"))
+    both = load_spec(write_spec(tmp_path / "t.yaml", "seeds: [3]\nseed_binding: [TrainConfig.seed, DataConfig.seed]\n"
+                                                     "grid: {OptimizerConfig.learning_rate: [1e-3]}\n"))
     (run,) = expand(both)
-    assert run.bindings == {"TrainConfig.seed": 3, "DataConfig.seed": 3}
+    # YAML 1.1 reads 1e-3 as a string; the sweep binds the number.
+    assert run.bindings == {"OptimizerConfig.learning_rate": 0.001, "TrainConfig.seed": 3, "DataConfig.seed": 3}
 
 
 @pytest.mark.parametrize("text, message", [

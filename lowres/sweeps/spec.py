@@ -43,6 +43,19 @@ DEFAULT_METRICS = ("loss", "eval/loss", "eval/bits_per_byte")
 # Metrics where larger is better; every other metric is a loss (smaller is better).
 HIGHER_IS_BETTER = ("chrf", "bleu", "acc", "accuracy", "tokens_per_sec", "mfu")
 _NAME_CHARS = re.compile(r"[^A-Za-z0-9._=+-]+")
+# YAML 1.1 (PyYAML) reads 1e-3 as a string (it wants 1.0e-3); a sweep means the number.
+_EXPONENT_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+
+
+def _numbers(value: Any) -> Any:
+    """`value` with strings such as '1e-3' (YAML 1.1 leaves them strings) read as floats."""
+    if isinstance(value, str) and _EXPONENT_NUMBER.fullmatch(value):
+        return float(value)
+    if isinstance(value, list):
+        return [_numbers(v) for v in value]
+    if isinstance(value, Mapping):
+        return {k: _numbers(v) for k, v in value.items()}
+    return value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,7 +130,7 @@ def _mapping(value: Any, where: str) -> Mapping[str, Any]:
         return {}
     if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
         raise ConfigError(f"{where} must be a mapping of gin binding names to values")
-    return value
+    return _numbers(value)
 
 
 def _names(value: Any, where: str) -> tuple[str, ...]:
