@@ -53,10 +53,10 @@ def _status(target: str | None, stale_after_s: float) -> int:
         raise UsageError("lowres sweep status OUT: name the sweep directory")
     rows = status_rows(target, stale_after_s)
     _table(rows, ["run", "state", "steps", "attempts", "seconds", "error"])
-    counts = {}
-    for row in rows:
-        counts[row["state"]] = counts.get(row["state"], 0) + 1
-    print(", ".join(f"{n} {s}" for s, n in counts.items()))
+    from lowres.sweeps.state import STATES
+
+    counts = {name: sum(row["state"] == name for row in rows) for name in STATES}
+    print(", ".join(f"{n} {name}" for name, n in counts.items() if n))
     return 0
 
 
