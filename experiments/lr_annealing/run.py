@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import json
 import shutil
 import statistics
@@ -200,7 +201,8 @@ def main(argv: list[str] | None = None) -> int:
     if code:
         return code
     results = HERE / "results"
-    runs = output / "runs"
+    # Relative to the repository (the fits run there), so the committed fit files name no machine's paths.
+    runs = Path(os.path.relpath(output / "runs", ROOT))
     fit_dirs = {}
     for seed in SEEDS:
         fit_dirs[seed] = results / f"fit-s{seed}"

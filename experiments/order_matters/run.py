@@ -85,7 +85,7 @@ def summarise(output: Path) -> dict:
     return {"arms": arms, "runs": [{k: v for k, v in r.items() if not k.endswith("_curve")} for r in per_run],
             "curves": {r["run"]: {"arm": r["arm"], "low": r["low_curve"], "high": r["high_curve"]} for r in per_run},
             "data": split["languages"], "params": next((r["params"] for r in rows if r.get("params")), None),
-            "spec": str(HERE / "sweep.yaml")}
+            "spec": str((HERE / "sweep.yaml").relative_to(ROOT))}
 
 
 def verdict(arms: dict) -> list[str]:
