@@ -3,6 +3,7 @@ usual hooks around the loop (throughput and MFU, held-out evaluation, plots)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +30,10 @@ def train_job(
     settings: TrainSettings | None = None,
     eval_config: EvalConfig | None = None,
     progress: bool = True,
+    extra_hooks: Sequence[TrainHook] = (),
 ) -> dict[str, Any]:
-    """Trains (or resumes) in `model_dir`: `settings` and `eval_config` default to their gin-bound values."""
+    """Trains (or resumes) in `model_dir`: `settings` and `eval_config` default to their gin-bound values;
+    `extra_hooks` run after the usual ones (a notebook's live plot, a user's own)."""
     settings = settings or TrainSettings.from_gin()
     eval_config = eval_config or EvalConfig()
-    return train(model_dir, settings, default_hooks(settings, eval_config), progress=progress)
+    return train(model_dir, settings, [*default_hooks(settings, eval_config), *extra_hooks], progress=progress)

@@ -6,19 +6,16 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from lowres.errors import (
-    ConfigError,
     DataError,
     LowresError,
     MissingFileError,
     NotWritableError,
     UsageError,
 )
-from lowres.gin_files import GIN_CONFIG_DIR, resolve_gin_file
 
 
 def first_line(error: BaseException) -> str:
@@ -60,21 +57,6 @@ def split_gin_bindings(argv: Sequence[str]) -> tuple[list[str], list[str]]:
         else:
             rest.append(arg)
     return rest, bindings
-
-
-def parse_gin(files: Sequence[str], bindings: Sequence[str], registers: str, **options) -> None:
-    """Parses gin files (looked up in gin_configs/ too) and bindings. `registers` names the module whose
-    import registers every configurable they may bind; `options` go to gin.parse_config_files_and_bindings."""
-    paths = [resolve_gin_file(f) for f in files]  # a missing file fails before the slow import below
-    import gin
-
-    importlib.import_module(registers)
-    # A command run in-process after another (a notebook, a test) starts from a clean, unlocked config.
-    with gin.unlock_config():
-        gin.clear_config()
-        gin.add_config_file_search_path(str(GIN_CONFIG_DIR))  # `include "models/..."` inside gin files
-        with reraise_as(ConfigError, ValueError, KeyError, SyntaxError, prefix="gin config: "):
-            gin.parse_config_files_and_bindings(paths, bindings, **options)
 
 
 def check_writable(directory: Path, option: str) -> None:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from lowres.cli import common
 from lowres.errors import UsageError
+from lowres.gin_files import parse_gin
 
 
 def add_parser(commands) -> None:
@@ -81,7 +82,7 @@ def add_parser(commands) -> None:
 
 def describe(args) -> int:
     if args.gin_file:  # lowres.data.text.corpora registers the configurables a corpus gin file binds
-        common.parse_gin(args.gin_file, [], registers="lowres.data.text.corpora", skip_unknown=True,
+        parse_gin(args.gin_file, [], registers="lowres.data.text.corpora", skip_unknown=True,
                          finalize_config=False)
     vocabulary = common.load_vocabulary(args.model_dir)[0] if args.model_dir else None
     from lowres.data.tasks.describe import describe as describe_source
@@ -132,7 +133,7 @@ def sample(args) -> int:
 
 def cache(args) -> int:
     if args.gin_file:
-        common.parse_gin(args.gin_file, [], registers="lowres.data.text.corpora", skip_unknown=True,
+        parse_gin(args.gin_file, [], registers="lowres.data.text.corpora", skip_unknown=True,
                          finalize_config=False)
     if bool(args.model_dir) == bool(args.vocab):
         raise UsageError("lowres data cache: give the vocabulary as --model_dir=DIR (a run's) or --vocab=FILE, one of them")

@@ -7,6 +7,7 @@ from pathlib import Path
 from lowres import run_dir
 from lowres.cli import common
 from lowres.errors import ConfigError
+from lowres.gin_files import parse_gin
 
 
 def add_parser(commands) -> None:
@@ -47,7 +48,7 @@ def run(args) -> int:
     if args.distributed:
         _initialize_distributed(args)
     # lowres.jobs registers every configurable the trainer and held-out evaluation bind.
-    common.parse_gin(args.gin_file, args.gin_bindings, registers="lowres.jobs")
+    parse_gin(args.gin_file, args.gin_bindings, registers="lowres.jobs")
     from lowres.jobs import train_job
     from lowres.training.trainer import TrainSettings
 

@@ -1,5 +1,6 @@
 """PNG plots of a run from its metrics.jsonl: loss curves (per language when logged), the
-learning-rate schedule and mixing rates over time. `lowres plot MODEL_DIR` redraws them."""
+learning-rate schedule and mixing rates over time. `lowres plot MODEL_DIR` redraws them; in a
+notebook, `LiveLossPlot` redraws the loss curve in the cell's output while the run trains."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 
 from lowres.figures import save_png
 from lowres.run_dir import PLOTS_DIR, read_metrics
-from lowres.training.hooks import TrainHook, TrainRun
+from lowres.training.hooks import TrainHook, TrainRun, every
 
 
 def _series(records: list[dict], key: str) -> tuple[list[int], list[float]]:
@@ -89,3 +90,69 @@ class PlotHook(TrainHook):
     def end(self, run: TrainRun, summary: Mapping[str, Any]) -> None:
         if run.is_main and summary["history"]:
             plot_run(run.model_dir)
+
+
+def loss_figure_png(records: list[dict], title: str) -> bytes:
+    """The training loss (and held-out loss when logged) over steps, as PNG bytes (no pyplot state)."""
+    import io
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(7, 3.5))
+    FigureCanvasAgg(figure)
+    axis = figure.add_subplot()
+    for key, label in (("loss", "training loss"), ("eval/loss", "held-out nll")):
+        steps, values = _series(records, key)
+        if steps:
+            axis.plot(steps, values, marker="." if len(steps) < 30 else None, label=label)
+    axis.set_xlabel("step")
+    axis.set_ylabel("nats/token")
+    axis.set_title(title)
+    if axis.lines:
+        axis.legend(fontsize=8)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=90)
+    return buffer.getvalue()
+
+
+class LiveLossPlot(TrainHook):
+    """Redraws the loss curve in a notebook's output (IPython display, updated in place) every `every`
+    steps and at the end; outside IPython it does nothing."""
+
+    name = "live_loss_plot"
+
+    def __init__(self, every: int):
+        self.every = every
+        self._handle = None
+        self._run: TrainRun | None = None
+
+    def start(self, run: TrainRun) -> None:
+        self._run = run
+
+    def due(self, step: int, last_step: int) -> bool:
+        return every(self.every, step, last_step)
+
+    def run(self, info) -> None:
+        self._draw(f"step {info.step}")
+        return None
+
+    def end(self, run: TrainRun, summary: Mapping[str, Any]) -> None:
+        self._draw(f"done at step {summary['final_step']}")
+
+    def _draw(self, status: str) -> None:
+        if self._run is None or not self._run.is_main:
+            return
+        try:
+            from IPython import get_ipython
+            from IPython.display import Image, display
+        except ImportError:
+            return
+        if get_ipython() is None:
+            return
+        image = Image(data=loss_figure_png(read_metrics(self._run.model_dir), f"{self._run.model_dir.name}: {status}"))
+        if self._handle is None:
+            self._handle = display(image, display_id=True)
+        else:
+            self._handle.update(image)
