@@ -24,8 +24,8 @@
 #
 # | runtime | configuration | RAM | time |
 # |---|---|---|---|
-# | CPU (no accelerator) | `quickstart.gin`: 10.6M-parameter encoder-decoder, 200 steps, batch 8 | about 4 GB | about 6 minutes of training on 2 cores (measured), plus about 2 minutes of install |
-# | TPU (v5e-1, v6e-1, v2-8) or GPU | the same recipe at the `small` preset (77M), bfloat16 compute, batch 32 per chip, 1,000 steps, the mesh over every chip | about 8 GB host | untested: no TPU or GPU was available when this notebook was written |
+# | CPU (no accelerator) | `quickstart.gin`: a 3.4M-parameter encoder-decoder, 200 steps, batch 8 | about 4 GB | about 5½ minutes of training on 2 cores (the README's quick start, measured there), plus the install (about 2 minutes) and evaluation |
+# | TPU (v5e-1, v6e-1, v2-8) or GPU | the same recipe at the `small` preset (about 52M parameters with its 8,000-piece vocabulary), bfloat16 compute, batch 32 per chip, 1,000 steps, the mesh over every chip | about 8 GB host | untested: no TPU or GPU was available when this notebook was written |
 #
 # Without an accelerator the notebook says so and uses the CPU configuration; nothing fails. To get a
 # TPU in Colab: *Runtime → Change runtime type → TPU*. Run the cells top to bottom.
