@@ -228,7 +228,7 @@ def test_chunked_loss_equals_full_loss_and_gradients(architecture):
 def test_example_gin_configs_parse_and_build_their_configs(name):
     import gin
 
-    from lowres.cli.common import parse_gin
+    from lowres.gin_files import parse_gin
     from lowres.data.config import DataConfig
     from lowres.checkpoints.store import CheckpointConfig
     from lowres.training.optimizer import OptimizerConfig
