@@ -441,9 +441,11 @@ def test_a_failed_export_leaves_the_previous_one_intact(vocabulary, tmp_path, mo
     (["--model_dir={run}", "--output={tmp}/out", "--eval={tmp}/missing.json"], "missing.json"),
     (["--model_dir={run}", "--output={tmp}/out", "--max_shard_mb=0"], "--max_shard_mb=0"),
 ])  # fmt: skip
-def test_export_bad_input_gets_one_line(runs, tmp_path, cache_dir, argv, message):
+def test_export_bad_input_gets_one_line(runs, tmp_path, argv, message, capsys):
+    from lowres.cli import main
+
     filled = [a.format(tmp=tmp_path, run=runs["encoder_decoder"]) for a in argv]
-    result = run_cli("export", "hf", *filled, env=_env(cache_dir))
-    assert result.returncode == 2, result.stderr[-2000:]
-    last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("lowres: error:") and message in last and "Traceback" not in result.stderr, last
+    assert main(["export", "hf", *filled]) == 2  # in-process: the command's own code, no interpreter start-up
+    stderr = capsys.readouterr().err
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("lowres: error:") and message in last and "Traceback" not in stderr, last

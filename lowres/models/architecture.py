@@ -22,6 +22,7 @@ from lowres.config_fields import any_value, one_of, validated
 from lowres.errors import ConfigError, DataError
 from lowres.models import flops
 from lowres.models.config import (
+    ATTENTION_IMPLEMENTATIONS,
     NORMS,
     DecoderOnlyConfig,
     EncoderDecoderConfig,
@@ -119,18 +120,20 @@ def architecture_for(config_or_name: ArchitectureConfig | Architecture | str) ->
 
 @gin.configurable
 @validated(architecture=one_of(*ARCHITECTURES), preset=any_value("a preset of the architecture: `lowres models list`"),
-           norm=one_of(*NORMS))  # fmt: skip
+           norm=one_of(*NORMS), attention=one_of(*ATTENTION_IMPLEMENTATIONS))  # fmt: skip
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
     """What to build; each choice is one gin binding.
 
     `ModelConfig.architecture = "decoder_only"`, `ModelConfig.preset = "small"`,
-    `ModelConfig.norm = "mix"`, and any other field through `ModelConfig.overrides = {"d_ff": 2048}`.
+    `ModelConfig.norm = "mix"`, `ModelConfig.attention = "dot_product"`, and any other field through
+    `ModelConfig.overrides = {"d_ff": 2048}`.
     """
 
     architecture: str = "encoder_decoder"
     preset: str = "mini"
     norm: str | None = None  # pre | post | mix | lns; None keeps the preset's (pre)
+    attention: str | None = None  # plain | dot_product | cudnn (config.ATTENTION_IMPLEMENTATIONS); None: plain
     overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     def resolve(self, vocab_size: int) -> ArchitectureConfig:
@@ -141,6 +144,8 @@ class ModelConfig:
         overrides = dict(self.overrides)
         if self.norm is not None:
             overrides["norm"] = self.norm
+        if self.attention is not None:
+            overrides["attention"] = self.attention
         return ARCHITECTURES[self.architecture].from_preset(self.preset, vocab_size, **overrides)
 
 

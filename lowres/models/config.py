@@ -17,6 +17,10 @@ NORMS = ("pre", "post", "mix", "lns")
 # Per-layer rematerialisation: keep everything, recompute everything, or save dot products only
 # ("dots": all of them; "dots_no_batch": those without batch dimensions, i.e. the projections).
 REMAT_POLICIES = ("none", "full", "dots", "dots_no_batch")
+# How attention is computed (the same function each way): "plain" is the model's own einsums (the
+# only one with dropout on the attention weights), "dot_product" is jax.nn.dot_product_attention's
+# default implementation (XLA everywhere), "cudnn" its cuDNN flash attention (GPU only, 16-bit dtype).
+ATTENTION_IMPLEMENTATIONS = ("plain", "dot_product", "cudnn")
 
 
 def _check_positive_ints(config, names: tuple[str, ...]) -> None:
@@ -41,6 +45,11 @@ def _check_common(config) -> None:
         raise ConfigError(f"norm must be one of {NORMS}, got {config.norm!r}")
     if not 0.0 <= config.mix_ln_alpha <= 1.0:
         raise ConfigError(f"mix_ln_alpha must be in [0, 1], got {config.mix_ln_alpha}")
+    if config.attention not in ATTENTION_IMPLEMENTATIONS:
+        raise ConfigError(f"attention must be one of {ATTENTION_IMPLEMENTATIONS}, got {config.attention!r}")
+    if config.attention == "cudnn" and config.dtype == "float32":
+        raise ConfigError('attention="cudnn" needs dtype "bfloat16" or "float16" (cuDNN flash attention has no '
+                          'float32 kernel); use attention="dot_product" for float32')
 
 
 def _from_preset(cls, presets: dict[str, dict], preset: str, vocab_size: int, overrides: dict):
@@ -78,6 +87,7 @@ class EncoderDecoderConfig:
     norm: str = "pre"  # one of NORMS, applied to each stack separately (Mix-LN splits each stack)
     mix_ln_alpha: float = 0.25
     norm_eps: float = 1e-6  # RMSNorm epsilon (T5's 1e-6)
+    attention: str = "plain"  # one of ATTENTION_IMPLEMENTATIONS
 
     def __post_init__(self) -> None:
         _check_positive_ints(
@@ -164,6 +174,7 @@ class DecoderOnlyConfig:
     scale_tied_logits: bool = True
     scan_layers: bool = True  # one stacked layer under lax.scan: compile time independent of depth
     remat: str = "none"  # one of REMAT_POLICIES, per layer
+    attention: str = "plain"  # one of ATTENTION_IMPLEMENTATIONS
 
     def __post_init__(self) -> None:
         _check_positive_ints(

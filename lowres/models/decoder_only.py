@@ -65,7 +65,7 @@ class DecoderOnlyLayer(nnx.Module):
         self.attention = MultiHeadAttention(
             config.d_model, config.num_heads, config.head_dim, num_kv_heads=config.num_kv_heads,
             fold_query_scale=False, out_init_scale=out_init_scale, dropout_rate=config.dropout_rate,
-            keyed_dropout=True, dtype=dtype, param_dtype=param_dtype, rngs=rngs,
+            keyed_dropout=True, attention=config.attention, dtype=dtype, param_dtype=param_dtype, rngs=rngs,
         )  # fmt: skip
         self.mlp_norm = RMSNorm(config.d_model, eps=config.norm_eps, dtype=dtype, param_dtype=param_dtype)
         self.mlp = GatedMLP(

@@ -57,7 +57,7 @@ class EncoderLayer(nnx.Module):
         self.pre_attention_norm = RMSNorm(config.d_model, eps=config.norm_eps, dtype=dtype, param_dtype=param_dtype)
         self.attention = MultiHeadAttention(
             config.d_model, config.num_heads, config.head_dim, dropout_rate=config.dropout_rate,
-            dtype=dtype, param_dtype=param_dtype, rngs=rngs,
+            attention=config.attention, dtype=dtype, param_dtype=param_dtype, rngs=rngs,
         )  # fmt: skip
         self.pre_mlp_norm = RMSNorm(config.d_model, eps=config.norm_eps, dtype=dtype, param_dtype=param_dtype)
         self.mlp = GatedMLP(
@@ -86,7 +86,7 @@ class DecoderLayer(nnx.Module):
         def attention() -> MultiHeadAttention:
             return MultiHeadAttention(
                 config.d_model, config.num_heads, config.head_dim, dropout_rate=config.dropout_rate,
-                dtype=dtype, param_dtype=param_dtype, rngs=rngs,
+                attention=config.attention, dtype=dtype, param_dtype=param_dtype, rngs=rngs,
             )  # fmt: skip
 
         self.pre_self_attention_norm = RMSNorm(config.d_model, eps=config.norm_eps, dtype=dtype, param_dtype=param_dtype)

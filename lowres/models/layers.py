@@ -18,6 +18,7 @@ import jax.numpy as jnp
 from flax import nnx
 from flax.core import spmd as flax_spmd
 
+from lowres.models.config import ATTENTION_IMPLEMENTATIONS
 from lowres.models.logical import constrain
 from lowres.errors import ConfigError
 
@@ -240,9 +241,19 @@ class GatedMLP(nnx.Module):
         return constrain(out, ("batch", "length", "embed"))
 
 
+def _with_full_lengths(x: jax.Array, length: int, slots: int) -> jax.Array:
+    """A mask or bias broadcastable to [B, H, T, S] as 4-d [B|1, H|1, T, S]: cuDNN takes no broadcasting
+    over T and S (a cross-attention mask is [B, 1, 1, S])."""
+    x = x.reshape((1,) * (4 - x.ndim) + x.shape)
+    return jnp.broadcast_to(x, (*x.shape[:2], length, slots))
+
+
 class MultiHeadAttention(nnx.Module):
     """Multi-head or grouped-query dot-product attention with optional additive bias and rotary
     embedding; logits and softmax in float32. Query head h reads K/V head h // (num_heads // num_kv_heads).
+
+    `attention` (config.ATTENTION_IMPLEMENTATIONS) picks how `attend` computes it: "plain" einsums, or
+    jax.nn.dot_product_attention ("dot_product": its default, XLA; "cudnn": cuDNN flash attention).
     """
 
     def __init__(
@@ -256,6 +267,7 @@ class MultiHeadAttention(nnx.Module):
         out_init_scale: float = 1.0,
         dropout_rate: float = 0.0,
         keyed_dropout: bool = False,
+        attention: str = "plain",
         dtype=jnp.float32,
         param_dtype=jnp.float32,
         rngs: nnx.Rngs,
@@ -265,6 +277,9 @@ class MultiHeadAttention(nnx.Module):
         num_kv_heads = num_heads if num_kv_heads is None else num_kv_heads
         if num_heads % num_kv_heads:
             raise ConfigError(f"num_kv_heads={num_kv_heads} must divide num_heads={num_heads}")
+        if attention not in ATTENTION_IMPLEMENTATIONS:
+            raise ConfigError(f"attention must be one of {ATTENTION_IMPLEMENTATIONS}, got {attention!r}")
+        self.implementation = attention
         self.dtype = dtype
         self.query_scale = None if fold_query_scale else head_dim**-0.5
         query_init = fan_in_init(1.0 / head_dim if fold_query_scale else 1.0, 0, (1, 2))
@@ -314,7 +329,30 @@ class MultiHeadAttention(nnx.Module):
         deterministic: bool = True,
         dropout_key: jax.Array | None = None,
     ) -> jax.Array:
-        """q [B, T, H, D], k and v [B, S, K, D] -> [B, T, E]; mask bool and bias float broadcastable to [B, H, T, S]."""
+        """q [B, T, H, D] (already scaled), k and v [B, S, K, D] -> [B, T, E]; mask bool and bias float
+        broadcastable to [B, H, T, S]."""
+        # jax.nn.dot_product_attention has no dropout on the attention weights: a training step with
+        # dropout computes them here instead (same function, so switching paths changes no result).
+        if self.implementation == "plain" or (self.dropout.rate > 0.0 and not deterministic):
+            context = self._plain_context(q, k, v, mask, bias, deterministic=deterministic, dropout_key=dropout_key)
+        else:
+            context = self._fused_context(q, k, v, mask, bias)
+        context = constrain(context, QUERY_NAMES)
+        out = jnp.einsum("bthd,hde->bte", context, self.out[...].astype(self.dtype))
+        return constrain(out, EMBED_NAMES)
+
+    def _plain_context(
+        self,
+        q: jax.Array,
+        k: jax.Array,
+        v: jax.Array,
+        mask: jax.Array | None,
+        bias: jax.Array | None,
+        *,
+        deterministic: bool,
+        dropout_key: jax.Array | None,
+    ) -> jax.Array:
+        """Attention by hand: float32 logits and softmax, dropout on the weights. -> [B, T, H, D]."""
         batch, length, num_heads, head_dim = q.shape
         num_kv_heads, slots = k.shape[2], k.shape[1]
         grouped = (batch, length, num_kv_heads, num_heads // num_kv_heads, head_dim)
@@ -327,10 +365,28 @@ class MultiHeadAttention(nnx.Module):
         weights = jax.nn.softmax(logits, axis=-1)
         weights = self.dropout(weights, deterministic=deterministic, rngs=dropout_key).astype(self.dtype)
         weights = weights.reshape(batch, num_kv_heads, num_heads // num_kv_heads, length, slots)
-        context = jnp.einsum("bkgts,bskd->btkgd", weights, v).reshape(q.shape)
-        context = constrain(context, QUERY_NAMES)
-        out = jnp.einsum("bthd,hde->bte", context, self.out[...].astype(self.dtype))
-        return constrain(out, EMBED_NAMES)
+        return jnp.einsum("bkgts,bskd->btkgd", weights, v).reshape(q.shape)
+
+    def _fused_context(
+        self, q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array | None, bias: jax.Array | None
+    ) -> jax.Array:
+        """jax.nn.dot_product_attention -> [B, T, H, D]. It takes grouped K/V heads as they are (query head
+        h reads K/V head h // G, as in `_plain_context`); its XLA path keeps logits and softmax in float32
+        for 16-bit inputs, as the plain path does; scale 1: queries come scaled from `queries`."""
+        cudnn = self.implementation == "cudnn"
+        if cudnn and jax.default_backend() != "gpu":
+            raise ConfigError(f'attention="cudnn" needs a GPU (the backend is {jax.default_backend()!r}); '
+                              'use attention="dot_product", which runs everywhere')  # fmt: skip
+        q, k, v = (t.astype(self.dtype) for t in (q, k, v))  # one dtype throughout (a cache may hold another)
+        length, slots = q.shape[1], k.shape[1]
+        if mask is not None:
+            mask = _with_full_lengths(mask, length, slots)
+        if bias is not None:
+            # XLA adds the bias to float32 logits; cuDNN wants it in the inputs' dtype.
+            bias = _with_full_lengths(bias.astype(self.dtype if cudnn else jnp.float32), length, slots)
+        return jax.nn.dot_product_attention(
+            q, k, v, bias=bias, mask=mask, scale=1.0, implementation="cudnn" if cudnn else None
+        )
 
     def self_attend(
         self,

@@ -32,7 +32,7 @@ from lowres.models.architecture import ArchitectureConfig, ModelConfig
 from lowres.training.step import TrainState, leaf_names
 
 # ModelConfig.overrides a run from an HF checkpoint may set: how it computes, not what it computes.
-HF_OVERRIDABLE = ("dropout_rate", "dtype", "param_dtype", "scan_layers", "remat")
+HF_OVERRIDABLE = ("dropout_rate", "dtype", "param_dtype", "scan_layers", "remat", "attention")
 
 
 @gin.configurable
@@ -152,8 +152,10 @@ def hf_vocabulary(init: InitConfig, vocab: vocab_lib.VocabularyConfig) -> vocab_
 
 def hf_model_config(imported: ArchitectureConfig, model: ModelConfig, vocab_size: int) -> ArchitectureConfig:
     """The imported checkpoint's config at the run's `vocab_size`, with the `ModelConfig.overrides` that
-    change only how it computes (`HF_OVERRIDABLE`)."""
+    change only how it computes (`HF_OVERRIDABLE`), and `ModelConfig.attention`."""
     overrides = dict(model.overrides)
+    if model.attention is not None:
+        overrides["attention"] = model.attention
     refused = sorted(set(overrides) - set(HF_OVERRIDABLE))
     if refused or model.norm not in (None, "pre"):
         setting = f"ModelConfig.overrides {refused}" if refused else f"ModelConfig.norm={model.norm!r}"

@@ -314,12 +314,15 @@ def _agreed_seed(seed: int) -> int:
 
 
 def _check_resumable(model_dir: Path, info: run_dir.RunInfo) -> None:
-    """Refuses a run directory that holds a run of a different model."""
+    """Refuses a run directory that holds a run of a different model. The attention implementation is
+    not part of the model (the same function, computed another way), and lowres.json files written
+    before the field existed lack it."""
     if not run_dir.is_run_dir(model_dir):
         return
-    previous = run_dir.read_run_info(model_dir)
-    if previous.model != info.model:
-        changed = sorted(k for k in info.model if previous.model.get(k) != info.model[k])
+    previous = {k: v for k, v in run_dir.read_run_info(model_dir).model.items() if k != "attention"}
+    current = {k: v for k, v in info.model.items() if k != "attention"}
+    if previous != current:
+        changed = sorted(k for k in current if previous.get(k) != current[k])
         raise ConfigError(
             f"{model_dir} holds a run with a different model ({', '.join(changed)} differ); "
             "use a new --model_dir or the same model settings to resume"
