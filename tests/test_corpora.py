@@ -322,6 +322,26 @@ def test_eval_training_and_corpora_share_the_grammar(tmp_path):
     assert (spec.name, spec.ref.kind, spec.ref.location) == ("text", "text", f"{tmp_path}/{{lang}}.txt")
 
 
+def test_eval_reads_a_text_pattern_per_language_and_split_as_training_does(tmp_path):
+    from lowres.data.text.sources import load_documents
+
+    for lang, split, lines in (("eng", "train", ["a b c", "d e"]), ("eng", "validation", ["held out"]),
+                               ("yor", "train", ["ile odo"]), ("yor", "validation", ["omi", "orin"])):
+        (tmp_path / f"{lang}.{split}.txt").write_text("\n".join(lines) + "\n")
+    docs = load_documents(f"text:{tmp_path}/{{lang}}.{{split}}.txt")
+    assert docs.split == "validation"  # held out by default when the files have a validation split
+    assert docs.documents == {"eng_Latn": ["held out"], "yor_Latn": ["omi", "orin"]}
+    assert docs.reference == {"eng_Latn": ["a b c", "d e"], "yor_Latn": ["ile odo"]}  # the baseline's fit
+    only = load_documents(f"text:{tmp_path}/{{lang}}.{{split}}.txt", split="train", langs=["yo"])
+    assert only.documents == {"yor_Latn": ["ile odo"]} and only.reference is None
+    plain = load_documents(f"text:{tmp_path}/{{lang}}.train.txt")  # no {split}: all of it is train, in-sample
+    assert plain.split == "train" and sorted(plain.documents) == ["eng_Latn", "yor_Latn"]
+    with pytest.raises(SourceError, match=r"has no validation files for \['cym_Latn'\]"):
+        load_documents(f"text:{tmp_path}/{{lang}}.{{split}}.txt", langs=["cym"])
+    with pytest.raises(SourceError, match="not 'test'; pass --split"):
+        load_documents(f"text:{tmp_path}/{{lang}}.{{split}}.txt", split="test")
+
+
 def test_no_module_splits_source_strings_itself():
     """Source strings are parsed by SourceRef only: no `partition(":")` or `startswith("flores:")` elsewhere.
 

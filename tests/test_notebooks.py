@@ -108,3 +108,22 @@ def test_research_notebook_runs_a_sweep_compares_languages_and_fits_a_power_law(
     assert "fit: L(x) = E + A * x^-alpha" in text and "95% interval" in text
     assert (sweep / "notebook_comparison.png").stat().st_size > 0 and (sweep / "notebook_fit.png").is_file()
     assert len(_outputs(notebook, "image/png")) == 2
+
+
+@pytest.mark.slow
+def test_quickstart_notebook_trains_on_the_users_own_text_and_generates(tmp_path):
+    corpus = tmp_path / "drive"
+    corpus.mkdir()
+    words = {"eng": "the house by the river sang a song of water and light", "yor": "ile odo orin omi ati imole ni"}
+    for lang, text in words.items():  # one document per line, as a user's upload would be
+        tokens = text.split()
+        lines = [" ".join(tokens[(i + j) % len(tokens)] for j in range(10)) for i in range(200)]
+        (corpus / f"{lang}.txt").write_text("\n".join(lines) + "\n")
+    notebook = execute(NOTEBOOK_DIR / "quickstart.ipynb", tmp_path, {
+        "PROFILE": "cpu", "NUM_STEPS": 4, "DATA": f"text:{corpus}/{{lang}}.txt", "LANGUAGES": ["eng", "yor"],
+        "RUN_DIR": "runs/mine"})  # fmt: skip
+    text = _text(notebook)
+    report = json.loads((tmp_path / "runs" / "mine" / "eval.json").read_text())
+    assert sorted(report["languages"]) == ["eng_Latn", "yor_Latn"]
+    assert "In the beginning ... " in text and "French -> " not in text  # continued in S2S mode: no pairs to translate
+    assert "HF generate:" in text

@@ -30,18 +30,6 @@
 # Without an accelerator the notebook says so and uses the CPU configuration; nothing fails. To get a
 # TPU in Colab: *Runtime → Change runtime type → TPU*. Run the cells top to bottom.
 
-# %% tags=["parameters"]
-# Settings. CI runs this notebook with PROFILE = "tiny" (a few seconds of training).
-PROFILE = "auto"  # auto (from the accelerator) | cpu | accelerator | tiny
-DATA = "builtin"  # or "text:/content/drive/MyDrive/corpus/{lang}.txt", "flores:/path/to/flores200/dev", ...
-EVAL_DATA = None  # None: the held-out split of DATA (builtin: validation); or another source string
-LANGUAGES = None  # None: every language of DATA; or e.g. ["eng", "pan", "yor", "cym"]
-RUN_DIR = "runs/notebook_quickstart"
-NUM_STEPS = None  # None: the profile's
-EXPORT_DIR = None  # None: RUN_DIR + "_hf"
-MOUNT_DRIVE = False  # True: mount Google Drive at /content/drive first (Colab only)
-LOWRES_REPOSITORY = "https://github.com/lowres-nlp/lowres"  # where the install cell clones from
-
 # %% [markdown]
 # ## Install
 # In Colab this clones the repository and installs it (one `pip install`, about 2 minutes). In a
@@ -53,14 +41,28 @@ import os
 import subprocess
 import sys
 
+LOWRES_REPOSITORY = "https://github.com/lowres-nlp/lowres"  # in a fork: your own
+
 if importlib.util.find_spec("lowres") is None:
     if not os.path.exists("lowres/pyproject.toml"):
         subprocess.run(["git", "clone", "--depth=1", LOWRES_REPOSITORY, "lowres"], check=True)
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "lowres[hf]"], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "./lowres[hf]"], check=True)
     sys.path.insert(0, os.path.abspath("lowres"))  # an editable install is otherwise seen after a restart
 import lowres
 
 print("lowres", lowres.__version__, "from", os.path.dirname(lowres.__file__))
+
+# %% tags=["parameters"]
+# Settings. The tests run this notebook on a CPU with PROFILE = "accelerator" (so it falls back to the CPU
+# configuration) and NUM_STEPS = 6.
+PROFILE = "auto"  # auto (from the accelerator) | cpu | accelerator
+DATA = "builtin"  # or "text:/content/drive/MyDrive/corpus/{lang}.txt", "flores:/path/to/flores200/dev", ...
+EVAL_DATA = None  # None: the held-out split of DATA (builtin: validation); or another source string
+LANGUAGES = None  # None: every language of DATA; or e.g. ["eng", "pan", "yor", "cym"]
+RUN_DIR = "runs/notebook_quickstart"
+NUM_STEPS = None  # None: the profile's
+EXPORT_DIR = None  # None: RUN_DIR + "_hf"
+MOUNT_DRIVE = False  # True: mount Google Drive at /content/drive first (Colab only)
 
 # %% [markdown]
 # ## Your own text (optional)
@@ -82,6 +84,8 @@ if MOUNT_DRIVE:
 # ## Pick a configuration for this machine
 
 # %%
+import json
+
 import jax
 
 backend = jax.default_backend()  # "tpu", "gpu" or "cpu"
@@ -96,11 +100,7 @@ if profile == "accelerator" and backend not in ("tpu", "gpu"):
           "In Colab: Runtime > Change runtime type > TPU, then run the notebook again.")
     profile = "cpu"
 
-if profile == "tiny":  # seconds: what CI runs
-    gin_files = ["smoke.gin"]
-    bindings = ["TrainConfig.num_steps = 6", "TrainConfig.log_every = 2", "DataConfig.translation_rate = 0.25",
-                "CheckpointConfig.save_interval_steps = 6"]
-elif profile == "cpu":
+if profile == "cpu":
     gin_files = ["quickstart.gin"]
     bindings = []
 elif profile == "accelerator":
@@ -117,10 +117,13 @@ elif profile == "accelerator":
         "CheckpointConfig.save_interval_steps = 500",
     ]
 else:
-    raise ValueError(f"PROFILE={PROFILE!r}: use auto, cpu, accelerator or tiny")
-bindings.append(f"DataConfig.source = {DATA!r}".replace("'", '"'))
+    raise ValueError(f"PROFILE={PROFILE!r}: use auto, cpu or accelerator")
+bindings.append(f"DataConfig.source = {json.dumps(DATA)}")  # a gin binding's value is a Python literal
+TRANSLATES = DATA == "builtin"  # the built-in corpus has English-aligned pairs; plain text has none
+if not TRANSLATES:
+    bindings.append("DataConfig.translation_rate = 0.0")
 if LANGUAGES:
-    bindings.append("DataConfig.languages = [" + ", ".join(f'"{code}"' for code in LANGUAGES) + "]")
+    bindings.append(f"DataConfig.languages = {json.dumps(list(LANGUAGES))}")
 if NUM_STEPS:
     bindings.append(f"TrainConfig.num_steps = {int(NUM_STEPS)}")
 print(f"profile {profile}: {gin_files} with", *bindings, sep="\n  ")
@@ -162,21 +165,32 @@ display(Markdown(markdown))
 display(Image(filename=str(Path(RUN_DIR) / "eval.png")))
 
 # %% [markdown]
-# ## Translate a few words
-# The quickstart mixes translation of language names (from CLDR) into its training, so the model can be
-# asked for translations. A few hundred CPU steps do not learn to translate: expect the format, not the
-# meaning.
+# ## Translate (or continue) a few words
+# On the built-in corpus the quickstart mixes translation of language names (from CLDR) into its
+# training, so the model can be asked for translations; on your own text (no pairs) it continues
+# prompts in UL2's S2S mode instead, as `lowres generate` does. A few hundred CPU steps do not learn to
+# translate: expect the format, not the meaning.
 
 # %%
 from lowres.checkpoints.trained_model import load_trained_model
+from lowres.inference.decoding import DecodeConfig
+from lowres.inference.generate import Generator, mode_inputs
 
 model = load_trained_model(RUN_DIR)
-translate = report.translator(model, beam=1, batch_size=8, max_length=32)
 words = ["French", "German", "Japanese", "Welsh"]
 targets = [lang for lang in model.info.languages if not lang.startswith("eng")][:3]
-for target in targets:
-    for word, output in zip(words, translate(words, target)):
-        print(f"{word} -> {target}: {output}")
+if TRANSLATES:
+    translate = report.translator(model, beam=1, batch_size=8, max_length=32)
+    for target in targets:
+        for word, output in zip(words, translate(words, target)):
+            print(f"{word} -> {target}: {output}")
+else:
+    generator = Generator(model, DecodeConfig("greedy", 32), batch_size=8)
+    prompts = ["The", "In the beginning", "Everyone has the right"]
+    inputs = [mode_inputs(model.vocabulary, p, "[S2S]" if model.info.mode_tokens else None, model.info.inputs_length)
+              for p in prompts]
+    for prompt, ids in zip(prompts, generator.generate(inputs)):
+        print(f"{prompt} ... {model.vocabulary.decode(ids)}")
 
 # %% [markdown]
 # ## Export to Hugging Face
@@ -204,7 +218,8 @@ else:
     print(f"transformers loads it as {type(hf_model).__name__}: {hf_model.num_parameters():,} parameters")
     from lowres.inference.translate import translation_inputs
 
-    # The same input ids lowres translates from: <2tgt> tag, the word, EOS.
-    ids = translation_inputs(model.vocabulary, "French", targets[0], model.info.inputs_length)
+    # The same input ids lowres decodes from (translation: <2tgt> tag, the word, EOS).
+    ids = (translation_inputs(model.vocabulary, "French", targets[0], model.info.inputs_length) if TRANSLATES
+           else inputs[0])
     generated = hf_model.generate(torch.tensor([ids]), max_new_tokens=8, do_sample=False)
-    print("HF generate, French ->", targets[0], ":", tokenizer.decode(generated[0], skip_special_tokens=True))
+    print("HF generate:", tokenizer.decode(generated[0], skip_special_tokens=True))

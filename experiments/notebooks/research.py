@@ -27,17 +27,6 @@
 # machinery and the shape of a comparison; they are not a scaling law. Fit laws on runs trained to a
 # fixed token budget, with several seeds, and read the interval before the exponent.
 
-# %% tags=["parameters"]
-# Settings. CI runs this notebook with four tiny widths and a few steps.
-SWEEP_DIR = None  # a finished `lowres sweep` output to load instead of running the sweep below
-SWEEP_OUTPUT = "runs/notebook_width_sweep"
-WIDTHS = [32, 48, 64, 96, 128]  # d_model of a 2-layer decoder-only model (d_ff = 4 x d_model)
-SEEDS = [0, 1]
-NUM_STEPS = 300
-LANGUAGES = ["eng", "pan", "yor", "cym"]
-PARALLEL = 2  # runs trained at once (each pinned to its share of the CPU cores)
-LOWRES_REPOSITORY = "https://github.com/lowres-nlp/lowres"
-
 # %% [markdown]
 # ## Install
 # In Colab this clones the repository and installs it; where lowres is installed it does nothing.
@@ -48,12 +37,24 @@ import os
 import subprocess
 import sys
 
+LOWRES_REPOSITORY = "https://github.com/lowres-nlp/lowres"  # in a fork: your own
+
 if importlib.util.find_spec("lowres") is None:
     if not os.path.exists("lowres/pyproject.toml"):
         subprocess.run(["git", "clone", "--depth=1", LOWRES_REPOSITORY, "lowres"], check=True)
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "lowres"], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "./lowres"], check=True)
     sys.path.insert(0, os.path.abspath("lowres"))  # an editable install is otherwise seen after a restart
     os.environ["PATH"] = os.path.dirname(sys.executable) + os.pathsep + os.environ["PATH"]  # the `lowres` command
+
+# %% tags=["parameters"]
+# Settings. CI runs this notebook with four tiny widths and a few steps.
+SWEEP_DIR = None  # a finished `lowres sweep` output to load instead of running the sweep below
+SWEEP_OUTPUT = "runs/notebook_width_sweep"
+WIDTHS = [32, 48, 64, 96, 128]  # d_model of a 2-layer decoder-only model (d_ff = 4 x d_model)
+SEEDS = [0, 1]
+NUM_STEPS = 300
+LANGUAGES = ["eng", "pan", "yor", "cym"]
+PARALLEL = 2  # runs trained at once (each pinned to its share of the CPU cores)
 
 # %% [markdown]
 # ## Run the sweep (or load one)

@@ -24,7 +24,7 @@ def add_parser(commands) -> None:
                           help="translate only the first N sentences of each direction")
     evaluate.add_argument("--beam", type=int, default=1, help="beam size for --translate (1 = greedy)")
     evaluate.add_argument("--data", default="builtin", metavar="SOURCE",
-                          help="builtin | flores:DIR (DIR/<code>.<split>) | text:FILE (with --lang) | "
+                          help="builtin | flores:DIR (DIR/<code>.<split>) | text:FILE (with --lang) | text:DIR/{lang}.{split}.txt (a pattern as training reads it; validation by default) | "
                           "task:NAME[:split] (a seqio task's raw text; the run's own tasks are registered)")
     evaluate.add_argument("--output", required=True, metavar="FILE.json", help="where to write the results")
     evaluate.add_argument("--langs", default=None, metavar="a,b,...", help="languages to evaluate (default: all)")

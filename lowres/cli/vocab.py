@@ -20,7 +20,7 @@ def add_parser(commands) -> None:
                               help="a SentencePiece .model or a byte-vocabulary .json file")
     vocab_report.add_argument("--num_sentinels", type=int, default=100, help="extra ids of a --vocab file")
     vocab_report.add_argument("--data", default="builtin", metavar="SOURCE",
-                              help="builtin | flores:DIR (DIR/<code>.<split>) | text:FILE (with --lang)")
+                              help="builtin | flores:DIR (DIR/<code>.<split>) | text:FILE (with --lang) | text:DIR/{lang}.{split}.txt")
     vocab_report.add_argument("--langs", default=None, metavar="a,b,...", help="languages (default: all)")
     vocab_report.add_argument("--lang", default=None, metavar="CODE", help="language of a text:FILE source")
     vocab_report.add_argument("--split", default=None, metavar="NAME",

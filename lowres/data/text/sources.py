@@ -144,9 +144,32 @@ def load_documents(
         return _builtin(split or "validation", wanted)
     if ref.kind == "flores":
         return _flores(Path(ref.location), split or "dev", wanted)
+    if "{lang}" in ref.location or "{split}" in ref.location:
+        return _text_pattern(ref.location, split, wanted, lang)
     if not lang:
-        raise SourceError(f"{ref}: a text source needs --lang=CODE to say which language the file holds")
+        raise SourceError(f"{ref}: a text source needs --lang=CODE to say which language the file holds, "
+                          "or {lang} in the pattern (text:DIR/{lang}.txt)")
     return _text(Path(ref.location), normalize_language(lang))
+
+
+def _text_pattern(pattern: str, split: str | None, wanted: list[str] | None, lang: str | None) -> Documents:
+    """A `text:` pattern with `{lang}` / `{split}` (as training reads it): `split` defaults to validation
+    when the files have one, else train (then the evaluation is in-sample, and the report says so)."""
+    source = PatternSource("text", pattern, lang)
+    splits = source.splits()
+    split = split or ("validation" if "validation" in splits else "train")
+    if split not in splits:
+        raise SourceError(f"text:{pattern} has splits {splits}, not {split!r}; pass --split")
+    available = source.languages(split)
+    langs = wanted or available
+    missing = [code for code in langs if code not in available]
+    if missing:
+        raise SourceError(f"text:{pattern} has no {split} files for {missing}; it has {available}")
+    docs = {code: _texts(source.documents(code, split), Path(pattern)) for code in langs}
+    reference = None
+    if split != "train" and "train" in splits and all(code in source.languages("train") for code in langs):
+        reference = {code: _texts(source.documents(code, "train"), Path(pattern)) for code in langs}
+    return Documents(split, docs, reference, f"text:{pattern} ({split})")
 
 
 def _lines_of(path: Path, lang: str) -> list[str]:
