@@ -322,3 +322,37 @@ def test_all_runs_each_case_in_a_subprocess_and_records_scale(tmp_path):
     assert scaled["peak_rss_mb"] > 0 and record["peak_rss_mb"] >= scaled["peak_rss_mb"]
     assert "| scale | tiny |" in table and "timed out" in table and record["wall_s"] > 0
     assert scaled["cpu_s"] > 0 and record["cpu_s"] == pytest.approx(scaled["cpu_s"] + late["cpu_s"])
+
+
+@pytest.mark.slow
+def test_accelerator_benchmark_script_runs_unattended_and_records_a_failing_case(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, LOWRES_BENCH_SHAPES="tiny", LOWRES_BENCH_STEPS="2", LOWRES_BENCH_ATTENTION="dot_product cudnn",
+               LOWRES_BENCH_DECODE="0", LOWRES_BENCH_ARGS="--peak_size=128", LOWRES=f"{sys.executable} -m lowres.cli",
+               PYTHON=sys.executable, JAX_PLATFORMS="cpu")  # fmt: skip
+    env.pop("XLA_FLAGS", None)
+    result = subprocess.run([str(root / "benchmarks" / "gpu.sh"), str(tmp_path / "out")], env=env, cwd=root,
+                            capture_output=True, text=True, timeout=600, check=False)  # fmt: skip
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    cudnn, fused = json.loads((tmp_path / "out" / "summary.json").read_text())["train"]
+    # cuDNN attention on a CPU: that case fails with its one-line reason and the script goes on.
+    assert cudnn == {"case": "train", "shape": "tiny", "attention": "cudnn", "failed": True}
+    assert "needs a GPU" in (tmp_path / "out" / "train-tiny-cudnn.log").read_text().strip().splitlines()[-1]
+    assert (fused["dtype"], fused["attention"], fused["measured_steps"]) == ("bfloat16", "dot_product", 2)
+    assert fused["peak_source"] == "measured: 128x128 bfloat16 matmul" and fused["mfu"] > 0  # the bf16 peak
+    assert "| tiny | dot_product | bfloat16 |" in result.stdout and "| tiny | cudnn | | | failed |" in result.stdout
+
+
+def test_bench_train_dtype_and_attention_options_are_checked_first(capsys):
+    from lowres import cli
+
+    assert cli.main(["bench", "train", "--shape", "tiny", "--attention", "flash"]) == 2
+    assert "attention must be one of ('plain', 'dot_product', 'cudnn'), got 'flash'" in capsys.readouterr().err
+    assert cli.main(["bench", "data", "--dtype", "bfloat16"]) == 2
+    assert "apply to `lowres bench train` only" in capsys.readouterr().err
+    assert train_bench.get_shape("decoder-1b").model_config().num_params() > 1e9

@@ -258,6 +258,9 @@ SKIP = {
         "7 cases each in its own process (7 min on 2 cores); --steps 1 still leaves the data case's 250 warm-up "
         "batches, the scale search and ~7 process start-ups, and --time_limit_s only turns cases into error rows; "
         "tests/test_bench.py runs `all` on a stub plan",
+    "benchmarks/gpu.sh benchmarks/results/accelerator":
+        "the accelerator benchmark (1B-parameter shapes at sequence 2048); tests/test_bench.py runs the script at "
+        "the tiny shape on CPU",
     "pip install grain": "installs an optional package for benchmarks/grain_alternative.py, a comparison outside "
                          "lowres (its numbers are in the README)",
     "lowres bench data": "about 14 minutes: both executors' steady rates after 250 warm-up batches, FLORES-200 "

@@ -37,6 +37,8 @@ class Options:
     executors: tuple[str, ...] | None = None  # data: indexed, seqio
     flores_dir: str | None = None
     plot: str | None = None  # data: the languages curve's PNG
+    dtype: str | None = None  # train: compute dtype instead of the shape's (parameters stay float32)
+    attention: str | None = None  # train: attention implementation instead of the shape's
 
 
 def decode_available() -> bool:
@@ -49,7 +51,8 @@ def run_case(case: str, options: Options, log: Callable[[str], None]) -> tuple[d
     if case == "train":
         from lowres.bench import train
 
-        shape = train.get_shape(options.shape or "maxtext-ref")
+        shape = train.with_model_options(train.get_shape(options.shape or "maxtext-ref"),
+                                         dtype=options.dtype, attention=options.attention)
         record = train.run(shape, steps=options.steps or 20, synthetic=options.synthetic,
                            peak_size=options.peak_size, log=log)
         return record, report.table([record], train.TABLE_COLUMNS)

@@ -73,6 +73,25 @@ SHAPES: dict[str, Shape] = {
         overrides=dict(REF_WIDTHS, num_encoder_layers=4, num_decoder_layers=4),
         description="encoder-decoder at maxtext-ref widths, 4+4 layers, inputs 256 / targets 128, batch 4",
     ),
+    # Accelerator shapes (benchmarks/gpu.sh): Llama-style decoders, bfloat16 compute, sequence 2048.
+    "decoder-125m": Shape(
+        "decoder-125m", "decoder_only", "maxtext-ref", vocab_size=32000, inputs_length=1024, targets_length=1024,
+        batch_size=16, overrides=dict(d_model=768, num_heads=12, num_kv_heads=12, head_dim=64, d_ff=2048,
+                                      num_layers=12, dtype="bfloat16"),
+        description="decoder-only, 12 layers, d_model 768, seq 2048, batch 16, bfloat16 (134M parameters)",
+    ),
+    "decoder-350m": Shape(
+        "decoder-350m", "decoder_only", "maxtext-ref", vocab_size=32000, inputs_length=1024, targets_length=1024,
+        batch_size=16, overrides=dict(d_model=1024, num_heads=16, num_kv_heads=16, head_dim=64, d_ff=2816,
+                                      num_layers=24, dtype="bfloat16"),
+        description="decoder-only, 24 layers, d_model 1024, seq 2048, batch 16, bfloat16 (374M parameters)",
+    ),
+    "decoder-1b": Shape(
+        "decoder-1b", "decoder_only", "maxtext-ref", vocab_size=32000, inputs_length=1024, targets_length=1024,
+        batch_size=8, overrides=dict(d_model=2048, num_heads=16, num_kv_heads=16, head_dim=128, d_ff=5632,
+                                     num_layers=18, dtype="bfloat16"),
+        description="decoder-only, 18 layers, d_model 2048, seq 2048, batch 8, bfloat16 (1.06B parameters)",
+    ),
     # Seconds-long smoke shapes (tests, `--synthetic` checks of the suite itself).
     "tiny": Shape(
         "tiny", "decoder_only", "tiny", vocab_size=4200, inputs_length=16, targets_length=16, batch_size=2,
@@ -106,6 +125,16 @@ def quickstart_shape() -> Shape:
         inputs_length=data.inputs_length, targets_length=data.targets_length, batch_size=data.batch_size,
         objective=data.objective, description="gin_configs/quickstart.gin",
     )  # fmt: skip
+
+
+def with_model_options(shape: Shape, dtype: str | None = None, attention: str | None = None) -> Shape:
+    """`shape` with its compute dtype and attention implementation replaced where given (--dtype, --attention)."""
+    changed = {k: v for k, v in (("dtype", dtype), ("attention", attention)) if v is not None}
+    if not changed:
+        return shape
+    shape = dataclasses.replace(shape, overrides={**shape.overrides, **changed})
+    shape.model_config()  # a bad value fails here, as one line, before anything is compiled
+    return shape
 
 
 def get_shape(name: str) -> Shape:
@@ -256,6 +285,7 @@ def run(shape: Shape, steps: int = 20, *, synthetic: bool = False, warmup_steps:
         architecture=shape.architecture,
         params=arch.num_params(),
         dtype=arch.dtype,
+        attention=arch.attention,
         batch_size=shape.batch_size,
         inputs_length=shape.inputs_length,
         targets_length=shape.targets_length,
@@ -273,5 +303,5 @@ def run(shape: Shape, steps: int = 20, *, synthetic: bool = False, warmup_steps:
     )
 
 
-TABLE_COLUMNS = ("shape", "tokens_per_sec", "tflops_per_device", "mfu", "mfu_per_cpu_second", "step_time_median_s",
+TABLE_COLUMNS = ("shape", "dtype", "attention", "tokens_per_sec", "tflops_per_device", "mfu", "mfu_per_cpu_second", "step_time_median_s",
                  "step_time_spread", "compile_time_s", "peak_rss_mb", "load_average")

@@ -18,7 +18,7 @@ def add_parser(commands) -> None:
     )
     bench.add_argument("case", choices=("train", "data", "checkpoint", "scale", "decode", "all"))
     bench.add_argument("--shape", default=None, metavar="NAME",
-                       help="train: maxtext-ref (default), t5-ref, quickstart; checkpoint: a decoder preset "
+                       help="train: maxtext-ref (default), t5-ref, quickstart, decoder-125m, decoder-350m, decoder-1b; checkpoint: a decoder preset "
                        "(default gpt2-small); scale: comma-separated presets")
     bench.add_argument("--steps", type=int, default=None, metavar="N",
                        help="train: timed steps after compile (default 20); data: timed batches after 250 warm-up "
@@ -37,6 +37,11 @@ def add_parser(commands) -> None:
     bench.add_argument("--plot", default=None, metavar="FILE.png",
                        help="data: where the languages curve goes (default beside the bench's work files)")
     bench.add_argument("--synthetic", action="store_true", help="train on random batches instead of the UL2 mixture")
+    bench.add_argument("--dtype", default=None, choices=("float32", "bfloat16", "float16"),
+                       help="train: compute dtype (parameters and optimizer state stay float32; logits, softmax and "
+                       "loss in float32); MFU is taken against this dtype's peak")
+    bench.add_argument("--attention", default=None, metavar="NAME",
+                       help="train: attention implementation (plain | dot_product | cudnn), see ModelConfig.attention")
     bench.add_argument("--json", action="store_true", help="print the result as one JSON object on the last line")
     bench.add_argument("--output", default=None, metavar="FILE.json", help="also write the JSON result here")
     bench.add_argument("--peak_size", type=int, default=2048, metavar="N",
@@ -52,6 +57,10 @@ def run(args) -> int:
 
     if args.steps is not None and args.steps < 1:
         raise UsageError(f"--steps must be at least 1, got {args.steps}")
+    train_only = {"--dtype": args.dtype, "--attention": args.attention}
+    given = [name for name, value in train_only.items() if value]
+    if args.case not in ("train",) and given:
+        raise UsageError(f"{', '.join(given)} apply to `lowres bench train` only, not {args.case}")
     data_only = {"--objective": args.objective, "--architecture": args.architecture, "--parts": args.parts,
                  "--executors": args.executors, "--flores_dir": args.flores_dir, "--plot": args.plot}
     given = [name for name, value in data_only.items() if value]
@@ -59,7 +68,7 @@ def run(args) -> int:
         raise UsageError(f"{', '.join(given)} apply to `lowres bench data` only, not {args.case}")
     options = suite.Options(args.shape, args.steps, args.synthetic, args.trainer_tokens_per_sec, args.peak_size,
                             args.time_limit_s, args.objective, args.architecture, _names(args.parts),
-                            _names(args.executors), args.flores_dir, args.plot)
+                            _names(args.executors), args.flores_dir, args.plot, args.dtype, args.attention)
     record, table = suite.run_case(args.case, options, log=lambda line: print(line, flush=True))
     print(table)
     if args.output:

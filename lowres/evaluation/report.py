@@ -84,6 +84,8 @@ def table(results: dict[str, Any]) -> str:
             f"{row.get('nll_per_token', float('nan')):.3f} | {row.get('nll_per_word', float('nan')):.3f} |"
         )
     lines.append(f"mean bits/byte: {results['mean_bits_per_byte']:.3f}")
+    if results.get("split") == "train":
+        lines.append("note: scored on the train split, the text the model trained on: an in-sample score")
     if results.get("translation"):
         lines += ["", "| direction | sentences | chrF++ | BLEU | length ratio |", "|---|---:|---:|---:|---:|"]
         for direction, row in sorted(results["translation"].items()):

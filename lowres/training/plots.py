@@ -135,8 +135,7 @@ class LiveLossPlot(TrainHook):
         return every(self.every, step, last_step)
 
     def run(self, info) -> None:
-        self._draw(f"step {info.step}")
-        return None
+        self._draw(f"step {info.step}")  # no record of its own
 
     def end(self, run: TrainRun, summary: Mapping[str, Any]) -> None:
         self._draw(f"done at step {summary['final_step']}")
