@@ -126,7 +126,14 @@ display(Markdown((sweep_dir / "results.md").read_text()))
 import matplotlib.pyplot as plt
 import numpy as np
 
+from lowres.figures import save_png
 from lowres.run_dir import read_metrics
+
+
+def show(figure, name: str) -> None:
+    """Saves the figure beside the sweep's results and shows the PNG (whatever pyplot's backend)."""
+    display(Image(filename=str(save_png(figure, sweep_dir / name))))
+
 
 languages = sorted({key.removeprefix("bpb ") for row in rows for key in row if key.startswith("bpb ")})
 figure, (curves, bars) = plt.subplots(1, 2, figsize=(13, 4))
@@ -148,9 +155,7 @@ bars.set_xticks(np.arange(len(languages)) + 0.4 - width / 2, languages, rotation
 bars.set_ylabel("held-out bits per byte (lower is better)")
 bars.legend(fontsize=7)
 figure.tight_layout()
-figure.savefig(sweep_dir / "notebook_comparison.png", dpi=100)
-plt.close(figure)
-display(Image(filename=str(sweep_dir / "notebook_comparison.png")))
+show(figure, "notebook_comparison.png")
 
 # %% [markdown]
 # ## Fit L(N) = E + A·N^-α
@@ -179,6 +184,4 @@ axis.set_xlabel("parameters")
 axis.set_ylabel("held-out bits per byte")
 axis.legend(fontsize=7)
 figure.tight_layout()
-figure.savefig(sweep_dir / "notebook_fit.png", dpi=100)
-plt.close(figure)
-display(Image(filename=str(sweep_dir / "notebook_fit.png")))
+show(figure, "notebook_fit.png")
