@@ -179,3 +179,13 @@ def test_a_run_resumes_under_another_implementation(tmp_path):
     _check_resumable(tmp_path, info(dataclasses.replace(config, attention="dot_product")))
     with pytest.raises(ConfigError, match=r"\(d_ff differ\)"):
         _check_resumable(tmp_path, info(dataclasses.replace(config, attention="dot_product", d_ff=32)))
+
+
+def test_a_cudnn_run_restored_off_gpu_attends_through_xla():
+    from lowres.checkpoints.trained_model import runnable_on
+
+    config = ModelConfig(architecture="decoder_only", preset="tiny", attention="cudnn",
+                         overrides={"dtype": "bfloat16"}).resolve(VOCAB)  # fmt: skip
+    assert runnable_on(config, "cpu").attention == runnable_on(config, "tpu").attention == "dot_product"
+    assert runnable_on(config, "gpu") is config
+    assert runnable_on(dataclasses.replace(config, attention="plain"), "cpu").attention == "plain"

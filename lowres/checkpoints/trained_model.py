@@ -59,11 +59,20 @@ def load_run_vocabulary(model_dir: str | Path, info: run_dir.RunInfo | None = No
     return vocab_lib.load_vocabulary(Path(model_dir) / info.vocabulary, info.num_sentinels)
 
 
+def runnable_on(config: ArchitectureConfig, backend: str) -> ArchitectureConfig:
+    """`config` as this backend can run it: a run trained with cuDNN attention on a GPU, restored on a CPU or
+    TPU host (evaluation, export, translation), computes the same function through XLA."""
+    if config.attention == "cudnn" and backend != "gpu":
+        return dataclasses.replace(config, attention="dot_product")
+    return config
+
+
 def load_trained_model(model_dir: str | Path, step: int | None = None) -> TrainedModel:
     """Restores the parameters of `step` (default: the latest) on one device, with everything to use them."""
     model_dir = Path(model_dir)
     info = run_dir.read_run_info(model_dir)
     config = config_from_dict(info.model)
+    config = runnable_on(config, jax.default_backend())
     vocabulary = load_run_vocabulary(model_dir, info)
     graphdef, abstract_params = abstract_split(config)
     device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
