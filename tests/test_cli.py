@@ -167,3 +167,12 @@ def test_only_lowres_errors_become_one_line_user_errors(error, code, prefix, mon
     assert err.startswith(prefix) and len(err.strip().splitlines()) == 1, err
     with pytest.raises(type(error)):
         cli.main(["--debug", "plot", "somewhere"])
+
+
+def test_an_in_process_command_leaves_no_gin_bindings_behind(tmp_path, capsys):
+    from lowres.training.batch_sources import StreamConfig
+
+    argv = ["train", "--gin_file=smoke.gin", "--gin.StreamConfig.kind='learned'", f"--model_dir={tmp_path}/m"]
+    assert cli.main(argv) == 2  # refused (no learned_tasks) after the bindings were parsed
+    assert "StreamConfig.learned_tasks" in capsys.readouterr().err
+    assert StreamConfig().kind == "mixture"  # the default again, not the command's binding

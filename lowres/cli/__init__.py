@@ -109,7 +109,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     _quiet_libraries()
     with _lowres_logs_on_stderr():
-        return _run(argv)
+        try:
+            return _run(argv)
+        finally:
+            _forget_gin_bindings()
+
+
+def _forget_gin_bindings() -> None:
+    """A command run in-process (a test, a notebook, a script) leaves no gin bindings behind: a later
+    `StreamConfig()` elsewhere in the process would otherwise take this command's `--gin.` values."""
+    gin = sys.modules.get("gin")
+    if gin is not None:
+        with gin.unlock_config():
+            gin.clear_config()
 
 
 def _run(argv: list[str]) -> int:
