@@ -26,14 +26,16 @@ def resolve_gin_file(name: str) -> str:
     return str(found)
 
 
-def parse_gin(files: Sequence[str], bindings: Sequence[str] = (), registers: str = "lowres.jobs", **options) -> None:
+def parse_gin(files: Sequence[str], bindings: Sequence[str] = (), registers: str | None = None, **options) -> None:
     """Parses gin files (looked up in gin_configs/ too) and bindings into a fresh config. `registers` names
-    the module whose import registers every configurable they may bind (`lowres.jobs`: everything training
-    binds); `options` go to gin.parse_config_files_and_bindings. Bad files or bindings raise ConfigError."""
+    a module to import first that registers every configurable they may bind (the caller's floor, e.g.
+    "lowres.jobs" for training; None: what is imported already); `options` go to
+    gin.parse_config_files_and_bindings. Bad files or bindings raise ConfigError."""
     paths = [resolve_gin_file(f) for f in files]  # a missing file fails before the slow import below
     import gin
 
-    importlib.import_module(registers)
+    if registers:
+        importlib.import_module(registers)
     # A command run in-process after another (a notebook, a test) starts from a clean, unlocked config.
     with gin.unlock_config():
         gin.clear_config()

@@ -140,7 +140,7 @@ from lowres.jobs import train_job
 from lowres.training.plots import LiveLossPlot
 from lowres.training.trainer import TrainSettings
 
-parse_gin(gin_files, bindings)
+parse_gin(gin_files, bindings)  # lowres.jobs, imported above, registers what training binds
 settings = TrainSettings.from_gin()
 summary = train_job(RUN_DIR, settings, extra_hooks=[LiveLossPlot(every=settings.train.log_every)])
 history = summary["history"]
