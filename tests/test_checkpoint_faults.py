@@ -158,7 +158,9 @@ def test_a_full_disk_during_a_save_is_one_line_and_the_rerun_resumes(how, refere
         first = run_cli("train", *SMALL, f"--model_dir={run}", "--gin.TrainConfig.num_steps=6", env=_env(cache_dir),
                         code=INJECT_ENOSPC if how == "injected" else None)  # fmt: skip
         assert first.returncode == 2, first.stderr[-3000:]
-        line = first.stderr.strip().splitlines()[-1]
+        # lowres's line. On a real full disk, Orbax's async writer can still print an asyncio shutdown error
+        # ("RuntimeError: Event loop is closed") after lowres has returned; seen once in CI, left to Orbax.
+        line = [text for text in first.stderr.strip().splitlines() if text.startswith("lowres: ")][-1]
         assert line.startswith("lowres: error: saving a checkpoint in ") and "No space left on device" in line, line
         assert "the newest intact checkpoint is 2" in line, line
         if how == "tmpfs":
