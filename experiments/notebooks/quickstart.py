@@ -24,7 +24,7 @@
 #
 # | runtime | configuration | RAM | time |
 # |---|---|---|---|
-# | CPU (no accelerator) | `quickstart.gin`: a 3.4M-parameter encoder-decoder, 200 steps, batch 8 | about 4 GB | about 5½ minutes of training on 2 cores (the README's quick start, measured there), plus the install (about 2 minutes) and evaluation |
+# | CPU (no accelerator) | `quickstart.gin`: a 3.4M-parameter encoder-decoder, 200 steps, batch 8 | about 4 GB | about 5½ minutes of training on 2 cores (the README's quick start, measured there), plus the install (105–206 s in this project's CI; not timed on Colab) and evaluation |
 # | TPU (v5e-1, v6e-1, v2-8) or GPU | the same recipe at the `small` preset (about 52M parameters with its 8,000-piece vocabulary), bfloat16 compute, batch 32 per chip, 1,000 steps, the mesh over every chip | about 8 GB host | untested: no TPU or GPU was available when this notebook was written |
 #
 # Without an accelerator the notebook says so and uses the CPU configuration; nothing fails. To get a
@@ -32,7 +32,7 @@
 
 # %% [markdown]
 # ## Install
-# In Colab this clones the repository and installs it (one `pip install`, about 2 minutes). In a
+# In Colab this clones the repository and installs it (one `pip install`; 105–206 s in this project's CI, not timed on Colab). In a
 # checkout where lowres is already installed it does nothing.
 
 # %%
