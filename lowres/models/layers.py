@@ -32,6 +32,20 @@ KV_NAMES = ("batch", "length", "kv_heads", "kv")
 Initializer = Callable[[jax.Array, Sequence[int], jnp.dtype], jax.Array]
 
 
+def project(spec: str, x: jax.Array, kernel: jax.Array, **einsum_options) -> jax.Array:
+    """A projection of every token: `spec` is the einsum over one token axis "t" (e.g. "te,ef->tf"),
+    applied to x [B, T, ...] with its batch and length axes merged, then split again.
+
+    Same values as the batched einsum ("bte,ef->btf"), but XLA:CPU compiles the batched form's
+    gradients with transposes fused into elementwise work: on the maxtext-ref shape a gated MLP's
+    forward + backward took 40 ms batched and 13 ms merged (the unembedding 377 ms and 207 ms).
+    Merging the two leading axes is a free reshape on every backend and keeps a batch sharding.
+    """
+    batch, length = x.shape[:2]
+    y = jnp.einsum(spec, x.reshape(batch * length, *x.shape[2:]), kernel, **einsum_options)
+    return y.reshape(batch, length, *y.shape[1:])
+
+
 def fan_in_init(scale: float, in_axis: int | Sequence[int] = -2, out_axis: int | Sequence[int] = -1) -> Initializer:
     """Truncated normal with variance scale / fan_in (fan_in over `in_axis`)."""
     return jax.nn.initializers.variance_scaling(scale, "fan_in", "truncated_normal", in_axis=in_axis, out_axis=out_axis)
@@ -189,8 +203,8 @@ class Embed(nnx.Module):
 
     def attend(self, x: jax.Array) -> jax.Array:
         """Logits in float32 against the embedding table."""
-        return jnp.einsum(
-            "bte,ve->btv", x, self.embedding[...].astype(self.dtype), preferred_element_type=jnp.float32
+        return project(
+            "te,ve->tv", x, self.embedding[...].astype(self.dtype), preferred_element_type=jnp.float32
         )
 
 
@@ -201,8 +215,8 @@ def output_logits(y: jax.Array, embed: Embed, logits_kernel: nnx.Param | None, s
     if logits_kernel is None:
         logits = embed.attend(y * jnp.asarray(y.shape[-1] ** -0.5, y.dtype) if scale_tied else y)
     else:
-        logits = jnp.einsum(
-            "bte,ev->btv", y, logits_kernel[...].astype(y.dtype), preferred_element_type=jnp.float32
+        logits = project(
+            "te,ev->tv", y, logits_kernel[...].astype(y.dtype), preferred_element_type=jnp.float32
         )
     return constrain(logits, ("batch", "length", "vocab"))
 
@@ -233,11 +247,11 @@ class GatedMLP(nnx.Module):
         self.dropout = nnx.Dropout(dropout_rate, rngs=None if keyed_dropout else rngs)
 
     def __call__(self, x: jax.Array, *, deterministic: bool = True, dropout_key: jax.Array | None = None) -> jax.Array:
-        gate = jnp.einsum("bte,ef->btf", x, self.wi_0[...].astype(self.dtype))
-        up = jnp.einsum("bte,ef->btf", x, self.wi_1[...].astype(self.dtype))
+        gate = project("te,ef->tf", x, self.wi_0[...].astype(self.dtype))
+        up = project("te,ef->tf", x, self.wi_1[...].astype(self.dtype))
         h = constrain(self.activation(gate) * up, ("batch", "length", "mlp"))
         h = self.dropout(h, deterministic=deterministic, rngs=dropout_key)
-        out = jnp.einsum("btf,fe->bte", h, self.wo[...].astype(self.dtype))
+        out = project("tf,fe->te", h, self.wo[...].astype(self.dtype))
         return constrain(out, ("batch", "length", "embed"))
 
 
@@ -301,7 +315,7 @@ class MultiHeadAttention(nnx.Module):
 
     def queries(self, x: jax.Array, rope: tuple[jax.Array, jax.Array] | None = None) -> jax.Array:
         """[B, T, E] -> queries [B, T, H, D], rotated when `rope` (from `rope_tables`) is given."""
-        q = jnp.einsum("bte,ehd->bthd", x, self.query[...].astype(self.dtype))
+        q = project("te,ehd->thd", x, self.query[...].astype(self.dtype))
         if rope is not None:
             q = apply_rope(q, rope)
         if self.query_scale is not None:
@@ -312,8 +326,8 @@ class MultiHeadAttention(nnx.Module):
         self, x: jax.Array, rope: tuple[jax.Array, jax.Array] | None = None
     ) -> tuple[jax.Array, jax.Array]:
         """[B, S, E] -> keys and values [B, S, K, D], keys rotated when `rope` is given."""
-        k = jnp.einsum("bse,ekd->bskd", x, self.key[...].astype(self.dtype))
-        v = jnp.einsum("bse,ekd->bskd", x, self.value[...].astype(self.dtype))
+        k = project("se,ekd->skd", x, self.key[...].astype(self.dtype))
+        v = project("se,ekd->skd", x, self.value[...].astype(self.dtype))
         if rope is not None:
             k = apply_rope(k, rope)
         return constrain(k, KV_NAMES), constrain(v, KV_NAMES)
@@ -338,7 +352,7 @@ class MultiHeadAttention(nnx.Module):
         else:
             context = self._fused_context(q, k, v, mask, bias)
         context = constrain(context, QUERY_NAMES)
-        out = jnp.einsum("bthd,hde->bte", context, self.out[...].astype(self.dtype))
+        out = project("thd,hde->te", context, self.out[...].astype(self.dtype))
         return constrain(out, EMBED_NAMES)
 
     def _plain_context(
