@@ -45,6 +45,7 @@ def test_cpu_peak_is_measured_and_cached(monkeypatch):
 # --- FLOP accounting -------------------------------------------------------------------------------
 
 import json
+import sys
 
 
 from lowres.bench import checkpoint, report, scale, suite
@@ -284,7 +285,7 @@ def test_all_plan_fits_ten_minutes_and_covers_every_case():
     plan = suite.all_plan(suite.Options())
     assert sum(step.timeout_s for step in plan) <= suite.ALL_BUDGET_S <= 600
     cases = [step.argv[0] for step in plan]
-    assert set(cases) == set(suite.CASES) - {"all"} - ({"decode"} if not suite.decode_available() else set())
+    assert set(cases) == set(suite.CASES) - {"all", "compare"} - ({"decode"} if not suite.decode_available() else set())
     shapes = [step.argv[step.argv.index("--shape") + 1] for step in plan if step.argv[0] == "train"]
     assert shapes == ["maxtext-ref", "t5-ref", "quickstart"]
     assert all("--synthetic" in step.argv for step in plan if step.argv[0] == "train")
@@ -356,3 +357,75 @@ def test_bench_train_dtype_and_attention_options_are_checked_first(capsys):
     assert cli.main(["bench", "data", "--dtype", "bfloat16"]) == 2
     assert "apply to `lowres bench train` only" in capsys.readouterr().err
     assert train_bench.get_shape("decoder-1b").model_config().num_params() > 1e9
+
+
+# ---- `lowres bench compare --peer=maxtext` (the MaxText side needs its own Python 3.12 venv; not run here)
+
+# Lines as MaxText 0.2.5 prints them (from a run of its train command on this project's machine).
+MAXTEXT_LOG = """\
+I1204 01:45:26.998087 140545512348544 metric_logger.py:265] completed step: 0, seconds: 0.046, TFLOP/s/device: 1.706, Tokens/s/device: 22481.777, total_weights: 1024, loss: 10.880
+I1204 01:45:27.731684 140545512348544 metric_logger.py:265] completed step: 1, seconds: 0.147, TFLOP/s/device: 0.527, Tokens/s/device: 6944.115, total_weights: 1024, loss: 10.880
+I1204 01:45:28.424603 140545512348544 metric_logger.py:265] completed step: 2, seconds: 0.744, TFLOP/s/device: 0.104, Tokens/s/device: 1375.457, total_weights: 1024, loss: 10.839
+I1204 01:45:28.500000 140545512348544 metric_logger.py:393] To see full metrics 'tensorboard --logdir=out'
+I1204 01:45:29.115897 140545512348544 metric_logger.py:265] completed step: 3, seconds: 0.739, TFLOP/s/device: 0.105, Tokens/s/device: 1385.908, total_weights: 1024, loss: 10.757
+I1204 01:45:29.810529 140545512348544 metric_logger.py:265] completed step: 4, seconds: 0.697, TFLOP/s/device: 0.111, Tokens/s/device: 1468.326, total_weights: 1024, loss: 10.676
+"""
+
+
+def test_maxtext_steps_are_parsed_and_warm_up_steps_left_out():
+    from lowres.bench import compare
+
+    steps = compare.parse_maxtext_log(MAXTEXT_LOG)
+    assert [s["step"] for s in steps] == [0, 1, 2, 3, 4]
+    assert steps[2] == {"step": 2, "seconds": 0.744, "tflops_per_device": 0.104, "tokens_per_sec": 1375.457}
+    tokens = train_bench.get_shape("maxtext-ref").tokens_per_step()
+    assert tokens == 1024  # batch 4 x 256, MaxText's total_weights above
+    record = compare.maxtext_record(steps, tokens)
+    assert record["timed_steps"] == 3 and record["step_time_median_s"] == 0.739  # steps 0-1 compile and warm up
+    assert record["tokens_per_sec"] == pytest.approx(1024 / 0.739)
+    with pytest.raises(ValueError, match="none after the 2 warm-up steps"):
+        compare.maxtext_record(steps[:2], tokens)
+
+
+def test_compare_summary_takes_medians_over_rounds_and_checks_each_target():
+    from lowres.bench import compare
+
+    def run(rate, flops=1e9, tokens=1000):
+        return {"tokens_per_sec": rate, "step_time_median_s": tokens / rate, "flops_per_step": flops}
+
+    rounds = [
+        {compare.PEER_LABEL: run(1000), "lowres maxtext-ref synthetic": run(1400), "lowres maxtext-ref real": run(1300),
+         "lowres t5-ref synthetic": run(2000, flops=2e9), "lowres t5-ref real": run(1700, flops=2e9)},
+        {compare.PEER_LABEL: run(900), "lowres maxtext-ref synthetic": run(1200), "lowres maxtext-ref real": run(1100),
+         "lowres t5-ref synthetic": run(1800, flops=2e9), "lowres t5-ref real": {"error": "timed out"}},
+    ]
+    rows, ratios = compare.summarize(rounds, peaks=[10e9, 20e9, 30e9])
+    by_case = {row["case"]: row for row in rows}
+    assert by_case[compare.PEER_LABEL]["tokens_per_sec"] == 950  # median of the rounds
+    assert by_case["lowres maxtext-ref synthetic"]["tokens_per_sec_runs"] == [1400, 1200]
+    assert by_case["lowres t5-ref real"]["tokens_per_sec_runs"] == [1700]  # the failed round is left out
+    # MFU against the median peak (20 GFLOP/s) and the median step time of the rounds
+    maxtext_ref_step = (1000 / 1400 + 1000 / 1200) / 2
+    assert by_case["lowres maxtext-ref synthetic"]["mfu"] == pytest.approx(1e9 / maxtext_ref_step / 20e9)
+    value = {r["ratio"]: r for r in ratios}
+    versus = value["lowres / MaxText tokens/s, maxtext-ref synthetic"]
+    assert versus["value"] == pytest.approx(1300 / 950) and versus["met"] is True  # 1.37 >= 1.25
+    real = value["lowres real UL2 / synthetic, t5-ref"]
+    assert real["value"] == pytest.approx(1700 / 1900) and real["met"] is False  # 0.89 < 0.9
+    t5_ref_step = (1000 / 2000 + 1000 / 1800) / 2
+    assert value["t5-ref MFU / maxtext-ref MFU (synthetic)"]["value"] == pytest.approx(2 * maxtext_ref_step / t5_ref_step)
+
+
+def test_compare_without_maxtext_is_one_line_naming_what_to_install(capsys, monkeypatch, tmp_path):
+    from lowres import cli
+
+    monkeypatch.delenv("LOWRES_MAXTEXT_PYTHON", raising=False)
+    assert cli.main(["bench", "compare"]) == 2
+    assert "pass --peer_python PATH or set LOWRES_MAXTEXT_PYTHON" in capsys.readouterr().err
+    assert cli.main(["bench", "compare", "--peer_python", sys.executable]) == 2  # lowres's venv has no maxtext
+    err = capsys.readouterr().err
+    assert f"--peer_python {sys.executable}: cannot import maxtext" in err and len(err.strip().splitlines()) == 1
+    assert cli.main(["bench", "compare", "--peer", "levanter"]) == 2
+    assert "--peer 'levanter' is not offered" in capsys.readouterr().err
+    assert cli.main(["bench", "train", "--rounds", "3"]) == 2
+    assert "apply to `lowres bench compare` only" in capsys.readouterr().err

@@ -16,7 +16,7 @@ from typing import Any
 from lowres.bench import report
 from lowres.errors import UsageError
 
-CASES = ("train", "data", "checkpoint", "scale", "decode", "all")
+CASES = ("train", "data", "checkpoint", "scale", "decode", "compare", "all")
 SUMMARY_COLUMNS = ("case", "shape", "tokens_per_sec", "mfu", "mfu_per_cpu_second", "tflops_per_device",
                    "step_time_median_s", "peak_rss_mb", "wall_s", "cpu_s", "note")
 
@@ -39,6 +39,9 @@ class Options:
     plot: str | None = None  # data: the languages curve's PNG
     dtype: str | None = None  # train: compute dtype instead of the shape's (parameters stay float32)
     attention: str | None = None  # train: attention implementation instead of the shape's
+    peer: str | None = None  # compare: the framework run side by side
+    peer_python: str | None = None  # compare: its interpreter
+    rounds: int | None = None  # compare: interleaved rounds
 
 
 def decode_available() -> bool:
@@ -89,6 +92,12 @@ def run_case(case: str, options: Options, log: Callable[[str], None]) -> tuple[d
         if callable(getattr(decode, "table", None)) and "rows" in record:
             return record, decode.table(record["rows"])
         return record, report.field_table(record)
+    if case == "compare":
+        from lowres.bench import compare
+
+        record = compare.run(options.peer or "maxtext", options.peer_python, rounds=options.rounds or 2,
+                             steps=options.steps or 20, log=log)
+        return record, compare.tables(record)
     if case == "all":
         return run_all(options, log)
     raise UsageError(f"unknown bench case {case!r}; choose one of {CASES}")

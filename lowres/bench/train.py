@@ -70,7 +70,8 @@ SHAPES: dict[str, Shape] = {
     ),
     "t5-ref": Shape(
         "t5-ref", "encoder_decoder", "mini", vocab_size=32000, inputs_length=256, targets_length=128, batch_size=4,
-        overrides=dict(REF_WIDTHS, num_encoder_layers=4, num_decoder_layers=4),
+        overrides=dict(REF_WIDTHS, num_encoder_layers=4, num_decoder_layers=4), objective="r_and_s",
+        # UL2's R- and S-denoisers: its 50%-noise X-denoisers need targets of 254 tokens at inputs 256.
         description="encoder-decoder at maxtext-ref widths, 4+4 layers, inputs 256 / targets 128, batch 4",
     ),
     # Accelerator shapes (benchmarks/gpu.sh): Llama-style decoders, bfloat16 compute, sequence 2048.

@@ -14,9 +14,10 @@ def add_parser(commands) -> None:
         description="Run a benchmark case and print its table; --json adds one JSON object as the last line. "
         "Cases: train (--shape maxtext-ref | t5-ref | quickstart), data (pipeline tokens/s per core vs the "
         "trainer), checkpoint (--shape PRESET: Orbax save/restore vs file copy), scale (largest decoder preset "
-        "that trains here), decode, all (every case, each in its own process).",
+        "that trains here), decode, compare (--peer=maxtext: lowres and MaxText side by side, interleaved), all "
+        "(every case but compare, each in its own process).",
     )
-    bench.add_argument("case", choices=("train", "data", "checkpoint", "scale", "decode", "all"))
+    bench.add_argument("case", choices=("train", "data", "checkpoint", "scale", "decode", "compare", "all"))
     bench.add_argument("--shape", default=None, metavar="NAME",
                        help="train: maxtext-ref (default), t5-ref, quickstart, decoder-125m, decoder-350m, decoder-1b; checkpoint: a decoder preset "
                        "(default gpt2-small); scale: comma-separated presets")
@@ -42,6 +43,12 @@ def add_parser(commands) -> None:
                        "loss in float32); MFU is taken against this dtype's peak")
     bench.add_argument("--attention", default=None, metavar="NAME",
                        help="train: attention implementation (plain | dot_product | cudnn), see ModelConfig.attention")
+    bench.add_argument("--peer", default=None, metavar="NAME",
+                       help="compare: the framework run side by side (maxtext)")
+    bench.add_argument("--peer_python", default=None, metavar="PATH",
+                       help="compare: the peer's interpreter (default: $LOWRES_MAXTEXT_PYTHON)")
+    bench.add_argument("--rounds", type=int, default=None, metavar="N",
+                       help="compare: interleaved rounds of every case (default 2)")
     bench.add_argument("--json", action="store_true", help="print the result as one JSON object on the last line")
     bench.add_argument("--output", default=None, metavar="FILE.json", help="also write the JSON result here")
     bench.add_argument("--peak_size", type=int, default=2048, metavar="N",
@@ -66,9 +73,14 @@ def run(args) -> int:
     given = [name for name, value in data_only.items() if value]
     if args.case != "data" and given:
         raise UsageError(f"{', '.join(given)} apply to `lowres bench data` only, not {args.case}")
+    compare_only = {"--peer": args.peer, "--peer_python": args.peer_python, "--rounds": args.rounds}
+    given = [name for name, value in compare_only.items() if value is not None]
+    if args.case != "compare" and given:
+        raise UsageError(f"{', '.join(given)} apply to `lowres bench compare` only, not {args.case}")
     options = suite.Options(args.shape, args.steps, args.synthetic, args.trainer_tokens_per_sec, args.peak_size,
                             args.time_limit_s, args.objective, args.architecture, _names(args.parts),
-                            _names(args.executors), args.flores_dir, args.plot, args.dtype, args.attention)
+                            _names(args.executors), args.flores_dir, args.plot, args.dtype, args.attention,
+                            args.peer, args.peer_python, args.rounds)
     record, table = suite.run_case(args.case, options, log=lambda line: print(line, flush=True))
     print(table)
     if args.output:
