@@ -75,10 +75,18 @@ def filter_logits(logits: jax.Array, top_k: int = 0, top_p: float = 1.0) -> jax.
     return logits
 
 
+def first_argmax(logits: jax.Array) -> jax.Array:
+    """jnp.argmax over the last axis (the first index of the maximum) as two plain reductions: XLA:CPU
+    runs argmax's paired (value, index) reduction unvectorised, 4x slower at [32, 4000]."""
+    best = jnp.max(logits, axis=-1, keepdims=True)
+    ids = jnp.arange(logits.shape[-1], dtype=jnp.int32)
+    return jnp.min(jnp.where(logits == best, ids, logits.shape[-1]), axis=-1)
+
+
 def token_chooser(config: DecodeConfig) -> Callable[[jax.Array, jax.Array], jax.Array]:
     """(logits [B, V], key) -> tokens [B]: argmax for greedy, a filtered tempered draw for sampling."""
     if config.method != "sample":
-        return lambda logits, key: jnp.argmax(logits, axis=-1).astype(jnp.int32)
+        return lambda logits, key: first_argmax(logits)
 
     def sample(logits, key):
         filtered = filter_logits(logits / config.temperature, config.top_k, config.top_p)

@@ -16,6 +16,7 @@ from flax import nnx
 from lowres.models.config import DecoderOnlyConfig
 from lowres.models.layers import (
     EMBED_NAMES,
+    CacheSlot,
     Embed,
     GatedMLP,
     KVCache,
@@ -256,28 +257,30 @@ class DecoderOnly(nnx.Module):
                 deterministic=deterministic, dropout_key=key,
             )  # fmt: skip
 
+        # A cache travels whole (stacked [L, ...]) and each layer writes its slots into it (CacheSlot).
         if config.scan_layers:
             graphdef, state = nnx.split(self.layers)
 
-            def body(x, inputs):
-                layer_state, index, key, layer_cache = inputs
-                return apply(graphdef, layer_state, x, index, key, layer_cache)
+            def body(carry, inputs):
+                x, stacked = carry
+                layer_state, index, key = inputs
+                slot = None if stacked is None else CacheSlot(stacked, index)
+                x, slot = apply(graphdef, layer_state, x, index, key, slot)
+                return (x, None if slot is None else slot.stacked), None
 
             body = remat(body, config.remat, prevent_cse=False)
             indices = jnp.arange(config.num_layers, dtype=jnp.int32)
-            return jax.lax.scan(body, x, (state, indices, keys, cache))
+            (x, cache), _ = jax.lax.scan(body, (x, cache), (state, indices, keys))
+            return x, cache
 
-        new_caches = []
         for index, layer in enumerate(self.layers):
             graphdef, state = nnx.split(layer)
             layer_fn = remat(lambda state, x, key, c, g=graphdef, i=index: apply(g, state, x, i, key, c), config.remat)
-            layer_cache = None if cache is None else jax.tree.map(lambda a, i=index: a[i], cache)
+            slot = None if cache is None else CacheSlot(cache, index)
             layer_key = None if keys is None else keys[index]
-            x, layer_cache = layer_fn(state, x, layer_key, layer_cache)
-            new_caches.append(layer_cache)
-        if cache is None:
-            return x, None
-        return x, jax.tree.map(lambda *layers: jnp.stack(layers), *new_caches)
+            x, slot = layer_fn(state, x, layer_key, slot)
+            cache = None if slot is None else slot.stacked
+        return x, cache
 
     def decoding_start(self, prompt: jax.Array, lengths: jax.Array, max_length: int, use_cache: bool = True,
                        prefix_attention: bool = True):  # fmt: skip
@@ -289,7 +292,9 @@ class DecoderOnly(nnx.Module):
         prefix_of = valid if prefix_attention else jnp.zeros_like(valid)
         if use_cache:
             cache = self.init_cache(batch, width + max_length)
-            logits, cache, features = self.prefill(prompt, cache, prefix_of.astype(jnp.int32), return_features=True)
+            # Only the last prompt position's logits are needed: unembedding every position cost more than
+            # a whole decode step at batch 32.
+            features, cache = self._extend(prompt, cache, jnp.zeros((batch,), jnp.int32), prefix_of.astype(jnp.int32))
 
             def step(token, state, i):
                 cache, lengths = state
@@ -299,7 +304,8 @@ class DecoderOnly(nnx.Module):
             def gather(state, rows):
                 return jax.tree.map(lambda a: jnp.take(a, rows, axis=1), state[0]), jnp.take(state[1], rows)
 
-            return at_positions(logits, lengths - 1), features, valid, (cache, lengths), (step, gather)
+            logits = unembed_position(self, at_positions(features, lengths - 1))
+            return logits, features, valid, (cache, lengths), (step, gather)
 
         tokens = jnp.pad(prompt, ((0, 0), (0, max_length)))
         prefix = jnp.pad(prefix_of, ((0, 0), (0, max_length))).astype(jnp.int32)

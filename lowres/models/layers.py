@@ -188,6 +188,38 @@ class KVCache:
         )
 
 
+@flax.struct.dataclass
+class CacheSlot:
+    """Layer `layer`'s place in a stacked cache (keys and values [L, B, S, K, D]), used like a KVCache.
+
+    Writing puts the new keys and values straight into the stacked arrays, so a decode loop that
+    carries them updates a few slots in place, where slicing a layer out and stacking the layers back
+    copied every layer's whole cache at every step.
+    """
+
+    stacked: KVCache
+    layer: jax.Array | int
+
+    @property
+    def key(self) -> jax.Array:
+        return self.stacked.key[self.layer]
+
+    @property
+    def value(self) -> jax.Array:
+        return self.stacked.value[self.layer]
+
+    def write(self, key: jax.Array, value: jax.Array, index: jax.Array) -> CacheSlot:
+        """Stores [B, T, K, D] keys and values at slots index[b] .. index[b] + T - 1 of each row b."""
+        rows = jnp.arange(key.shape[0])[:, None]
+        slots = index[:, None] + jnp.arange(key.shape[1])[None]
+
+        def put(cache: jax.Array, new: jax.Array) -> jax.Array:
+            return cache.at[self.layer, rows, slots].set(new.astype(cache.dtype), mode="promise_in_bounds")
+
+        stacked = KVCache(put(self.stacked.key, key), put(self.stacked.value, value))
+        return CacheSlot(stacked, self.layer)
+
+
 class Embed(nnx.Module):
     """Token embedding table [vocab, embed]; `attend` reuses it as a tied output projection."""
 
