@@ -332,7 +332,7 @@ def test_rope_attention_logits_depend_only_on_the_offset():
     def logit(p, p_key):
         q = attention.queries(u, rope_tables(jnp.asarray([[p]]), config.head_dim, config.rope_theta))[0, 0]
         k, _ = attention.keys_values(w, rope_tables(jnp.asarray([[p_key]]), config.head_dim, config.rope_theta))
-        return np.asarray(jnp.einsum("hd,hd->h", q, jnp.repeat(k[0, 0], group, axis=0)))
+        return np.asarray(jnp.einsum("hd,hd->h", q, jnp.repeat(k[0, :, 0], group, axis=0)))
 
     offset3 = [logit(p + 3, p) for p in (0, 4, 17, 60)]
     for value in offset3[1:]:

@@ -179,9 +179,9 @@ class DecoderOnly(nnx.Module):
         return self.final_norm(x)
 
     def init_cache(self, batch_size: int, max_length: int) -> KVCache:
-        """Empty keys and values [layers, B, max_length, kv_heads, head_dim] for decoding."""
+        """Empty keys and values [layers, B, kv_heads, max_length, head_dim] for decoding."""
         config = self.config
-        shape = (config.num_layers, batch_size, max_length, config.num_kv_heads, config.head_dim)
+        shape = (config.num_layers, batch_size, config.num_kv_heads, max_length, config.head_dim)
         return KVCache.zeros(shape, self.dtype)
 
     def prefill(
@@ -214,7 +214,7 @@ class DecoderOnly(nnx.Module):
         self, tokens: jax.Array, cache: KVCache, start: jax.Array, causal_attention: jax.Array | None
     ) -> tuple[jax.Array, KVCache]:
         """Tokens [B, T] at positions start[b] + t: write their keys and values, return their final features."""
-        length, num_slots = tokens.shape[1], cache.key.shape[2]
+        length, num_slots = tokens.shape[1], cache.key.shape[3]
         positions = start[:, None] + jnp.arange(length, dtype=jnp.int32)[None]
         mask = cache_mask(positions, num_slots)
         if causal_attention is not None:  # prefill only: the prompt occupies slots 0..T-1

@@ -285,7 +285,7 @@ class EncoderDecoder(nnx.Module):
             encoder_segment_ids = (encoder_input_tokens != 0).astype(jnp.int32)
         encoded = self.encode(encoder_input_tokens, encoder_segment_ids, encoder_positions)
         config = self.config
-        shape = (encoder_input_tokens.shape[0], max_length, config.num_heads, config.head_dim)
+        shape = (encoder_input_tokens.shape[0], config.num_heads, max_length, config.head_dim)
         return EncoderDecoderCache(
             self_attention=tuple(KVCache.zeros(shape, self.dtype) for _ in range(config.num_decoder_layers)),
             cross_attention=self.decoder.cross_keys_values(encoded),
@@ -303,7 +303,7 @@ class EncoderDecoder(nnx.Module):
         batch = token.shape[0]
         index = jnp.broadcast_to(jnp.asarray(position, jnp.int32), (batch,))
         q_positions = index[:, None]
-        num_slots = cache.self_attention[0].key.shape[1]
+        num_slots = cache.self_attention[0].key.shape[2]
         y = self.token_embed(token[:, None])
         y, self_attention = self.decoder(
             y,

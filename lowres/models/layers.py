@@ -27,7 +27,10 @@ MASK_VALUE = -1e10
 
 EMBED_NAMES = ("batch", "length", "embed")
 QUERY_NAMES = ("batch", "length", "heads", "kv")
-KV_NAMES = ("batch", "length", "kv_heads", "kv")
+# Keys and values are heads-major [B, K, S, D]: the layout attention's batched matmuls read, so a cache
+# kept in it is read in place at every decode step (stored [B, S, K, D], XLA:CPU transposed every layer's
+# cache, cross-attention's included, at every step).
+KV_NAMES = ("batch", "kv_heads", "length", "kv")
 
 Initializer = Callable[[jax.Array, Sequence[int], jnp.dtype], jax.Array]
 
@@ -170,7 +173,7 @@ def apply_rope(x: jax.Array, rope: tuple[jax.Array, jax.Array]) -> jax.Array:
 
 @flax.struct.dataclass
 class KVCache:
-    """Keys and values [B, S, K, D] of the slots decoded so far (a leading layers axis when stacked)."""
+    """Keys and values [B, K, S, D] of the slots decoded so far (a leading layers axis when stacked)."""
 
     key: jax.Array
     value: jax.Array
@@ -180,8 +183,8 @@ class KVCache:
         return cls(jnp.zeros(shape, dtype), jnp.zeros(shape, dtype))
 
     def write(self, key: jax.Array, value: jax.Array, index: jax.Array) -> KVCache:
-        """Stores [B, T, K, D] keys and values at slots index[b] .. index[b] + T - 1 of each row b."""
-        put = jax.vmap(lambda cache, new, i: jax.lax.dynamic_update_slice_in_dim(cache, new, i, axis=0))
+        """Stores [B, K, T, D] keys and values at slots index[b] .. index[b] + T - 1 of each row b."""
+        put = jax.vmap(lambda cache, new, i: jax.lax.dynamic_update_slice_in_dim(cache, new, i, axis=1))
         return KVCache(
             constrain(put(self.key, key.astype(self.key.dtype), index), KV_NAMES),
             constrain(put(self.value, value.astype(self.value.dtype), index), KV_NAMES),
@@ -190,7 +193,7 @@ class KVCache:
 
 @flax.struct.dataclass
 class CacheSlot:
-    """Layer `layer`'s place in a stacked cache (keys and values [L, B, S, K, D]), used like a KVCache.
+    """Layer `layer`'s place in a stacked cache (keys and values [L, B, K, S, D]), used like a KVCache.
 
     Writing puts the new keys and values straight into the stacked arrays, so a decode loop that
     carries them updates a few slots in place, where slicing a layer out and stacking the layers back
@@ -209,12 +212,14 @@ class CacheSlot:
         return self.stacked.value[self.layer]
 
     def write(self, key: jax.Array, value: jax.Array, index: jax.Array) -> CacheSlot:
-        """Stores [B, T, K, D] keys and values at slots index[b] .. index[b] + T - 1 of each row b."""
+        """Stores [B, K, T, D] keys and values at slots index[b] .. index[b] + T - 1 of each row b."""
         rows = jnp.arange(key.shape[0])[:, None]
-        slots = index[:, None] + jnp.arange(key.shape[1])[None]
+        slots = index[:, None] + jnp.arange(key.shape[2])[None]
 
         def put(cache: jax.Array, new: jax.Array) -> jax.Array:
-            return cache.at[self.layer, rows, slots].set(new.astype(cache.dtype), mode="promise_in_bounds")
+            # cache[layer, rows, :, slots] is indexed [B, T, K, D] (advanced indices first)
+            new = new.swapaxes(1, 2).astype(cache.dtype)
+            return cache.at[self.layer, rows, :, slots].set(new, mode="promise_in_bounds")
 
         stacked = KVCache(put(self.stacked.key, key), put(self.stacked.value, value))
         return CacheSlot(stacked, self.layer)
@@ -357,12 +362,12 @@ class MultiHeadAttention(nnx.Module):
     def keys_values(
         self, x: jax.Array, rope: tuple[jax.Array, jax.Array] | None = None
     ) -> tuple[jax.Array, jax.Array]:
-        """[B, S, E] -> keys and values [B, S, K, D], keys rotated when `rope` is given."""
+        """[B, S, E] -> keys and values [B, K, S, D] (heads-major), keys rotated when `rope` is given."""
         k = project("se,ekd->skd", x, self.key[...].astype(self.dtype))
         v = project("se,ekd->skd", x, self.value[...].astype(self.dtype))
         if rope is not None:
             k = apply_rope(k, rope)
-        return constrain(k, KV_NAMES), constrain(v, KV_NAMES)
+        return constrain(k.swapaxes(1, 2), KV_NAMES), constrain(v.swapaxes(1, 2), KV_NAMES)
 
     def attend(
         self,
@@ -375,7 +380,7 @@ class MultiHeadAttention(nnx.Module):
         deterministic: bool = True,
         dropout_key: jax.Array | None = None,
     ) -> jax.Array:
-        """q [B, T, H, D] (already scaled), k and v [B, S, K, D] -> [B, T, E]; mask bool and bias float
+        """q [B, T, H, D] (already scaled), k and v [B, K, S, D] -> [B, T, E]; mask bool and bias float
         broadcastable to [B, H, T, S]."""
         # jax.nn.dot_product_attention has no dropout on the attention weights: a training step with
         # dropout computes them here instead (same function, so switching paths changes no result).
@@ -400,9 +405,9 @@ class MultiHeadAttention(nnx.Module):
     ) -> jax.Array:
         """Attention by hand: float32 logits and softmax, dropout on the weights. -> [B, T, H, D]."""
         batch, length, num_heads, head_dim = q.shape
-        num_kv_heads, slots = k.shape[2], k.shape[1]
+        num_kv_heads, slots = k.shape[1], k.shape[2]
         grouped = (batch, length, num_kv_heads, num_heads // num_kv_heads, head_dim)
-        logits = jnp.einsum("btkgd,bskd->bkgts", q.reshape(grouped), k, preferred_element_type=jnp.float32)
+        logits = jnp.einsum("btkgd,bksd->bkgts", q.reshape(grouped), k, preferred_element_type=jnp.float32)
         logits = logits.reshape(batch, num_heads, length, slots)
         if bias is not None:
             logits = logits + bias.astype(jnp.float32)
@@ -411,7 +416,8 @@ class MultiHeadAttention(nnx.Module):
         weights = jax.nn.softmax(logits, axis=-1)
         weights = self.dropout(weights, deterministic=deterministic, rngs=dropout_key).astype(self.dtype)
         weights = weights.reshape(batch, num_kv_heads, num_heads // num_kv_heads, length, slots)
-        return jnp.einsum("bkgts,bskd->btkgd", weights, v).reshape(q.shape)
+        context = jnp.einsum("bkgts,bksd->bkgtd", weights, v)  # a plain batched matmul (XLA:CPU's fast path)
+        return context.transpose(0, 3, 1, 2, 4).reshape(q.shape)
 
     def _fused_context(
         self, q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array | None, bias: jax.Array | None
@@ -424,6 +430,7 @@ class MultiHeadAttention(nnx.Module):
             raise ConfigError(f'attention="cudnn" needs a GPU (the backend is {jax.default_backend()!r}); '
                               'use attention="dot_product", which runs everywhere')  # fmt: skip
         q, k, v = (t.astype(self.dtype) for t in (q, k, v))  # one dtype throughout (a cache may hold another)
+        k, v = k.swapaxes(1, 2), v.swapaxes(1, 2)  # it takes [B, S, K, D]
         length, slots = q.shape[1], k.shape[1]
         if mask is not None:
             mask = _with_full_lengths(mask, length, slots)
