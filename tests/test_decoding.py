@@ -254,3 +254,14 @@ def test_sharded_decoding_over_a_mesh_matches_one_device():
     assert done.returncode == 0, done.stderr[-3000:]
     out = json.loads(done.stdout.strip().splitlines()[-1])
     assert out["mesh"] == out["one"] and out["param_sharded"]
+
+
+def test_greedy_choice_is_the_first_maximum_as_argmax_gives_it():
+    rng = np.random.default_rng(0)
+    logits = rng.standard_normal((5, 37)).astype(np.float32)
+    logits[1, [3, 20]] = 9.0  # a tie: the first index wins, as in jnp.argmax
+    logits[2, :] = -4.0  # all equal
+    logits[3, -1] = 50.0  # the last entry
+    chosen = decoding.first_argmax(jnp.asarray(logits))
+    np.testing.assert_array_equal(chosen, np.argmax(logits, axis=-1))
+    assert chosen.dtype == jnp.int32 and list(chosen[1:4]) == [3, 0, 36]

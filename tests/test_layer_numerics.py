@@ -21,8 +21,11 @@ from lowres.models import (
     encoder_decoder_config,
 )
 from lowres.models.layers import (
+    CacheSlot,
+    KVCache,
     apply_rope,
     causal_mask,
+    project,
     relative_position_bucket,
     rope_tables,
 )
@@ -378,3 +381,43 @@ def test_t5_bucket_reference_values():
     assert [uni(-n) for n in (0, 15, 16, 17, 19, 20, 21, 32, 64, 127, 128, 1000)] == \
         [0, 15, 16, 16, 17, 17, 18, 21, 26, 31, 31, 31]
     assert {uni(n) for n in range(1, 50)} == {0}
+
+
+# --- projections over merged tokens, and writes into a stacked cache -------------------------------
+
+
+@pytest.mark.parametrize("spec, batched, kernel_shape", [
+    ("te,ef->tf", "bte,ef->btf", (6, 5)),
+    ("te,ehd->thd", "bte,ehd->bthd", (6, 3, 4)),
+    ("thd,hde->te", "bthd,hde->bte", (3, 4, 6)),
+])  # fmt: skip
+def test_project_equals_the_batched_einsum_in_value_and_gradient(spec, batched, kernel_shape):
+    rng = np.random.default_rng(0)
+    x_shape = (2, 7) + ((6,) if spec.startswith("te") else (3, 4))
+    x = jnp.asarray(rng.standard_normal(x_shape), jnp.float32)
+    kernel = jnp.asarray(rng.standard_normal(kernel_shape), jnp.float32)
+    np.testing.assert_allclose(project(spec, x, kernel), jnp.einsum(batched, x, kernel), rtol=1e-5, atol=1e-5)
+    loss = lambda f: lambda x, k: jnp.sum(jnp.sin(f(x, k)))  # noqa: E731
+    ours = jax.grad(loss(lambda x, k: project(spec, x, k)), argnums=(0, 1))(x, kernel)
+    reference = jax.grad(loss(lambda x, k: jnp.einsum(batched, x, k)), argnums=(0, 1))(x, kernel)
+    for a, b in zip(ours, reference):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_a_cache_slot_writes_only_its_layer_and_each_rows_own_slots():
+    layers, batch, heads, slots, dim = 3, 2, 2, 6, 4
+    rng = np.random.default_rng(1)
+    before = rng.standard_normal((layers, batch, heads, slots, dim)).astype(np.float32)
+    stacked = KVCache(jnp.asarray(before), jnp.asarray(-before))
+    new = rng.standard_normal((batch, heads, 2, dim)).astype(np.float32)  # two new slots per row
+    index = np.asarray([1, 3])
+    for layer in (1, jnp.asarray(2)):  # a Python layer (unrolled stacks) or a traced one (scanned)
+        slot = jax.jit(lambda s, k, v, i, layer=layer: CacheSlot(s, layer).write(k, v, i).stacked)(
+            stacked, jnp.asarray(new), jnp.asarray(-new), jnp.asarray(index))
+        expected = before.copy()
+        for row, start in enumerate(index):
+            expected[int(layer), row, :, start:start + 2] = new[row]
+        np.testing.assert_array_equal(slot.key, expected)
+        np.testing.assert_array_equal(slot.value, -expected)
+        view = CacheSlot(slot, layer)
+        np.testing.assert_array_equal(view.key, expected[int(layer)])
