@@ -255,9 +255,16 @@ SKIP = {
         "multi-host GPU launch (needs the other host); tests/test_multihost.py runs 2 CPU processes",
     # Too slow at any size the CLI offers.
     "lowres bench all --json --output bench.json":
-        "7 cases each in its own process (7 min on 2 cores); --steps 1 still leaves the data case's 250 warm-up "
+        "7 cases each in its own process (2-7 min on 2 cores); --steps 1 still leaves the data case's 250 warm-up "
         "batches, the scale search and ~7 process start-ups, and --time_limit_s only turns cases into error rows; "
         "tests/test_bench.py runs `all` on a stub plan",
+    "python3.12 -m venv maxtext-venv": "MaxText's own environment for the side-by-side benchmark (Python 3.12 and a "
+                                       "multi-GB install), not part of CI",
+    'maxtext-venv/bin/pip install "maxtext[tpu]==0.2.5"': "as above: MaxText itself, for `lowres bench compare` only",
+    "lowres bench compare --peer=maxtext --peer_python maxtext-venv/bin/python --rounds 3 --output compare.json":
+        "needs the MaxText venv above and about 6 minutes; tests/test_bench.py checks its log parsing, ratios and "
+        "its one-line errors without MaxText",
+    "lowres bench compare --peer=maxtext": "the same command, named in the case list",
     "benchmarks/gpu.sh benchmarks/results/accelerator":
         "the accelerator benchmark (1B-parameter shapes at sequence 2048); tests/test_bench.py runs the script at "
         "the tiny shape on CPU",

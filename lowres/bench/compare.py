@@ -13,6 +13,7 @@ e.g. a venv made with `python3.12 -m venv mt && mt/bin/pip install "maxtext[tpu]
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import statistics
@@ -64,6 +65,14 @@ def peer_python(given: str | None) -> str:
         raise UsageError(f"--peer_python {python}: cannot import maxtext there ({_last_line(found.stderr)}); "
                          'install it with `pip install "maxtext[tpu]==0.2.5"` in a Python 3.12 venv')
     return python
+
+
+def versions(python: str, packages: Sequence[str]) -> dict[str, str]:
+    """The installed versions of `packages` in the interpreter `python` (recorded beside its numbers)."""
+    code = ("import importlib.metadata as m, json, sys; "
+            f"print(json.dumps({{p: m.version(p) for p in {list(packages)!r}}} | {{'python': sys.version.split()[0]}}))")
+    done = subprocess.run([python, "-c", code], capture_output=True, text=True)
+    return json.loads(done.stdout) if done.returncode == 0 else {"error": _last_line(done.stderr)}
 
 
 def maxtext_command(python: str, steps: int, run_dir: Path) -> list[str]:
@@ -177,7 +186,10 @@ def run(peer: str = "maxtext", python: str | None = None, rounds: int = 2, steps
             log(f"[compare] round {index + 1}/{rounds} done in {elapsed:.0f}s; "
                 f"ETA {elapsed / (index + 1) * (rounds - index - 1):.0f}s")
     rows, ratios = summarize(results, peaks)
-    return report.result("compare", peer=peer, peer_python=python, rounds=rounds, steps=steps,
+    import sys
+
+    return report.result("compare", peer=peer, peer_versions=versions(python, ("maxtext", "jax", "jaxlib", "flax")),
+                         lowres_versions=versions(sys.executable, ("jax", "jaxlib", "flax")), rounds=rounds, steps=steps,
                          peak_gflops=[p / 1e9 for p in peaks], **report.machine_fields(), rows=rows,
                          ratios=ratios, runs=results, wall_s=time.perf_counter() - start)  # fmt: skip
 

@@ -91,7 +91,7 @@ def hf_row(config, batch: int, use_cache: bool, prompt_length: int, new_tokens: 
     if out["new_tokens"] != new_tokens:
         return {"hf_error": f"generated {out['new_tokens']} tokens, not {new_tokens}"}
     return {"hf_latency_s": out["seconds"], "hf_tokens_per_sec": batch * new_tokens / out["seconds"],
-            "torch": out["torch"]}
+            "torch": out["torch"], "transformers": out.get("transformers")}
 
 
 def run(shape: str = "quickstart", steps: int | None = None, log: Callable[[str], None] = print,
@@ -122,7 +122,7 @@ def run(shape: str = "quickstart", steps: int | None = None, log: Callable[[str]
         tokens_per_sec=min(r["lowres_tokens_per_sec"] for r in best),
         min_speedup_vs_hf_at_largest_batch=min((r["speedup_vs_hf"] for r in best if "speedup_vs_hf" in r),
                                                default=None),
-        hf_python=HF_PYTHON if _hf_available() else None, rows=rows, peak_rss_mb=report.peak_rss_mb(),
+        hf_python=Path(HF_PYTHON).name if _hf_available() else None, rows=rows, peak_rss_mb=report.peak_rss_mb(),
         **report.machine_fields(),
     )
 

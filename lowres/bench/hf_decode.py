@@ -51,7 +51,10 @@ def main(spec: dict) -> dict:
     new = out.shape[1] - (0 if spec["architecture"] == "encoder_decoder" else spec["prompt_length"])
     if spec["architecture"] == "encoder_decoder":
         new -= 1  # the decoder start token
-    return {"seconds": statistics.median(times), "new_tokens": int(new), "torch": torch.__version__}
+    import transformers
+
+    return {"seconds": statistics.median(times), "new_tokens": int(new), "torch": torch.__version__,
+            "transformers": transformers.__version__}
 
 
 if __name__ == "__main__":
