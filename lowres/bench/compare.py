@@ -29,6 +29,7 @@ from lowres.errors import UsageError
 PEERS = ("maxtext",)
 PEER_PYTHON_ENV = "LOWRES_MAXTEXT_PYTHON"
 WARMUP_STEPS = 2  # MaxText's first steps include compilation and the first dispatches
+MAXTEXT_TIMEOUT_S = 600  # one MaxText run took about 25 s here
 
 # MaxText's train command for lowres's maxtext-ref shape (decoder-only, d_model 256, 4 layers of 4x64
 # heads, gated SiLU d_ff 1024, vocabulary 32000, sequence 256, batch 4, float32).
@@ -60,7 +61,7 @@ def peer_python(given: str | None) -> str:
         raise UsageError(f"bench compare needs MaxText's interpreter: pass --peer_python PATH or set {PEER_PYTHON_ENV} "
                          '(a Python 3.12 venv with `pip install "maxtext[tpu]==0.2.5"`)')
     found = subprocess.run([python, "-c", "import maxtext, os; print(os.path.dirname(maxtext.__file__))"],
-                           capture_output=True, text=True)  # fmt: skip
+                           capture_output=True, text=True, check=False)  # fmt: skip
     if found.returncode != 0:
         raise UsageError(f"--peer_python {python}: cannot import maxtext there ({_last_line(found.stderr)}); "
                          'install it with `pip install "maxtext[tpu]==0.2.5"` in a Python 3.12 venv')
@@ -71,7 +72,7 @@ def versions(python: str, packages: Sequence[str]) -> dict[str, str]:
     """The installed versions of `packages` in the interpreter `python` (recorded beside its numbers)."""
     code = ("import importlib.metadata as m, json, sys; "
             f"print(json.dumps({{p: m.version(p) for p in {list(packages)!r}}} | {{'python': sys.version.split()[0]}}))")
-    done = subprocess.run([python, "-c", code], capture_output=True, text=True)
+    done = subprocess.run([python, "-c", code], capture_output=True, text=True, check=False)
     return json.loads(done.stdout) if done.returncode == 0 else {"error": _last_line(done.stderr)}
 
 
@@ -105,7 +106,11 @@ def run_maxtext(python: str, steps: int, run_dir: Path, log: Callable[[str], Non
     log(f"[compare] {PEER_LABEL}: MaxText, {steps + WARMUP_STEPS} steps")
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "DECOUPLE_GCLOUD": "TRUE"}
     start = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=run_dir)
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=run_dir,
+                              timeout=MAXTEXT_TIMEOUT_S, check=False)  # fmt: skip
+    except subprocess.TimeoutExpired:
+        return {"error": f"MaxText ran past {MAXTEXT_TIMEOUT_S} s", "wall_s": time.perf_counter() - start}
     steps_logged = parse_maxtext_log(done.stdout + done.stderr)
     if done.returncode != 0 or not steps_logged:
         return {"error": f"MaxText exited {done.returncode}: {_last_line(done.stderr)}", "wall_s": time.perf_counter() - start}
@@ -115,9 +120,9 @@ def run_maxtext(python: str, steps: int, run_dir: Path, log: Callable[[str], Non
 
 
 def run_lowres(argv: Sequence[str], steps: int, log: Callable[[str], None]) -> dict[str, Any]:
-    from lowres.bench.suite import _subprocess_case
+    from lowres.bench.suite import subprocess_case
 
-    return _subprocess_case(["train", *argv, "--steps", str(steps)], log)
+    return subprocess_case(["train", *argv, "--steps", str(steps)], log)
 
 
 def summarize(rounds: list[dict[str, dict[str, Any]]], peaks: list[float]) -> tuple[list[dict], list[dict]]:

@@ -146,7 +146,7 @@ def _children_cpu_s() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _subprocess_case(argv: list[str], log: Callable[[str], None], timeout_s: float | None = None) -> dict[str, Any]:
+def subprocess_case(argv: list[str], log: Callable[[str], None], timeout_s: float | None = None) -> dict[str, Any]:
     """Runs `lowres bench ... --json` in a child process; returns its JSON record (or an error record)."""
     command = [sys.executable, "-m", "lowres.cli", "bench", *argv, "--json"]
     log(f"[all] {' '.join(['lowres', 'bench', *argv])}" + (f" (limit {timeout_s:.0f}s)" if timeout_s else ""))
@@ -203,7 +203,7 @@ def run_all(options: Options, log: Callable[[str], None], plan: list[Step] | Non
         quickstart = next((r.get("tokens_per_sec") for r in results if r.get("shape") == "quickstart"), None)
         if argv[0] == "data" and quickstart:
             argv += ["--trainer_tokens_per_sec", str(quickstart)]
-        results.append(_subprocess_case(argv, log, step.timeout_s))
+        results.append(subprocess_case(argv, log, step.timeout_s))
     rows = [{**{c: r.get(c) for c in SUMMARY_COLUMNS}, "shape": r.get("shape") or r.get("largest_preset"),
              "note": _note(r)} for r in results]
     record = report.result("all", **report.machine_fields(), peak_rss_mb=max(
