@@ -60,8 +60,12 @@ def peer_python(given: str | None) -> str:
     if not python:
         raise UsageError(f"bench compare needs MaxText's interpreter: pass --peer_python PATH or set {PEER_PYTHON_ENV} "
                          '(a Python 3.12 venv with `pip install "maxtext[tpu]==0.2.5"`)')
-    found = subprocess.run([python, "-c", "import maxtext, os; print(os.path.dirname(maxtext.__file__))"],
-                           capture_output=True, text=True, check=False)  # fmt: skip
+    try:
+        found = subprocess.run([python, "-c", "import maxtext, os; print(os.path.dirname(maxtext.__file__))"],
+                               capture_output=True, text=True, check=False)  # fmt: skip
+    except OSError as error:
+        raise UsageError(f"--peer_python {python}: cannot run it ({error.strerror}); give the python of a venv "
+                         'with `pip install "maxtext[tpu]==0.2.5"`') from None
     if found.returncode != 0:
         raise UsageError(f"--peer_python {python}: cannot import maxtext there ({_last_line(found.stderr)}); "
                          'install it with `pip install "maxtext[tpu]==0.2.5"` in a Python 3.12 venv')
