@@ -427,6 +427,8 @@ def test_compare_without_maxtext_is_one_line_naming_what_to_install(capsys, monk
     assert f"--peer_python {sys.executable}: cannot import maxtext" in err and len(err.strip().splitlines()) == 1
     assert cli.main(["bench", "compare", "--peer_python", str(tmp_path / "missing" / "python")]) == 2
     assert f"--peer_python {tmp_path / 'missing' / 'python'}: cannot run it" in capsys.readouterr().err
+    assert cli.main(["bench", "compare", "--rounds", "0"]) == 2
+    assert "--rounds and --steps must be at least 1, got 0 and 20" in capsys.readouterr().err
     assert cli.main(["bench", "compare", "--peer", "levanter"]) == 2
     assert "--peer 'levanter' is not offered" in capsys.readouterr().err
     assert cli.main(["bench", "train", "--rounds", "3"]) == 2

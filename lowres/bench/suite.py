@@ -95,7 +95,8 @@ def run_case(case: str, options: Options, log: Callable[[str], None]) -> tuple[d
     if case == "compare":
         from lowres.bench import compare
 
-        record = compare.run(options.peer or "maxtext", options.peer_python, rounds=options.rounds or 2,
+        record = compare.run(options.peer or "maxtext", options.peer_python,
+                             rounds=2 if options.rounds is None else options.rounds,
                              steps=options.steps or 20, log=log)
         return record, compare.tables(record)
     if case == "all":
