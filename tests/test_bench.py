@@ -429,6 +429,8 @@ def test_compare_without_maxtext_is_one_line_naming_what_to_install(capsys, monk
     assert f"--peer_python {tmp_path / 'missing' / 'python'}: cannot run it" in capsys.readouterr().err
     assert cli.main(["bench", "compare", "--rounds", "0"]) == 2
     assert "--rounds and --steps must be at least 1, got 0 and 20" in capsys.readouterr().err
+    assert cli.main(["bench", "compare", "--shape", "t5-ref"]) == 2
+    assert "bench compare runs fixed cases" in capsys.readouterr().err
     assert cli.main(["bench", "compare", "--peer", "levanter"]) == 2
     assert "--peer 'levanter' is not offered" in capsys.readouterr().err
     assert cli.main(["bench", "train", "--rounds", "3"]) == 2

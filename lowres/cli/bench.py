@@ -77,6 +77,9 @@ def run(args) -> int:
     given = [name for name, value in compare_only.items() if value is not None]
     if args.case != "compare" and given:
         raise UsageError(f"{', '.join(given)} apply to `lowres bench compare` only, not {args.case}")
+    if args.case == "compare" and (args.shape or args.synthetic):
+        raise UsageError("bench compare runs fixed cases (maxtext-ref and t5-ref, synthetic and real); "
+                         "drop --shape and --synthetic, or use `lowres bench train` for one shape")
     options = suite.Options(args.shape, args.steps, args.synthetic, args.trainer_tokens_per_sec, args.peak_size,
                             args.time_limit_s, args.objective, args.architecture, _names(args.parts),
                             _names(args.executors), args.flores_dir, args.plot, args.dtype, args.attention,
