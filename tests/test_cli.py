@@ -176,3 +176,29 @@ def test_an_in_process_command_leaves_no_gin_bindings_behind(tmp_path, capsys):
     assert cli.main(argv) == 2  # refused (no learned_tasks) after the bindings were parsed
     assert "StreamConfig.learned_tasks" in capsys.readouterr().err
     assert StreamConfig().kind == "mixture"  # the default again, not the command's binding
+
+
+def test_hosts_checking_one_directory_at_once_all_find_it_writable(tmp_path):
+    """The hosts of a multi-host run check the shared --model_dir at the same moment: one host's probe
+    must not be removed under another's (a shared probe name failed a 2-process CI run)."""
+    import threading
+
+    from lowres.cli.common import check_writable
+
+    start, failures = threading.Barrier(8), []
+
+    def host():
+        start.wait()
+        for _ in range(300):
+            try:
+                check_writable(tmp_path / "shared", "--model_dir")
+            except Exception as error:  # noqa: BLE001 - any failure is the bug
+                failures.append(error)
+
+    threads = [threading.Thread(target=host) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    assert list((tmp_path / "shared").iterdir()) == []  # no probe left behind

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -60,11 +61,12 @@ def split_gin_bindings(argv: Sequence[str]) -> tuple[list[str], list[str]]:
 
 
 def check_writable(directory: Path, option: str) -> None:
+    """Creates `directory` if needed and writes a probe file there. The probe's name is unique, so the
+    hosts of a multi-host run can check one shared directory at the same moment."""
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        probe = directory / ".lowres-write-test"
-        probe.write_text("")
-        probe.unlink()
+        with tempfile.NamedTemporaryFile(dir=directory, prefix=".lowres-write-test-"):
+            pass
     except OSError as error:
         raise NotWritableError(
             f"{option}={directory} is not writable ({error.strerror}); choose a directory you can write to"
