@@ -18,6 +18,8 @@ import os
 import re
 import statistics
 import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -54,8 +56,9 @@ TABLE_COLUMNS = ("case", "tokens_per_sec", "tokens_per_sec_runs", "mfu", "step_t
 RATIO_COLUMNS = ("ratio", "value", "target", "met")
 
 
-def peer_python(given: str | None) -> str:
-    """The MaxText interpreter: `given`, else LOWRES_MAXTEXT_PYTHON; one clear line when neither works."""
+def find_maxtext(given: str | None) -> tuple[str, Path]:
+    """MaxText's interpreter (`given`, else LOWRES_MAXTEXT_PYTHON) and its configs/base.yml; one clear line
+    when neither works."""
     python = given or os.environ.get(PEER_PYTHON_ENV, "")
     if not python:
         raise UsageError(f"bench compare needs MaxText's interpreter: pass --peer_python PATH or set {PEER_PYTHON_ENV} "
@@ -69,7 +72,7 @@ def peer_python(given: str | None) -> str:
     if found.returncode != 0:
         raise UsageError(f"--peer_python {python}: cannot import maxtext there ({_last_line(found.stderr)}); "
                          'install it with `pip install "maxtext[tpu]==0.2.5"` in a Python 3.12 venv')
-    return python
+    return python, Path(found.stdout.strip()) / "configs" / "base.yml"
 
 
 def versions(python: str, packages: Sequence[str]) -> dict[str, str]:
@@ -80,10 +83,8 @@ def versions(python: str, packages: Sequence[str]) -> dict[str, str]:
     return json.loads(done.stdout) if done.returncode == 0 else {"error": _last_line(done.stderr)}
 
 
-def maxtext_command(python: str, steps: int, run_dir: Path) -> list[str]:
-    package = subprocess.run([python, "-c", "import maxtext, os; print(os.path.dirname(maxtext.__file__))"],
-                             capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
-    return [python, "-m", "maxtext.trainers.pre_train.train", str(Path(package) / "configs" / "base.yml"),
+def maxtext_command(python: str, base_config: Path, steps: int, run_dir: Path) -> list[str]:
+    return [python, "-m", "maxtext.trainers.pre_train.train", str(base_config),
             f"run_name=lowres-compare-{time.time_ns()}", f"base_output_directory={run_dir}", f"steps={steps}",
             *MAXTEXT_SETTINGS]  # fmt: skip
 
@@ -103,10 +104,11 @@ def maxtext_record(steps: list[dict[str, float]], tokens_per_step: int) -> dict[
     return {"step_time_median_s": median, "tokens_per_sec": tokens_per_step / median, "timed_steps": len(timed)}
 
 
-def run_maxtext(python: str, steps: int, run_dir: Path, log: Callable[[str], None]) -> dict[str, Any]:
+def run_maxtext(python: str, base_config: Path, steps: int, run_dir: Path,
+                log: Callable[[str], None]) -> dict[str, Any]:  # fmt: skip
     from lowres.bench.train import get_shape
 
-    command = maxtext_command(python, steps + WARMUP_STEPS, run_dir)
+    command = maxtext_command(python, base_config, steps + WARMUP_STEPS, run_dir)
     log(f"[compare] {PEER_LABEL}: MaxText, {steps + WARMUP_STEPS} steps")
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "DECOUPLE_GCLOUD": "TRUE"}
     start = time.perf_counter()
@@ -172,9 +174,7 @@ def run(peer: str = "maxtext", python: str | None = None, rounds: int = 2, steps
         raise UsageError(f"--peer {peer!r} is not offered; choose one of {', '.join(PEERS)}")
     if rounds < 1 or steps < 1:
         raise UsageError(f"--rounds and --steps must be at least 1, got {rounds} and {steps}")
-    python = peer_python(python)
-    import tempfile
-
+    python, base_config = find_maxtext(python)
     from lowres.training import peak as peak_lib
 
     results, peaks = [], []
@@ -187,7 +187,7 @@ def run(peer: str = "maxtext", python: str | None = None, rounds: int = 2, steps
                 f"load average {os.getloadavg()[0]:.2f}")
             cases: list[tuple[str, Callable[[], dict[str, Any]]]] = [
                 (label, lambda argv=argv: run_lowres(argv, steps, log)) for label, argv in LOWRES_CASES]
-            cases.insert(0, (PEER_LABEL, lambda: run_maxtext(python, steps, Path(work), log)))
+            cases.insert(0, (PEER_LABEL, lambda: run_maxtext(python, base_config, steps, Path(work), log)))
             if index % 2:
                 cases.reverse()
             results.append({label: measure() for label, measure in cases})
@@ -195,8 +195,6 @@ def run(peer: str = "maxtext", python: str | None = None, rounds: int = 2, steps
             log(f"[compare] round {index + 1}/{rounds} done in {elapsed:.0f}s; "
                 f"ETA {elapsed / (index + 1) * (rounds - index - 1):.0f}s")
     rows, ratios = summarize(results, peaks)
-    import sys
-
     return report.result("compare", peer=peer, peer_versions=versions(python, ("maxtext", "jax", "jaxlib", "flax")),
                          lowres_versions=versions(sys.executable, ("jax", "jaxlib", "flax")), rounds=rounds, steps=steps,
                          peak_gflops=[p / 1e9 for p in peaks], **report.machine_fields(), rows=rows,

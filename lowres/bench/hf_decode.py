@@ -35,6 +35,7 @@ def _model(spec: dict):
 
 def main(spec: dict) -> dict:
     import torch
+    import transformers
 
     torch.manual_seed(0)
     model = _model(spec).eval()
@@ -51,8 +52,6 @@ def main(spec: dict) -> dict:
     new = out.shape[1] - (0 if spec["architecture"] == "encoder_decoder" else spec["prompt_length"])
     if spec["architecture"] == "encoder_decoder":
         new -= 1  # the decoder start token
-    import transformers
-
     return {"seconds": statistics.median(times), "new_tokens": int(new), "torch": torch.__version__,
             "transformers": transformers.__version__}
 

@@ -77,7 +77,8 @@ def filter_logits(logits: jax.Array, top_k: int = 0, top_p: float = 1.0) -> jax.
 
 def first_argmax(logits: jax.Array) -> jax.Array:
     """jnp.argmax over the last axis (the first index of the maximum) as two plain reductions: XLA:CPU
-    runs argmax's paired (value, index) reduction unvectorised, 4x slower at [32, 4000]."""
+    runs argmax's paired (value, index) reduction as one slow loop fusion: 8 ms of an 85 ms batch-32
+    quickstart decode in the profile, where this form no longer showed among the costly ops."""
     best = jnp.max(logits, axis=-1, keepdims=True)
     ids = jnp.arange(logits.shape[-1], dtype=jnp.int32)
     return jnp.min(jnp.where(logits == best, ids, logits.shape[-1]), axis=-1)

@@ -189,15 +189,17 @@ class DecoderOnly(nnx.Module):
         decoder_input_tokens: jax.Array,
         cache: KVCache,
         decoder_causal_attention: jax.Array | None = None,
-        return_features: bool = False,
     ) -> tuple[jax.Array, KVCache]:
         """Runs a prompt [B, P] into cache slots 0..P-1 (prefix positions bidirectional as in `__call__`);
-        returns its float32 logits [B, P, vocab] and the cache (and the final features with `return_features`)."""
-        start = jnp.zeros((decoder_input_tokens.shape[0],), jnp.int32)
-        features, cache = self._extend(decoder_input_tokens, cache, start, decoder_causal_attention)
-        if return_features:
-            return self.unembed(features), cache, features
+        returns its float32 logits [B, P, vocab] and the cache."""
+        features, cache = self._prefill_features(decoder_input_tokens, cache, decoder_causal_attention)
         return self.unembed(features), cache
+
+    def _prefill_features(
+        self, tokens: jax.Array, cache: KVCache, causal_attention: jax.Array | None
+    ) -> tuple[jax.Array, KVCache]:
+        """`prefill` up to the final features [B, P, d_model]: decoding unembeds only the positions it needs."""
+        return self._extend(tokens, cache, jnp.zeros((tokens.shape[0],), jnp.int32), causal_attention)
 
     def decode_step(
         self, token: jax.Array, cache: KVCache, position: jax.Array | int, return_features: bool = False
@@ -294,7 +296,7 @@ class DecoderOnly(nnx.Module):
             cache = self.init_cache(batch, width + max_length)
             # Only the last prompt position's logits are needed: unembedding every position cost more than
             # a whole decode step at batch 32.
-            features, cache = self._extend(prompt, cache, jnp.zeros((batch,), jnp.int32), prefix_of.astype(jnp.int32))
+            features, cache = self._prefill_features(prompt, cache, prefix_of.astype(jnp.int32))
 
             def step(token, state, i):
                 cache, lengths = state
