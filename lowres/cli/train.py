@@ -42,6 +42,18 @@ def _initialize_distributed(args) -> None:
     )
 
 
+def _finish_distributed() -> None:
+    """Ends a multi-host run that finished: every host meets at a barrier, then leaves the coordination
+    service while all are still alive. Left to interpreter exit, process 0 could tear down the
+    coordinator's server while another host still had a request in flight, and exit non-zero after
+    training had ended (seen in a 2-process CI run)."""
+    import jax
+    from jax.experimental import multihost_utils
+
+    multihost_utils.sync_global_devices("lowres-train-finished")
+    jax.distributed.shutdown()
+
+
 def run(args) -> int:
     model_dir = Path(args.model_dir)
     common.check_writable(model_dir, "--model_dir")
@@ -59,9 +71,12 @@ def run(args) -> int:
         summary = train_job(model_dir, settings, progress=not args.no_progress)
     import jax
 
-    history = summary["history"]
-    if jax.process_index() != 0:  # one summary per run, from process 0
+    first_process = jax.process_index() == 0
+    if args.distributed:
+        _finish_distributed()
+    if not first_process:  # one summary per run, from process 0
         return 0
+    history = summary["history"]
     if history:
         print(
             f"trained steps {summary['start_step']}..{summary['final_step']}: loss {history[0]['loss']:.4f} -> "
