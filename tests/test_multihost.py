@@ -52,6 +52,10 @@ SCRIPT = textwrap.dedent(
     prints = gather_fingerprints(batch_fingerprint(local))
     if jax.process_index() == 0:
         print("RESULT" + json.dumps({"losses": losses, "fingerprints": prints, "seed": seed}))
+    if num_processes > 1:  # leave together, as `lowres train --distributed` does
+        from jax.experimental import multihost_utils
+        multihost_utils.sync_global_devices("test-finished")
+        jax.distributed.shutdown()
     """
 )
 
