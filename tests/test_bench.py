@@ -45,6 +45,7 @@ def test_cpu_peak_is_measured_and_cached(monkeypatch):
 # --- FLOP accounting -------------------------------------------------------------------------------
 
 import json
+import platform
 import sys
 
 
@@ -118,6 +119,16 @@ def test_scale_candidates_run_largest_first_down_to_gpt2_small():
     sizes = [decoder_only_config(n, 32000).num_params() for n in names]
     assert sizes == sorted(sizes, reverse=True) and sizes[-1] >= 124e6
     assert scale.train_state_gib(2**28) == 4.0  # parameters, gradients, two moments, 4 bytes each
+
+
+def test_records_name_the_cpu_they_ran_on(tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC 9B14\n\n"
+                       "processor\t: 1\nmodel name\t: AMD EPYC 9B14\n")
+    assert report.cpu_model(cpuinfo) == "AMD EPYC 9B14"
+    fallback = report.cpu_model(tmp_path / "absent")  # not Linux: what `platform` knows, never empty
+    assert fallback and fallback == (platform.processor() or platform.machine())
+    assert report.machine_fields()["cpu_model"] == report.cpu_model()
 
 
 # --- JSON schema on tiny synthetic runs (never timings) ----------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import resource
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
@@ -26,6 +27,7 @@ COMMON_FIELDS = (
     "peak_rss_mb",
     "device",
     "num_devices",
+    "cpu_model",
     "load_average",
 )
 
@@ -76,14 +78,28 @@ def peak_rss_mb(children: bool = False) -> float:
     return resource.getrusage(who).ru_maxrss / 1024.0  # Linux reports KiB
 
 
+def cpu_model(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """The host CPU's model name (Linux's cpuinfo), else what `platform` knows: records from two
+    machines differ by up to 2.5x in matmul peak, so a record says which machine it came from."""
+    try:
+        for line in cpuinfo.read_text(errors="replace").splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name" and value.strip():
+                return value.strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def machine_fields() -> dict[str, Any]:
-    """Device kind and count, and the 1-minute load average (the machine may be shared)."""
+    """Device kind and count, the host CPU, and the 1-minute load average (the machine may be shared)."""
     import jax
 
     device = jax.devices()[0]
     return {
         "device": f"{device.platform}:{device.device_kind}",
         "num_devices": jax.device_count(),
+        "cpu_model": cpu_model(),
         "cpu_cores": os.cpu_count(),
         "load_average": round(os.getloadavg()[0], 2),
     }
